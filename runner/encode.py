@@ -1,0 +1,130 @@
+"""H.264 encoding with PyAV's libx264, tuned for interactive latency.
+
+Constrained Baseline (what LiveKit's SDP advertises), ``zerolatency`` (no B-frames, no
+lookahead: one picture in, one access unit out), no periodic keyframes except a long safety
+interval, and an IDR with in-band SPS/PPS whenever the caller asks. Every access unit leaves
+here with 4-byte start codes, the form the receiving browser rebuilds from RTP (the E2EE
+header authenticates those bytes).
+
+Not thread-safe: the pipeline calls one encoder from one executor thread.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+from av.video.frame import PictureType
+
+from runner.annexb import normalize_start_codes
+
+PTS_CLOCK_HZ = 90_000  # RTP's video clock; any fixed rate works for libx264's rate control
+# VBV buffer in seconds of the current bitrate: small enough that a burst (an IDR, a page of new
+# text) never queues much more than this on the wire, large enough that an IDR is not mush.
+VBV_BUFFER_S = 0.25
+
+
+class EncoderError(RuntimeError):
+    """libx264 could not be opened or failed on a frame."""
+
+
+@dataclass(frozen=True)
+class AccessUnit:
+    """One encoded picture: Annex B with 4-byte start codes, SPS/PPS in band on keyframes."""
+
+    data: bytes
+    keyframe: bool
+    width: int
+    height: int
+    encode_s: float
+
+
+class H264Encoder:
+    """libx264 for one picture size; make a new one when the size changes."""
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        *,
+        fps: float,
+        bitrate: int,
+        preset: str = "ultrafast",
+        threads: int = 0,
+        slices: int = 1,
+        keyframe_interval_s: float = 300.0,
+        max_bitrate: int | None = None,
+    ) -> None:
+        if width <= 0 or height <= 0 or width % 2 or height % 2:
+            raise EncoderError(f"picture size {width}x{height} must be positive and even")
+        self.width, self.height = width, height
+        self.bitrate = bitrate
+        self._pts = 0
+        self._pts_step = max(1, round(PTS_CLOCK_HZ / fps))
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.width, ctx.height = width, height
+        ctx.pix_fmt = "yuv420p"
+        ctx.time_base = Fraction(1, PTS_CLOCK_HZ)
+        ctx.framerate = Fraction(round(fps * 1000), 1000)
+        ctx.bit_rate = bitrate
+        ctx.max_b_frames = 0
+        ctx.gop_size = max(1, round(keyframe_interval_s * fps))
+        ctx.thread_count = threads
+        # Sliced threads keep one-in-one-out; frame threads would add a frame of delay each.
+        ctx.thread_type = "SLICE"
+        ctx.options = {
+            "preset": preset,
+            "tune": "zerolatency",
+            "profile": "baseline",
+            "forced-idr": "1",
+            # PyAV cannot change the VBV ceiling of an open encoder (only bit_rate, which
+            # libx264 picks up by reconfiguring), so the ceiling is the configured maximum.
+            "maxrate": str(max_bitrate or bitrate),
+            "bufsize": str(int((max_bitrate or bitrate) * VBV_BUFFER_S)),
+            "x264-params": f"scenecut=0:slices={slices}:bframes=0:repeat-headers=1:aud=0",
+        }
+        try:
+            ctx.open()
+        except av.FFmpegError as exc:
+            raise EncoderError(f"cannot open libx264 at {width}x{height}: {exc}") from exc
+        self._ctx = ctx
+
+    def set_bitrate(self, bitrate: int) -> None:
+        """Change the target; libx264 reconfigures itself on the next frame, no new IDR."""
+        self.bitrate = bitrate
+        self._ctx.bit_rate = bitrate
+
+    def encode(self, bgra: np.ndarray, *, keyframe: bool = False) -> AccessUnit:
+        """Encode one (height, width, 4) BGRA picture; ``keyframe`` forces an IDR."""
+        if bgra.shape[0] != self.height or bgra.shape[1] != self.width:
+            raise EncoderError(
+                f"picture is {bgra.shape[1]}x{bgra.shape[0]}, encoder is {self.width}x{self.height}"
+            )
+        started = time.perf_counter()
+        frame = av.VideoFrame.from_ndarray(bgra, format="bgra")
+        frame.pts = self._pts
+        self._pts += self._pts_step
+        if keyframe:
+            frame.pict_type = PictureType.I
+        try:
+            packets = self._ctx.encode(frame)
+        except av.FFmpegError as exc:
+            raise EncoderError(f"libx264 failed: {exc}") from exc
+        if len(packets) != 1:
+            # zerolatency means one packet per picture; anything else is a configuration bug.
+            raise EncoderError(f"libx264 returned {len(packets)} packets for one picture")
+        packet = packets[0]
+        data = normalize_start_codes(bytes(packet))
+        return AccessUnit(
+            data=data,
+            keyframe=bool(packet.is_keyframe),
+            width=self.width,
+            height=self.height,
+            encode_s=time.perf_counter() - started,
+        )
+
+    def close(self) -> None:
+        self._ctx = None  # type: ignore[assignment]

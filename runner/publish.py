@@ -1,0 +1,205 @@
+"""LiveKit: one connection to a room with one pre-encoded H.264 screen-share track.
+
+A ``Publisher`` lives for one connection. When the SDK gives up on a connection it reports
+"disconnected"; the service then builds a new ``Publisher`` (new ``rtc.Room``, freshly minted
+token, republished track) instead of reusing anything from the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from dataclasses import dataclass
+
+from livekit import api, rtc
+
+from runner.config import Settings
+from runner.logs import get_logger, register_secrets
+
+log = get_logger(__name__)
+
+TRACK_NAME = "screen"
+# libwebrtc drops a frame whose capture time does not advance by at least 1 ms.
+MIN_TIMESTAMP_STEP_US = 1000
+
+
+def mint_token(settings: Settings) -> str:
+    """A fresh access token with only the grants the runner needs.
+
+    Join this one room, publish a screen share, send and receive data; no subscribing to
+    other people's media, no room administration.
+    """
+    lk = settings.livekit
+    if lk.token is not None:
+        return lk.token.get_secret_value()
+    assert lk.api_key is not None and lk.api_secret is not None  # checked by Settings
+    grants = api.VideoGrants(
+        room_join=True,
+        room=lk.room,
+        can_publish=True,
+        can_subscribe=False,
+        can_publish_data=True,
+        can_publish_sources=["screen_share"],
+    )
+    token = (
+        api.AccessToken(lk.api_key, lk.api_secret.get_secret_value())
+        .with_identity(lk.identity)
+        .with_name(lk.name)
+        .with_grants(grants)
+        .with_ttl(datetime.timedelta(seconds=lk.token_ttl_s))
+        .to_jwt()
+    )
+    register_secrets([token])
+    return token
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What the receivers asked for since the last poll."""
+
+    keyframe: bool
+    target_bitrate: int | None
+
+
+class Publisher:
+    """A connected room and its published screen-share track. Create with ``connect``."""
+
+    def __init__(self, room: rtc.Room, source: rtc.EncodedVideoSource, track_sid: str) -> None:
+        self.room = room
+        self.source = source
+        self.track_sid = track_sid
+        self.disconnected = asyncio.Event()
+        self.disconnect_reason: str = ""
+        self._last_ts_us = 0
+        room.on("disconnected", self._on_disconnected)
+        room.on("reconnecting", lambda: log.warning("livekit_reconnecting"))
+        room.on("reconnected", lambda: log.info("livekit_reconnected"))
+
+    def _on_disconnected(self, reason: rtc.DisconnectReason.ValueType = 0) -> None:
+        try:
+            self.disconnect_reason = rtc.DisconnectReason.Name(reason)
+        except ValueError:
+            self.disconnect_reason = str(reason)
+        self.disconnected.set()
+
+    @classmethod
+    async def connect(cls, settings: Settings, width: int, height: int) -> Publisher:
+        """Connect, publish the track and return; raises on any failure (nothing left open)."""
+        lk, e2ee = settings.livekit, settings.e2ee
+        assert lk.url is not None and e2ee.passphrase is not None
+        passphrase = e2ee.passphrase.get_secret_value().encode()
+        options = rtc.RoomOptions(
+            auto_subscribe=False,
+            dynacast=False,
+            connect_timeout=lk.connect_timeout_s,
+            # `encryption` (not the deprecated `e2ee`) also encrypts data packets.
+            encryption=rtc.E2EEOptions(
+                key_provider_options=rtc.KeyProviderOptions(shared_key=passphrase)
+            ),
+        )
+        room = rtc.Room()
+        try:
+            await asyncio.wait_for(
+                room.connect(lk.url, mint_token(settings), options), timeout=lk.connect_timeout_s + 5
+            )
+            key_provider = room.e2ee_manager.key_provider
+            if e2ee.key_index != 0 and key_provider is not None:
+                key_provider.set_shared_key(passphrase, e2ee.key_index)
+            source = rtc.EncodedVideoSource(width, height)
+            track = rtc.LocalVideoTrack.create_video_track(TRACK_NAME, source)
+            publish_options = rtc.TrackPublishOptions(
+                source=rtc.TrackSource.SOURCE_SCREENSHARE,
+                video_codec=rtc.VideoCodec.H264,
+                video_encoder=rtc.VideoEncoderBackend.ENCODER_BACKEND_PRE_ENCODED,
+                simulcast=False,
+            )
+            publish_options.video_encoding.max_bitrate = settings.encoder.max_bitrate
+            publish_options.video_encoding.max_framerate = settings.capture.fps
+            publication = await room.local_participant.publish_track(track, publish_options)
+            publisher = cls(room, source, publication.sid)
+            publisher._configure_frame_cryptor(settings)
+        except BaseException:
+            await room.disconnect()
+            raise
+        log.info(
+            "track_published",
+            room=lk.room,
+            identity=lk.identity,
+            track_sid=publication.sid,
+            width=width,
+            height=height,
+            frame_engine=e2ee.frame_engine,
+            key_index=e2ee.key_index,
+        )
+        return publisher
+
+    def _configure_frame_cryptor(self, settings: Settings) -> None:
+        """Make sure each frame is encrypted exactly once.
+
+        With ``frame_engine = "runner"`` the pipeline encrypts access units before
+        ``capture_frame``; the SDK's cryptor for this track is switched off (the track is
+        still announced as GCM, so viewers decrypt, and data packets stay SDK-encrypted).
+        With ``"sdk"`` the SDK's cryptor encrypts, at the configured key index.
+        """
+        identity = self.room.local_participant.identity
+        cryptors = [
+            c
+            for c in self.room.e2ee_manager.frame_cryptors()
+            if c.track_sid == self.track_sid and c.participant_identity == identity
+        ]
+        if not cryptors:
+            raise RuntimeError(f"no SDK frame cryptor found for track {self.track_sid}")
+        for cryptor in cryptors:
+            if settings.e2ee.frame_engine == "runner":
+                cryptor.set_enabled(False)
+            else:
+                cryptor.set_key_index(settings.e2ee.key_index)
+                cryptor.set_enabled(True)
+
+    def set_sdk_key(self, passphrase: bytes, key_index: int, *, use_for_frames: bool) -> None:
+        """Install a key in the SDK's provider (data packets; frames with the sdk engine)."""
+        key_provider = self.room.e2ee_manager.key_provider
+        if key_provider is None:
+            return
+        key_provider.set_shared_key(passphrase, key_index)
+        if use_for_frames:
+            identity = self.room.local_participant.identity
+            for cryptor in self.room.e2ee_manager.frame_cryptors():
+                if cryptor.track_sid == self.track_sid and cryptor.participant_identity == identity:
+                    cryptor.set_key_index(key_index)
+
+    @property
+    def subscribers(self) -> int:
+        """Remote participants in the room (the SDK does not expose per-track subscribers)."""
+        return len(self.room.remote_participants)
+
+    def take_feedback(self) -> Feedback:
+        feedback = self.source.take_feedback()
+        rate = feedback.rate_control
+        target = rate.target_bitrate_bps if rate is not None and rate.target_bitrate_bps > 0 else None
+        return Feedback(keyframe=feedback.keyframe_requested, target_bitrate=target)
+
+    def next_timestamp_us(self, captured_at_s: float) -> int:
+        """Capture time in µs, forced to rise by at least 1 ms per frame."""
+        ts = max(int(captured_at_s * 1_000_000), self._last_ts_us + MIN_TIMESTAMP_STEP_US)
+        self._last_ts_us = ts
+        return ts
+
+    def push(self, data: bytes, *, keyframe: bool, width: int, height: int, timestamp_us: int) -> bool:
+        frame = rtc.EncodedVideoFrame(
+            data=data,
+            width=width,
+            height=height,
+            codec=rtc.VideoCodec.H264,
+            frame_type=rtc.EncodedFrameType.ENCODED_FRAME_KEY
+            if keyframe
+            else rtc.EncodedFrameType.ENCODED_FRAME_DELTA,
+            timestamp_us=timestamp_us,
+        )
+        return self.source.capture_frame(frame)
+
+    async def close(self) -> None:
+        try:
+            await self.room.disconnect()
+        finally:
+            await self.source.aclose()

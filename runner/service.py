@@ -1,0 +1,233 @@
+"""The daemon's life, top to bottom: startup -> main loop -> shutdown.
+
+Startup opens the display (a missing display is a clear, immediate error) and derives the
+E2EE key. The main loop is one ``asyncio.TaskGroup``: the connection supervisor (connect with
+capped backoff, hand the publisher to the pipeline, rebuild everything after the SDK gives
+up), the capture and encode tasks, and the status line. A crash in any of them stops the group
+and the process exits non-zero, logged. Signal handlers only set flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from runner import e2ee
+from runner.capture import DisplayError, ScreenGrabber
+from runner.config import ConfigError, Settings, load_settings
+from runner.logs import get_logger, register_secrets
+from runner.publish import Publisher
+from runner.session import Pipeline, Sealer
+
+log = get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+CODEC = "h264"
+
+
+class FrameKeys:
+    """The runner's frame-encryption keys: a KeyRing plus the passphrase per index."""
+
+    def __init__(self, passphrase: str, key_index: int) -> None:
+        self.ring = e2ee.KeyRing()
+        self.passphrase = passphrase
+        self.ring.set_key(e2ee.derive_key(passphrase), key_index)
+        self.ring.current_index = key_index
+
+    def rotate(self, passphrase: str, key_index: int) -> None:
+        self.ring.set_key(e2ee.derive_key(passphrase), key_index)
+        self.ring.current_index = key_index
+        self.passphrase = passphrase
+
+    def sealer(self) -> Sealer:
+        ring = self.ring
+
+        def seal(data: bytes, keyframe: bool) -> bytes:
+            index = ring.current_index
+            return e2ee.encrypt_frame(data, ring.get_key(index), codec=CODEC, key_index=index, keyframe=keyframe)
+
+        return seal
+
+
+def _backoff(attempt: int, initial: float, cap: float) -> float:
+    """Capped exponential backoff with +-20 % jitter, so many runners do not retry in step."""
+    base = min(cap, initial * (2 ** min(attempt, 16)))
+    return base * random.uniform(0.8, 1.2)
+
+
+class Service:
+    def __init__(self, settings: Settings, reload: Callable[[], Settings] | None = None) -> None:
+        self.settings = settings
+        self._reload = reload
+        self.stop = asyncio.Event()
+        self._signals = 0
+        passphrase = settings.e2ee.passphrase
+        assert passphrase is not None
+        self.keys = FrameKeys(passphrase.get_secret_value(), settings.e2ee.key_index)
+        # (passphrase, key_index) as last read from the configuration, to tell a real change
+        # on SIGHUP from a re-read of the same key.
+        self._configured_key = (passphrase.get_secret_value(), settings.e2ee.key_index)
+        self.grabber = ScreenGrabber(settings.capture.display, settings.capture.monitor)
+        seal: Sealer = self.keys.sealer() if settings.e2ee.frame_engine == "runner" else (lambda d, k: d)
+        self.pipeline = Pipeline(settings, self.grabber, seal)
+
+    # --- signals: set flags, nothing else ----------------------------------------------------
+    def _on_stop_signal(self, signame: str) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second_signal_exit_now", signal=signame)
+            os._exit(EXIT_FAILURE)
+        log.info("stopping", signal=signame)
+        self.stop.set()
+
+    def _on_hup(self) -> None:
+        asyncio.get_running_loop().create_task(self._apply_reload())
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig.name)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+
+    # --- life ----------------------------------------------------------------------------
+    async def run(self) -> int:
+        self._install_signals()
+        try:
+            await self.pipeline.run_in_capture_thread(self.grabber.open)
+        except DisplayError as exc:
+            log.error("display_unavailable", error=str(exc))
+            self.pipeline.close()
+            return EXIT_FAILURE
+        width, height = self.grabber.size
+        log.info(
+            "starting",
+            display=self.grabber.display,
+            capture_backend=self.grabber.backend,
+            monitor=self.settings.capture.monitor,
+            width=width,
+            height=height,
+            fps=self.settings.capture.fps,
+            frame_engine=self.settings.e2ee.frame_engine,
+            key_index=self.keys.ring.current_index,
+            key=self.keys.ring.fingerprint(),
+        )
+        failed = False
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(self._connection_loop(), name="connection"),
+                    tg.create_task(self.pipeline.capture_loop(), name="capture"),
+                    tg.create_task(self.pipeline.encode_loop(), name="encode"),
+                ]
+                if self.settings.log.status_interval_s > 0:
+                    tasks.append(
+                        tg.create_task(self.pipeline.status_loop(self.settings.log.status_interval_s), name="status")
+                    )
+                await self.stop.wait()
+                for task in tasks:
+                    task.cancel()
+        except* Exception as group:
+            for exc in group.exceptions:
+                log.error("task_failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+            failed = True
+        finally:
+            await self._shutdown()
+        return EXIT_FAILURE if failed else EXIT_OK
+
+    async def _shutdown(self) -> None:
+        publisher, self.pipeline.publisher = self.pipeline.publisher, None
+        if publisher is not None:
+            try:
+                await asyncio.wait_for(publisher.close(), timeout=2.0)
+            except (TimeoutError, Exception) as exc:  # shutting down: report, don't hang
+                log.warning("disconnect_failed", error=f"{type(exc).__name__}: {exc}")
+        await asyncio.to_thread(self.pipeline.close)
+        log.info("stopped")
+
+    async def _connection_loop(self) -> None:
+        lk = self.settings.livekit
+        attempt = 0
+        while True:
+            width, height = self.grabber.size
+            try:
+                publisher = await Publisher.connect(self.settings, width, height)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = _backoff(attempt, lk.retry_initial_s, lk.retry_max_s)
+                log.warning(
+                    "connect_failed",
+                    url=lk.url,
+                    error=f"{type(exc).__name__}: {exc}",
+                    attempt=attempt + 1,
+                    retry_in_s=round(delay, 2),
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            self.pipeline.attach(publisher)
+            try:
+                await publisher.disconnected.wait()
+            finally:
+                self.pipeline.detach()
+            log.warning("livekit_disconnected", reason=publisher.disconnect_reason)
+            await publisher.close()
+            await asyncio.sleep(_backoff(0, lk.retry_initial_s, lk.retry_max_s))
+
+    # --- SIGHUP --------------------------------------------------------------------------
+    async def _apply_reload(self) -> None:
+        if self._reload is None:
+            log.info("reload_ignored", reason="no configuration source to re-read")
+            return
+        try:
+            new = await asyncio.to_thread(self._reload)
+        except ConfigError as exc:
+            log.error("reload_failed", error=str(exc))
+            return
+        old = self.settings
+        assert new.e2ee.passphrase is not None
+        register_secrets(new.secrets())
+        passphrase = new.e2ee.passphrase.get_secret_value()
+        index = new.e2ee.key_index
+        if (passphrase, index) != self._configured_key:
+            self._configured_key = (passphrase, index)
+            if index == self.keys.ring.current_index:
+                # Same index, new key: move to the next slot so in-flight frames under the old
+                # key stay decryptable and viewers can hold both keys (JS rings have 16 slots).
+                index = (index + 1) % e2ee.DEFAULT_RING_SIZE
+            self.keys.rotate(passphrase, index)
+            publisher = self.pipeline.publisher
+            if publisher is not None:
+                publisher.set_sdk_key(
+                    passphrase.encode(), index, use_for_frames=old.e2ee.frame_engine == "sdk"
+                )
+            self.pipeline.request_keyframe()
+            log.info("e2ee_key_rotated", key_index=index, key=self.keys.ring.fingerprint())
+        restart_needed = [
+            name
+            for name in ("livekit", "capture", "encoder")
+            if getattr(new, name) != getattr(old, name)
+        ]
+        if new.e2ee.frame_engine != old.e2ee.frame_engine:
+            restart_needed.append("e2ee.frame_engine")
+        if restart_needed:
+            log.warning("reload_needs_restart", sections=restart_needed)
+
+
+def run_service(config_file: Path | None, overrides: dict[str, Any], settings: Settings) -> int:
+    register_secrets(settings.secrets())
+
+    def reload() -> Settings:
+        return load_settings(config_file, overrides)
+
+    async def main() -> int:
+        return await Service(settings, reload).run()
+
+    return asyncio.run(main())

@@ -1,0 +1,223 @@
+"""The frame path: capture -> encode -> encrypt -> publish.
+
+Two tasks on the event loop, each handing its blocking work to its own single-thread executor:
+the capture task grabs at a steady ``capture.fps`` into a one-slot mailbox, the encode task
+takes the newest picture, encodes and encrypts it off the loop, and hands it to the publisher.
+A grab therefore overlaps the previous frame's encode, and when encoding falls behind the
+oldest picture is dropped, never queued (latency beats completeness on a remote desktop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from runner.capture import CapturedFrame, DisplayError, ScreenGrabber
+from runner.config import Settings
+from runner.encode import AccessUnit, H264Encoder
+from runner.logs import get_logger
+from runner.publish import Publisher
+
+log = get_logger(__name__)
+
+# Follow the receivers' bitrate target only when it moved by more than this fraction, so the
+# encoder is not reconfigured on every wobble of the estimate.
+BITRATE_HYSTERESIS = 0.15
+DISPLAY_RETRY_S = 1.0
+
+Sealer = Callable[[bytes, bool], bytes]
+"""Encrypts one access unit (data, keyframe) for the wire; identity for the SDK engine."""
+
+
+@dataclass
+class Stats:
+    """Counters since start; the status line reports their rates over each interval."""
+
+    captured: int = 0
+    published: int = 0
+    rejected: int = 0
+    dropped: int = 0
+    keyframes: int = 0
+    keyframe_requests: int = 0
+    bytes_published: int = 0
+    encode_s: float = 0.0
+    encoded: int = 0
+    bitrate_target: int = 0
+    last_published_at: float = field(default=0.0)
+
+    def snapshot(self) -> Stats:
+        return Stats(**self.__dict__)
+
+
+class Pipeline:
+    """Runs the frame path for whichever Publisher is attached (none: it idles)."""
+
+    def __init__(self, settings: Settings, grabber: ScreenGrabber, seal: Sealer) -> None:
+        self.settings = settings
+        self.grabber = grabber
+        self.seal = seal
+        self.stats = Stats(bitrate_target=settings.encoder.bitrate)
+        self.publisher: Publisher | None = None
+        self._attached = asyncio.Event()
+        self._new_frame = asyncio.Event()
+        self._latest: CapturedFrame | None = None
+        self._force_keyframe = True
+        self._encoder: H264Encoder | None = None
+        self._capture_pool = ThreadPoolExecutor(1, thread_name_prefix="capture")
+        self._encode_pool = ThreadPoolExecutor(1, thread_name_prefix="encode")
+
+    # --- publisher hand-over (called by the service) -------------------------------------
+    def attach(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self._force_keyframe = True  # every (re)publish starts with an IDR
+        self._attached.set()
+
+    def detach(self) -> None:
+        self.publisher = None
+        self._attached.clear()
+
+    def request_keyframe(self) -> None:
+        self._force_keyframe = True
+
+    async def run_in_capture_thread(self, fn: Callable[[], object]) -> object:
+        return await asyncio.get_running_loop().run_in_executor(self._capture_pool, fn)
+
+    # --- tasks ---------------------------------------------------------------------------
+    async def capture_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = 1.0 / self.settings.capture.fps
+        next_at = time.monotonic()
+        while True:
+            await self._attached.wait()
+            try:
+                frame = await loop.run_in_executor(self._capture_pool, self.grabber.grab)
+            except DisplayError as exc:
+                await self._recover_display(str(exc))
+                next_at = time.monotonic()
+                continue
+            self.stats.captured += 1
+            if self._latest is not None:
+                self.stats.dropped += 1
+            self._latest = frame
+            self._new_frame.set()
+            next_at += period
+            delay = next_at - time.monotonic()
+            if delay < 0:  # fell behind: restart the clock instead of bursting to catch up
+                next_at, delay = time.monotonic(), 0.0
+            await asyncio.sleep(delay)
+
+    async def _recover_display(self, reason: str) -> None:
+        log.error("capture_lost", reason=reason, retry_every_s=DISPLAY_RETRY_S)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(DISPLAY_RETRY_S)
+            try:
+                await loop.run_in_executor(self._capture_pool, self.grabber.open)
+            except DisplayError:
+                continue
+            log.info("capture_resumed", display=self.grabber.display, size=self.grabber.size)
+            self._force_keyframe = True
+            return
+
+    async def encode_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._new_frame.wait()
+            self._new_frame.clear()
+            frame, self._latest = self._latest, None
+            publisher = self.publisher
+            if frame is None or publisher is None:
+                continue
+            feedback = publisher.take_feedback()
+            if feedback.keyframe:
+                self.stats.keyframe_requests += 1
+            if feedback.target_bitrate is not None:
+                self._follow_target(feedback.target_bitrate)
+            keyframe = self._force_keyframe or feedback.keyframe
+            self._force_keyframe = False
+            au, payload = await loop.run_in_executor(
+                self._encode_pool, self._encode_and_seal, frame, keyframe, self.stats.bitrate_target
+            )
+            if self.publisher is not publisher:
+                continue  # the connection changed while we encoded; the next frame is an IDR
+            accepted = publisher.push(
+                payload,
+                keyframe=au.keyframe,
+                width=au.width,
+                height=au.height,
+                timestamp_us=publisher.next_timestamp_us(frame.captured_at),
+            )
+            self._count(au, payload, accepted)
+
+    def _follow_target(self, target: int) -> None:
+        enc = self.settings.encoder
+        target = min(max(target, enc.min_bitrate), enc.max_bitrate)
+        current = self.stats.bitrate_target
+        if abs(target - current) > BITRATE_HYSTERESIS * current:
+            log.debug("bitrate_target", bitrate=target, previous=current)
+            self.stats.bitrate_target = target
+
+    def _encode_and_seal(self, frame: CapturedFrame, keyframe: bool, bitrate: int) -> tuple[AccessUnit, bytes]:
+        """Encode thread: (re)open the encoder for this size, encode, encrypt."""
+        enc = self._encoder
+        if enc is None or (enc.width, enc.height) != (frame.width, frame.height):
+            cfg = self.settings.encoder
+            enc = self._encoder = H264Encoder(
+                frame.width,
+                frame.height,
+                fps=self.settings.capture.fps,
+                bitrate=bitrate,
+                preset=cfg.preset,
+                threads=cfg.threads,
+                slices=cfg.slices,
+                keyframe_interval_s=cfg.keyframe_interval_s,
+                max_bitrate=cfg.max_bitrate,
+            )
+            keyframe = True
+        elif enc.bitrate != bitrate:
+            enc.set_bitrate(bitrate)
+        au = enc.encode(frame.pixels, keyframe=keyframe)
+        return au, self.seal(au.data, au.keyframe)
+
+    def _count(self, au: AccessUnit, payload: bytes, accepted: bool) -> None:
+        s = self.stats
+        s.encoded += 1
+        s.encode_s += au.encode_s
+        if not accepted:
+            s.rejected += 1
+            return
+        s.published += 1
+        s.bytes_published += len(payload)
+        s.keyframes += au.keyframe
+        s.last_published_at = time.monotonic()
+
+    async def status_loop(self, interval_s: float) -> None:
+        """One line every interval: what a person watching the logs wants to know."""
+        before, t0 = self.stats.snapshot(), time.monotonic()
+        while True:
+            await asyncio.sleep(interval_s)
+            now, t1 = self.stats.snapshot(), time.monotonic()
+            dt = max(t1 - t0, 1e-6)
+            encoded = now.encoded - before.encoded
+            log.info(
+                "status",
+                connected=self.publisher is not None,
+                fps=round((now.published - before.published) / dt, 1),
+                encode_ms=round(1000 * (now.encode_s - before.encode_s) / encoded, 2) if encoded else None,
+                bitrate=int(8 * (now.bytes_published - before.bytes_published) / dt),
+                bitrate_target=now.bitrate_target,
+                keyframes=now.keyframes - before.keyframes,
+                keyframe_requests=now.keyframe_requests - before.keyframe_requests,
+                dropped=now.dropped - before.dropped,
+                rejected=now.rejected - before.rejected,
+                subscribers=self.publisher.subscribers if self.publisher else 0,
+            )
+            before, t0 = now, t1
+
+    def close(self) -> None:
+        self._capture_pool.submit(self.grabber.close)
+        self._capture_pool.shutdown(wait=True, cancel_futures=True)
+        self._encode_pool.shutdown(wait=True, cancel_futures=True)

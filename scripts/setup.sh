@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Installs everything `make demo` and `make test` need, idempotently: Debian packages (Xvfb,
+# Chromium, X tools), a pinned livekit-server built from the Go module proxy, the Python
+# environment (.venv) and the Node packages (node_modules). Safe to run again: each step checks
+# first and does nothing when its result is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LIVEKIT_SERVER_VERSION="${LIVEKIT_SERVER_VERSION:-v1.13.5}"
+LIVEKIT_SERVER_BIN="${LIVEKIT_SERVER_BIN:-/usr/local/bin/livekit-server}"
+PYTHON="${PYTHON:-python3}"
+
+say() { printf '[setup] %s\n' "$*"; }
+
+# --- Debian packages -------------------------------------------------------------------------
+APT_PACKAGES=(xvfb xauth chromium xdotool x11-utils x11-xserver-utils fonts-dejavu-core)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  say "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  say "Debian packages present"
+fi
+
+# --- livekit-server, pinned, from the Go module proxy ----------------------------------------
+if [ -x "$LIVEKIT_SERVER_BIN" ] && "$LIVEKIT_SERVER_BIN" --version 2>/dev/null | grep -q "${LIVEKIT_SERVER_VERSION#v}"; then
+  say "livekit-server ${LIVEKIT_SERVER_VERSION} present"
+else
+  command -v go >/dev/null || { echo "setup: Go is required to build livekit-server (go install); install Go >= 1.24" >&2; exit 1; }
+  say "building livekit-server ${LIVEKIT_SERVER_VERSION} with go install (first time takes a few minutes)"
+  gobin="$(mktemp -d)"
+  GOBIN="$gobin" GOFLAGS=-mod=mod go install "github.com/livekit/livekit-server/cmd/server@${LIVEKIT_SERVER_VERSION}"
+  SUDO=""; [ -w "$(dirname "$LIVEKIT_SERVER_BIN")" ] || SUDO="sudo"
+  $SUDO install -m 0755 "$gobin/server" "$LIVEKIT_SERVER_BIN"
+  rm -rf "$gobin"
+fi
+
+# --- Python environment ----------------------------------------------------------------------
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  say "installing the Python package and test dependencies into .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[test]"
+  rm -f .venv/.installed-*; touch "$stamp"
+else
+  say "Python environment up to date"
+fi
+
+# --- Node packages ---------------------------------------------------------------------------
+nstamp="node_modules/.installed-$(sha256sum package.json package-lock.json 2>/dev/null | sha256sum | cut -c1-16)"
+if [ ! -f "$nstamp" ]; then
+  say "installing Node packages"
+  npm ci --no-audit --no-fund --loglevel=error
+  touch "$nstamp"
+else
+  say "Node packages up to date"
+fi
+say "ready"
