@@ -83,7 +83,8 @@ class ScreenGrabber:
     """Grabs one monitor of one X display. Not thread-safe: use from a single thread."""
 
     def __init__(self, display: str | None, monitor: int) -> None:
-        self.display = resolve_display(display)
+        self._display_setting = display
+        self.display = display or os.environ.get("DISPLAY", "")
         self.monitor_index = monitor
         self._sct: mss.MSS | None = None
         self._region: dict[str, int] | None = None
@@ -92,6 +93,7 @@ class ScreenGrabber:
     def open(self) -> None:
         """Connect to the display and check the monitor; raise DisplayError on failure."""
         self.close()
+        self.display = resolve_display(self._display_setting)
         errors: list[str] = []
         for backend in BACKENDS:
             try:

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -57,6 +66,15 @@ def _resolve_secret(model: BaseModel, name: str, section: str) -> None:
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        # `RUNNER_E2EE__PASSPHRASE=` (empty) means "not set", as in most env-file tooling.
+        field = cls.model_fields[info.field_name] if info.field_name else None
+        if value == "" and field is not None and field.default is None:
+            return None
+        return value
+
 
 class LiveKitSettings(_Section):
     url: str | None = Field(None, description="LiveKit server URL, ws://, wss://, http:// or https://")
@@ -87,7 +105,8 @@ class LiveKitSettings(_Section):
 class E2EESettings(_Section):
     passphrase: SecretStr | None = Field(None, description="shared E2EE passphrase (JS setKey(string))")
     passphrase_file: Path | None = None
-    key_index: int = Field(0, ge=0, le=255)
+    # JS key rings hold 16 keys and look a received index up without wrapping it.
+    key_index: int = Field(0, ge=0, le=15)
     frame_engine: Literal["runner", "sdk"] = "runner"
 
     @model_validator(mode="after")

@@ -113,6 +113,9 @@ def setup_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Python warnings (PyJWT's key-length warning, deprecations) become log lines too, so a
+    # JSON log stays one JSON object per line.
+    logging.captureWarnings(True)
     # The SDK is chatty at debug and its lines are about WebRTC internals; keep them at
     # warning unless the user asked for debug.
     sdk_level = logging.DEBUG if level == "debug" else logging.WARNING

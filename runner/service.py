@@ -31,28 +31,13 @@ EXIT_FAILURE = 1
 CODEC = "h264"
 
 
-class FrameKeys:
-    """The runner's frame-encryption keys: a KeyRing plus the passphrase per index."""
+def frame_sealer(ring: e2ee.KeyRing) -> Sealer:
+    """Encrypt access units with the ring's current key (read per frame, so rotation applies)."""
 
-    def __init__(self, passphrase: str, key_index: int) -> None:
-        self.ring = e2ee.KeyRing()
-        self.passphrase = passphrase
-        self.ring.set_key(e2ee.derive_key(passphrase), key_index)
-        self.ring.current_index = key_index
+    def seal(data: bytes, keyframe: bool) -> bytes:
+        return ring.encrypt_frame(data, codec=CODEC, keyframe=keyframe)
 
-    def rotate(self, passphrase: str, key_index: int) -> None:
-        self.ring.set_key(e2ee.derive_key(passphrase), key_index)
-        self.ring.current_index = key_index
-        self.passphrase = passphrase
-
-    def sealer(self) -> Sealer:
-        ring = self.ring
-
-        def seal(data: bytes, keyframe: bool) -> bytes:
-            index = ring.current_index
-            return e2ee.encrypt_frame(data, ring.get_key(index), codec=CODEC, key_index=index, keyframe=keyframe)
-
-        return seal
+    return seal
 
 
 def _backoff(attempt: int, initial: float, cap: float) -> float:
@@ -69,12 +54,13 @@ class Service:
         self._signals = 0
         passphrase = settings.e2ee.passphrase
         assert passphrase is not None
-        self.keys = FrameKeys(passphrase.get_secret_value(), settings.e2ee.key_index)
+        self.keys = e2ee.KeyRing()
+        self.keys.set_key(passphrase.get_secret_value(), settings.e2ee.key_index)
         # (passphrase, key_index) as last read from the configuration, to tell a real change
         # on SIGHUP from a re-read of the same key.
         self._configured_key = (passphrase.get_secret_value(), settings.e2ee.key_index)
         self.grabber = ScreenGrabber(settings.capture.display, settings.capture.monitor)
-        seal: Sealer = self.keys.sealer() if settings.e2ee.frame_engine == "runner" else (lambda d, k: d)
+        seal: Sealer = frame_sealer(self.keys) if settings.e2ee.frame_engine == "runner" else (lambda d, k: d)
         self.pipeline = Pipeline(settings, self.grabber, seal)
 
     # --- signals: set flags, nothing else ----------------------------------------------------
@@ -114,8 +100,8 @@ class Service:
             height=height,
             fps=self.settings.capture.fps,
             frame_engine=self.settings.e2ee.frame_engine,
-            key_index=self.keys.ring.current_index,
-            key=self.keys.ring.fingerprint(),
+            key_index=self.keys.current_index,
+            key=self.keys.fingerprint(),
         )
         failed = False
         try:
@@ -198,18 +184,18 @@ class Service:
         index = new.e2ee.key_index
         if (passphrase, index) != self._configured_key:
             self._configured_key = (passphrase, index)
-            if index == self.keys.ring.current_index:
+            if index == self.keys.current_index:
                 # Same index, new key: move to the next slot so in-flight frames under the old
                 # key stay decryptable and viewers can hold both keys (JS rings have 16 slots).
                 index = (index + 1) % e2ee.DEFAULT_RING_SIZE
-            self.keys.rotate(passphrase, index)
+            await asyncio.to_thread(self.keys.set_key, passphrase, index)  # PBKDF2: ~50 ms
             publisher = self.pipeline.publisher
             if publisher is not None:
                 publisher.set_sdk_key(
                     passphrase.encode(), index, use_for_frames=old.e2ee.frame_engine == "sdk"
                 )
             self.pipeline.request_keyframe()
-            log.info("e2ee_key_rotated", key_index=index, key=self.keys.ring.fingerprint())
+            log.info("e2ee_key_rotated", key_index=index, key=self.keys.fingerprint())
         restart_needed = [
             name
             for name in ("livekit", "capture", "encoder")
