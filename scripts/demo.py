@@ -1,0 +1,187 @@
+"""``make demo``: the whole system on this machine, with a link to watch it in a browser.
+
+Starts a LiveKit server (loopback only, a fresh API secret), a 1920x1080 virtual screen with a test
+pattern and a moving clock when ``$DISPLAY`` is not set (else shares the existing display as it is),
+the runner (``python -m runner``) and the viewer page server. Prints the viewer link and the
+passphrase, both new for every demo. Ctrl-C or SIGTERM stops everything.
+
+    .venv/bin/python scripts/demo.py [--room desktop] [--size 1920x1080] [--viewer-port 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from devstack import (  # noqa: E402
+    QUADRANTS,
+    REPO_ROOT,
+    ComponentError,
+    LiveKitServer,
+    Runner,
+    ViewerServer,
+    Xvfb,
+    mint_token,
+    paint,
+    viewer_link,
+)
+
+RUNNER_PUBLISHED_EVENT = "track_published"
+POLL_S = 0.5
+LOG_TAIL_LINES = 15
+VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    return int(width), int(height)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--room", default="desktop", help="LiveKit room name (default desktop)")
+    parser.add_argument("--size", type=parse_size, default=(1920, 1080),
+                        help="virtual screen size when $DISPLAY is unset (default 1920x1080)")
+    parser.add_argument("--viewer-port", type=int, default=0,
+                        help="viewer page port (default: a free one)")
+    parser.add_argument("--scene", action="store_true", help=argparse.SUPPRESS)  # internal
+    return parser.parse_args(argv)
+
+
+# --- the moving part of the virtual screen --------------------------------------------------------
+
+
+def run_scene() -> None:
+    """A small window with a ticking clock and a sliding bar, so motion is easy to see."""
+    import time
+    import tkinter
+
+    width, height, bar = 480, 200, 60
+    root = tkinter.Tk()
+    root.title("desktop-runner demo")
+    left = (root.winfo_screenwidth() - width) // 2
+    top = (root.winfo_screenheight() - height) // 2
+    root.geometry(f"{width}x{height}+{left}+{top}")
+    canvas = tkinter.Canvas(root, width=width, height=height, bg="#202428", highlightthickness=0)
+    canvas.pack()
+    canvas.create_text(width // 2, 40, text="desktop-runner demo", fill="#c0c6cc",
+                       font=("DejaVu Sans", 16))
+    clock = canvas.create_text(width // 2, 100, fill="#ffffff", font=("DejaVu Sans Mono", 36))
+    slider = canvas.create_rectangle(0, 160, bar, 180, fill="#f0b400", width=0)
+
+    def tick() -> None:
+        now = time.time()
+        canvas.itemconfigure(clock, text=time.strftime("%H:%M:%S", time.localtime(now)))
+        x = (now * 200) % (2 * (width - bar))  # 200 px/s, back and forth
+        x = x if x < width - bar else 2 * (width - bar) - x
+        canvas.coords(slider, x, 160, x + bar, 180)
+        root.after(40, tick)
+
+    tick()
+    root.mainloop()
+
+
+def start_scene(display: str) -> subprocess.Popen | None:
+    try:
+        import tkinter  # noqa: F401
+    except ImportError:
+        print("demo: tkinter is not installed; the screen shows the test pattern only")
+        return None
+    return subprocess.Popen([sys.executable, __file__, "--scene"],
+                            env={**os.environ, "DISPLAY": display}, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.scene:
+        run_scene()
+        return 0
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    passphrase = secrets.token_urlsafe(18)
+    with contextlib.ExitStack() as stack:
+        try:
+            # A fresh secret, so no other local user can mint tokens for this server.
+            server = stack.enter_context(LiveKitServer(api_secret=secrets.token_urlsafe(32)))
+            display = os.environ.get("DISPLAY")
+            if not display:
+                screen = stack.enter_context(Xvfb(*args.size))
+                display = screen.display
+                paint(display, QUADRANTS)
+                scene = start_scene(display)
+                if scene is not None:
+                    stack.callback(_stop_process, scene)
+            viewer = stack.enter_context(ViewerServer(port=args.viewer_port))
+        except ComponentError as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 1
+
+        python = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
+        runner = stack.enter_context(Runner(
+            livekit_url=server.url, api_key=server.api_key, api_secret=server.api_secret,
+            room=args.room, passphrase=passphrase, display=display, python=python))
+        viewer_token = mint_token(server.api_key, server.api_secret, args.room,
+                                  f"viewer-{secrets.token_hex(3)}")
+
+        link = viewer_link(viewer.url, server.url, viewer_token, passphrase)
+        print(f"\nOpen the viewer:\n\n  {link}\n")
+        print(f"E2EE passphrase: {passphrase}")
+        print(f"LiveKit server:  {server.url}  (log {server.log_path})")
+        print(f"Screen:          DISPLAY={display}")
+        print(f"Runner log:      {runner.log_path}")
+        print("Ctrl-C stops everything.\n", flush=True)
+
+        watch(runner, stop)
+        print("\ndemo: stopping", flush=True)
+    return 0
+
+
+def watch(runner: Runner, stop: threading.Event) -> None:
+    """Report the runner's progress until asked to stop; the rest keeps running if it dies."""
+    published = False
+    while not stop.wait(POLL_S):
+        if not published and any(e.get("event") == RUNNER_PUBLISHED_EVENT for e in runner.events()):
+            published = True
+            print("demo: the runner is publishing the screen", flush=True)
+        if runner.returncode is not None:
+            print(f"demo: the runner exited with code {runner.returncode}; last lines of "
+                  f"{runner.log_path}:\n{tail(runner.log_path)}\n"
+                  "demo: the server and viewer keep running; Ctrl-C to stop", flush=True)
+            stop.wait()
+            return
+
+
+def _stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

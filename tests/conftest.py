@@ -1,0 +1,131 @@
+"""Fixtures for real components: livekit-server, Xvfb, the viewer page server, headless Chromium.
+
+A test that needs a component that is missing FAILS with a message naming it; it never skips, so
+CI cannot pass without exercising it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import pytest
+
+from realenv import (
+    CHROMIUM_ARGS,
+    CHROMIUM_PATH,
+    ComponentError,
+    LiveKitServer,
+    ViewerServer,
+    Xvfb,
+    viewer_link,
+)
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Page
+
+VIEWER_VIEWPORT = {"width": 1280, "height": 800}
+T = TypeVar("T")
+
+
+def _required(component: str, start: Callable[[], T]) -> T:
+    """``start()``, or a test failure with a one-line reason when the component is missing."""
+    try:
+        return start()
+    except (ComponentError, FileNotFoundError, ImportError) as exc:
+        problem = str(exc)
+    # Outside the except block, so the report shows the reason without a chained traceback.
+    pytest.fail(f"{component} is required for this test and is unavailable: {problem}",
+                pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def livekit_server() -> Iterator[LiveKitServer]:
+    """One livekit-server for the session (tests use their own rooms: see ``room_name``)."""
+    with _required("livekit-server", LiveKitServer) as server:
+        yield server
+
+
+@pytest.fixture
+def room_name(request: pytest.FixtureRequest) -> str:
+    """A room name no other test uses."""
+    base = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:40]
+    return f"{base}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def xvfb_factory() -> Iterator[Callable[..., Xvfb]]:
+    """``make(width=1280, height=720) -> Xvfb``; every screen made is stopped after the test."""
+    screens: list[Xvfb] = []
+
+    def make(width: int = 1280, height: int = 720) -> Xvfb:
+        screen = _required("Xvfb", lambda: Xvfb(width, height))
+        screens.append(screen)
+        return screen
+
+    yield make
+    for screen in screens:
+        screen.stop()
+
+
+@pytest.fixture
+def xvfb(xvfb_factory: Callable[..., Xvfb]) -> Xvfb:
+    """A fresh 1280x720 virtual screen for this test."""
+    return xvfb_factory()
+
+
+@pytest.fixture(scope="session")
+def viewer_server() -> Iterator[ViewerServer]:
+    """scripts/serve_viewer.py on a free port; ``.url`` is the viewer page."""
+    with _required("the viewer page server (scripts/serve_viewer.py, node_modules)",
+                   ViewerServer) as server:
+        yield server
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Debian Chromium driven by Playwright (async API); never a downloaded browser."""
+    async_api = _required("Playwright (python package playwright)",
+                          lambda: importlib.import_module("playwright.async_api"))
+    if not Path(CHROMIUM_PATH).exists():
+        pytest.fail(f"Chromium is required at {CHROMIUM_PATH} (set CHROMIUM_BIN); install the "
+                    "Debian package chromium (scripts/setup.sh does)", pytrace=False)
+    async with async_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM_PATH, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A fresh page; its console output and page errors are printed when the test ends
+    (pytest shows them for failing tests)."""
+    context = await browser.new_context(viewport=VIEWER_VIEWPORT)
+    page = await context.new_page()
+    lines: list[str] = []
+    page.on("console", lambda msg: lines.append(f"console.{msg.type}: {msg.text}"))
+    page.on("pageerror", lambda err: lines.append(f"pageerror: {err}"))
+    try:
+        yield page
+    finally:
+        print("\n".join(["--- browser console ---", *lines]))
+        await context.close()
+
+
+@pytest.fixture
+def open_viewer(viewer_server: ViewerServer) -> Callable[..., Awaitable[None]]:
+    """``await open_viewer(page, livekit_url, token, passphrase)``: load the viewer page with a
+    link that connects on load, and wait until ``window.viewer`` exists."""
+
+    async def open_(page: Page, livekit_url: str, token: str, passphrase: str) -> None:
+        await page.goto(viewer_link(viewer_server.url, livekit_url, token, passphrase))
+        await page.wait_for_function("() => window.viewer !== undefined", timeout=10_000)
+
+    return open_
