@@ -84,7 +84,12 @@ class H264Encoder:
             # libx264 picks up by reconfiguring), so the ceiling is the configured maximum.
             "maxrate": str(max_bitrate or bitrate),
             "bufsize": str(int((max_bitrate or bitrate) * VBV_BUFFER_S)),
-            "x264-params": f"scenecut=0:slices={slices}:bframes=0:repeat-headers=1:aud=0",
+            # swscale converts BGRA with the BT.601 matrix; say so in the VUI, or browsers
+            # assume BT.709 and shift colours (pure green shows as 0,216,2).
+            "x264-params": (
+                f"scenecut=0:slices={slices}:bframes=0:repeat-headers=1:aud=0"
+                ":colorprim=smpte170m:transfer=smpte170m:colormatrix=smpte170m"
+            ),
         }
         try:
             ctx.open()
