@@ -1,0 +1,88 @@
+"""libx264 encoder and capture helpers: pure logic, no X server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runner.annexb import h264_nal_types, short_start_code_offsets
+from runner.capture import even_crop
+from runner.encode import EncoderError, H264Encoder
+
+SPS, PPS, IDR, NON_IDR = 7, 8, 5, 1
+
+
+def picture(width: int, height: int, value: int = 0) -> np.ndarray:
+    img = np.zeros((height, width, 4), np.uint8)
+    img[..., 0] = value
+    img[: height // 2, : width // 2, 1] = 200
+    return img
+
+
+@pytest.fixture
+def encoder() -> H264Encoder:
+    return H264Encoder(320, 240, fps=30, bitrate=1_000_000)
+
+
+def test_first_picture_is_an_idr_with_sps_and_pps_in_band(encoder: H264Encoder) -> None:
+    au = encoder.encode(picture(320, 240))
+    assert au.keyframe
+    types = h264_nal_types(au.data)
+    assert types[:2] == [SPS, PPS] and IDR in types
+
+
+def test_next_picture_is_a_delta_frame(encoder: H264Encoder) -> None:
+    encoder.encode(picture(320, 240))
+    au = encoder.encode(picture(320, 240, 30))
+    assert not au.keyframe
+    assert NON_IDR in h264_nal_types(au.data) and SPS not in h264_nal_types(au.data)
+
+
+def test_forced_keyframe_is_an_idr_with_parameter_sets(encoder: H264Encoder) -> None:
+    encoder.encode(picture(320, 240))
+    encoder.encode(picture(320, 240, 30))
+    au = encoder.encode(picture(320, 240, 60), keyframe=True)
+    assert au.keyframe
+    assert [t for t in h264_nal_types(au.data) if t in (SPS, PPS, IDR)][:3] == [SPS, PPS, IDR]
+
+
+def test_access_units_use_only_four_byte_start_codes(encoder: H264Encoder) -> None:
+    for i in range(5):
+        au = encoder.encode(picture(320, 240, 40 * i), keyframe=i == 3)
+        assert au.data.startswith(b"\x00\x00\x00\x01")
+        # every 00 00 01 is the tail of a 00 00 00 01
+        assert all(o > 0 and au.data[o - 1] == 0 for o in short_start_code_offsets(au.data))
+
+
+def test_no_periodic_keyframes_within_the_safety_interval(encoder: H264Encoder) -> None:
+    keyframes = [encoder.encode(picture(320, 240, i)).keyframe for i in range(90)]
+    assert keyframes == [True] + [False] * 89
+
+
+def test_wrong_picture_size_is_refused(encoder: H264Encoder) -> None:
+    with pytest.raises(EncoderError, match="picture is 322x240, encoder is 320x240"):
+        encoder.encode(picture(322, 240))
+
+
+def test_odd_size_encoder_is_refused() -> None:
+    with pytest.raises(EncoderError, match="must be positive and even"):
+        H264Encoder(321, 240, fps=30, bitrate=1_000_000)
+
+
+def test_even_crop_drops_the_odd_row_and_column() -> None:
+    img = np.arange(5 * 7 * 4, dtype=np.uint32).astype(np.uint8).reshape(5, 7, 4)
+    out = even_crop(img)
+    assert out.shape == (4, 6, 4)
+    assert out.flags["C_CONTIGUOUS"]
+    assert np.array_equal(out, img[:4, :6])
+
+
+def test_even_crop_of_even_picture_is_a_view() -> None:
+    img = np.zeros((4, 6, 4), np.uint8)
+    assert even_crop(img).base is img or even_crop(img) is img or np.shares_memory(even_crop(img), img)
+
+
+def test_odd_screen_encodes_after_even_crop() -> None:
+    img = even_crop(picture(1921, 1081))
+    au = H264Encoder(img.shape[1], img.shape[0], fps=30, bitrate=2_000_000).encode(img)
+    assert au.keyframe and (au.width, au.height) == (1920, 1080)
