@@ -1,0 +1,39 @@
+# desktop-runner in a container. Not built on the project's own machines (no Docker engine
+# there); every step below is a step CI runs through scripts/setup.sh, so the image installs the
+# same way the tests do.
+#
+#   docker build -t desktop-runner .
+#   # share the host's X display:
+#   docker run --rm -e DISPLAY=:0 -v /tmp/.X11-unix:/tmp/.X11-unix:ro \
+#     -v $HOME/.Xauthority:/home/runner/.Xauthority:ro -e XAUTHORITY=/home/runner/.Xauthority \
+#     -e RUNNER_LIVEKIT__URL=wss://... -e RUNNER_LIVEKIT__API_KEY=... \
+#     -v ./secrets:/run/secrets:ro -e RUNNER_LIVEKIT__API_SECRET_FILE=/run/secrets/livekit-api-secret \
+#     -e RUNNER_E2EE__PASSPHRASE_FILE=/run/secrets/e2ee-passphrase desktop-runner
+#   # or its own virtual screen: add -e RUNNER_XVFB=1920x1080 and leave out the X mounts.
+FROM python:3.11-slim-bookworm
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends xvfb xauth x11-xserver-utils fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/*
+
+RUN useradd --create-home --uid 10001 runner
+WORKDIR /opt/desktop-runner
+COPY pyproject.toml README.md ./
+COPY runner ./runner
+RUN python -m venv .venv && .venv/bin/pip install --no-cache-dir . \
+ && printf '%s\n' '#!/bin/sh' \
+    'set -e' \
+    'if [ -n "$RUNNER_XVFB" ]; then' \
+    '  Xvfb :99 -screen 0 "${RUNNER_XVFB}x24" -nolisten tcp -noreset & export DISPLAY=:99' \
+    '  for i in 1 2 3 4 5 6 7 8 9 10; do [ -S /tmp/.X11-unix/X99 ] && break; sleep 0.5; done' \
+    'fi' \
+    'exec /opt/desktop-runner/.venv/bin/desktop-runner "$@"' > /usr/local/bin/entrypoint \
+ && chmod 0755 /usr/local/bin/entrypoint
+
+USER runner
+ENV RUNNER_LOG__FORMAT=json
+# For now this only says the runner process (PID 1) is alive; a health check on the frame path
+# (frames being published) is planned with the operations work.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
+  CMD ["/opt/desktop-runner/.venv/bin/python", "-c", "import os; os.kill(1, 0)"]
+ENTRYPOINT ["/usr/local/bin/entrypoint"]
