@@ -52,6 +52,7 @@ class Service:
         self._reload = reload
         self.stop = asyncio.Event()
         self._signals = 0
+        self._background: set[asyncio.Task[None]] = set()
         passphrase = settings.e2ee.passphrase
         assert passphrase is not None
         self.keys = e2ee.KeyRing()
@@ -73,7 +74,9 @@ class Service:
         self.stop.set()
 
     def _on_hup(self) -> None:
-        asyncio.get_running_loop().create_task(self._apply_reload())
+        task = asyncio.get_running_loop().create_task(self._apply_reload())
+        self._background.add(task)  # keep a reference until done, or the task may vanish
+        task.add_done_callback(self._background.discard)
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -198,7 +201,7 @@ class Service:
             log.info("e2ee_key_rotated", key_index=index, key=self.keys.fingerprint())
         restart_needed = [
             name
-            for name in ("livekit", "capture", "encoder")
+            for name in ("livekit", "capture", "encoder", "log")
             if getattr(new, name) != getattr(old, name)
         ]
         if new.e2ee.frame_engine != old.e2ee.frame_engine:
