@@ -130,3 +130,19 @@ async def test_wrong_passphrase_reports_errors_and_never_shows_the_picture(
         await asyncio.sleep(0.2)
     final = await wait_for_viewer(page, lambda s: True, timeout=1, what="state")
     assert final["framesDecoded"] == 0
+
+
+async def test_odd_sized_screen_is_cropped_to_even_and_shown(
+        livekit_server, room_name, xvfb_factory, page, open_viewer):
+    screen = xvfb_factory(1279, 721)
+    paint(screen.display, QUADRANTS)
+    proc = Runner(livekit_url=livekit_server.url, api_key=livekit_server.api_key,
+                  api_secret=livekit_server.api_secret, room=room_name, passphrase=PASSPHRASE,
+                  display=screen.display)
+    with proc:
+        published = proc.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
+        assert (published["width"], published["height"]) == (1278, 720)
+        await open_viewer(page, livekit_server.url, viewer_token(livekit_server, room_name), PASSPHRASE)
+        await wait_for_picture(page, expected_quadrants(), timeout=STARTUP_TIMEOUT_S)
+        state = await wait_for_viewer(page, lambda s: s["videoWidth"] > 0, timeout=5, what="size")
+        assert (state["videoWidth"], state["videoHeight"]) == (1278, 720)

@@ -1,0 +1,53 @@
+"""Pipeline decisions that need no X server or LiveKit: bitrate following, timestamps."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.config import load_settings
+from runner.publish import MIN_TIMESTAMP_STEP_US, Publisher
+from runner.session import Pipeline
+
+
+@pytest.fixture
+def pipeline(monkeypatch: pytest.MonkeyPatch) -> Pipeline:
+    for name in ("RUNNER_CONFIG_FILE",):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(None, {
+        "livekit": {"url": "ws://127.0.0.1:1", "token": "t"},
+        "e2ee": {"passphrase": "p"},
+        "encoder": {"bitrate": 4_000_000, "min_bitrate": 1_000_000, "max_bitrate": 8_000_000},
+    })
+    p = Pipeline(settings, grabber=None, seal=lambda data, keyframe: data)  # type: ignore[arg-type]
+    yield p
+    p._capture_pool.shutdown()
+    p._encode_pool.shutdown()
+
+
+def test_bitrate_starts_at_the_configured_value(pipeline: Pipeline) -> None:
+    assert pipeline.stats.bitrate_target == 4_000_000
+
+
+def test_bitrate_follows_a_target_inside_the_bounds(pipeline: Pipeline) -> None:
+    pipeline._follow_target(6_000_000)
+    assert pipeline.stats.bitrate_target == 6_000_000
+
+
+def test_bitrate_target_is_clamped_to_the_bounds(pipeline: Pipeline) -> None:
+    pipeline._follow_target(50_000_000)
+    assert pipeline.stats.bitrate_target == 8_000_000
+    pipeline._follow_target(10_000)
+    assert pipeline.stats.bitrate_target == 1_000_000
+
+
+def test_small_target_changes_are_ignored(pipeline: Pipeline) -> None:
+    pipeline._follow_target(4_400_000)  # +10 %: inside the hysteresis band
+    assert pipeline.stats.bitrate_target == 4_000_000
+
+
+def test_timestamps_rise_by_at_least_a_millisecond() -> None:
+    publisher = Publisher.__new__(Publisher)  # only the timestamp logic, no room
+    publisher._last_ts_us = 0
+    stamps = [publisher.next_timestamp_us(t) for t in (10.0, 10.0, 10.0005, 9.0, 10.5)]
+    assert stamps == [10_000_000, 10_001_000, 10_002_000, 10_003_000, 10_500_000]
+    assert all(b - a >= MIN_TIMESTAMP_STEP_US for a, b in zip(stamps, stamps[1:]))
