@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from livekit import api, rtc
 
@@ -54,6 +54,16 @@ def mint_token(settings: Settings) -> str:
 
 
 @dataclass(frozen=True)
+class SdkKey:
+    """The passphrase and key index the SDK's key provider holds: data packets always, frames
+    with the sdk engine. The service owns the current one, so a reconnect after a rotation uses
+    the rotated key, not the one from start-up."""
+
+    passphrase: bytes = field(repr=False)
+    index: int
+
+
+@dataclass(frozen=True)
 class Feedback:
     """What the receivers asked for since the last poll."""
 
@@ -83,18 +93,17 @@ class Publisher:
         self.disconnected.set()
 
     @classmethod
-    async def connect(cls, settings: Settings, width: int, height: int) -> Publisher:
+    async def connect(cls, settings: Settings, width: int, height: int, key: SdkKey) -> Publisher:
         """Connect, publish the track and return; raises on any failure (nothing left open)."""
         lk, e2ee = settings.livekit, settings.e2ee
-        assert lk.url is not None and e2ee.passphrase is not None
-        passphrase = e2ee.passphrase.get_secret_value().encode()
+        assert lk.url is not None
         options = rtc.RoomOptions(
             auto_subscribe=False,
             dynacast=False,
             connect_timeout=lk.connect_timeout_s,
             # `encryption` (not the deprecated `e2ee`) also encrypts data packets.
             encryption=rtc.E2EEOptions(
-                key_provider_options=rtc.KeyProviderOptions(shared_key=passphrase)
+                key_provider_options=rtc.KeyProviderOptions(shared_key=key.passphrase)
             ),
         )
         room = rtc.Room()
@@ -103,8 +112,8 @@ class Publisher:
                 room.connect(lk.url, mint_token(settings), options), timeout=lk.connect_timeout_s + 5
             )
             key_provider = room.e2ee_manager.key_provider
-            if e2ee.key_index != 0 and key_provider is not None:
-                key_provider.set_shared_key(passphrase, e2ee.key_index)
+            if key.index != 0 and key_provider is not None:
+                key_provider.set_shared_key(key.passphrase, key.index)
             source = rtc.EncodedVideoSource(width, height)
             track = rtc.LocalVideoTrack.create_video_track(TRACK_NAME, source)
             publish_options = rtc.TrackPublishOptions(
@@ -117,7 +126,7 @@ class Publisher:
             publish_options.video_encoding.max_framerate = settings.capture.fps
             publication = await room.local_participant.publish_track(track, publish_options)
             publisher = cls(room, source, publication.sid)
-            publisher._configure_frame_cryptor(settings)
+            publisher._configure_frame_cryptor(e2ee.frame_engine, key.index)
         except BaseException:
             await room.disconnect()
             raise
@@ -129,11 +138,11 @@ class Publisher:
             width=width,
             height=height,
             frame_engine=e2ee.frame_engine,
-            key_index=e2ee.key_index,
+            key_index=key.index,
         )
         return publisher
 
-    def _configure_frame_cryptor(self, settings: Settings) -> None:
+    def _configure_frame_cryptor(self, frame_engine: str, key_index: int) -> None:
         """Make sure each frame is encrypted exactly once.
 
         With ``frame_engine = "runner"`` the pipeline encrypts access units before
@@ -150,18 +159,19 @@ class Publisher:
         if not cryptors:
             raise RuntimeError(f"no SDK frame cryptor found for track {self.track_sid}")
         for cryptor in cryptors:
-            if settings.e2ee.frame_engine == "runner":
+            if frame_engine == "runner":
                 cryptor.set_enabled(False)
             else:
-                cryptor.set_key_index(settings.e2ee.key_index)
+                cryptor.set_key_index(key_index)
                 cryptor.set_enabled(True)
 
-    def set_sdk_key(self, passphrase: bytes, key_index: int, *, use_for_frames: bool) -> None:
+    def set_sdk_key(self, key: SdkKey, *, use_for_frames: bool) -> None:
         """Install a key in the SDK's provider (data packets; frames with the sdk engine)."""
         key_provider = self.room.e2ee_manager.key_provider
         if key_provider is None:
             return
-        key_provider.set_shared_key(passphrase, key_index)
+        key_index = key.index
+        key_provider.set_shared_key(key.passphrase, key_index)
         if use_for_frames:
             identity = self.room.local_participant.identity
             for cryptor in self.room.e2ee_manager.frame_cryptors():

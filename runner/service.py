@@ -21,7 +21,7 @@ from runner import e2ee
 from runner.capture import DisplayError, ScreenGrabber
 from runner.config import ConfigError, Settings, load_settings
 from runner.logs import get_logger, register_secrets
-from runner.publish import Publisher
+from runner.publish import Publisher, SdkKey
 from runner.session import Pipeline, Sealer
 
 log = get_logger(__name__)
@@ -50,6 +50,8 @@ class Service:
     def __init__(self, settings: Settings, reload: Callable[[], Settings] | None = None) -> None:
         self.settings = settings
         self._reload = reload
+        # Fixed for the life of the process (changing it needs a restart, see _reload_locked).
+        self._frame_engine = settings.e2ee.frame_engine
         self.stop = asyncio.Event()
         self._signals = 0
         self._background: set[asyncio.Task[None]] = set()
@@ -60,6 +62,9 @@ class Service:
         # (passphrase, key_index) as last read from the configuration, to tell a real change
         # on SIGHUP from a re-read of the same key.
         self._configured_key = (passphrase.get_secret_value(), settings.e2ee.key_index)
+        # What the SDK's key provider must hold now; every new connection uses it.
+        self._sdk_key = SdkKey(passphrase.get_secret_value().encode(), settings.e2ee.key_index)
+        self._reload_lock = asyncio.Lock()  # two quick SIGHUPs must not pick the same slot
         self.grabber = ScreenGrabber(settings.capture.display, settings.capture.monitor)
         seal: Sealer = frame_sealer(self.keys) if settings.e2ee.frame_engine == "runner" else (lambda d, k: d)
         self.pipeline = Pipeline(settings, self.grabber, seal)
@@ -144,8 +149,9 @@ class Service:
         attempt = 0
         while True:
             width, height = self.grabber.size
+            key = self._sdk_key
             try:
-                publisher = await Publisher.connect(self.settings, width, height)
+                publisher = await Publisher.connect(self.settings, width, height, key)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -161,6 +167,8 @@ class Service:
                 await asyncio.sleep(delay)
                 continue
             attempt = 0
+            if self._sdk_key is not key:  # rotated while we were connecting
+                publisher.set_sdk_key(self._sdk_key, use_for_frames=self._frame_engine == "sdk")
             self.pipeline.attach(publisher)
             try:
                 await publisher.disconnected.wait()
@@ -172,6 +180,10 @@ class Service:
 
     # --- SIGHUP --------------------------------------------------------------------------
     async def _apply_reload(self) -> None:
+        async with self._reload_lock:
+            await self._reload_locked()
+
+    async def _reload_locked(self) -> None:
         if self._reload is None:
             log.info("reload_ignored", reason="no configuration source to re-read")
             return
@@ -191,12 +203,11 @@ class Service:
                 # Same index, new key: move to the next slot so in-flight frames under the old
                 # key stay decryptable and viewers can hold both keys (JS rings have 16 slots).
                 index = (index + 1) % e2ee.DEFAULT_RING_SIZE
+            self._sdk_key = SdkKey(passphrase.encode(), index)
             await asyncio.to_thread(self.keys.set_key, passphrase, index)  # PBKDF2: ~50 ms
             publisher = self.pipeline.publisher
             if publisher is not None:
-                publisher.set_sdk_key(
-                    passphrase.encode(), index, use_for_frames=old.e2ee.frame_engine == "sdk"
-                )
+                publisher.set_sdk_key(self._sdk_key, use_for_frames=self._frame_engine == "sdk")
             self.pipeline.request_keyframe()
             log.info("e2ee_key_rotated", key_index=index, key=self.keys.fingerprint())
         restart_needed = [

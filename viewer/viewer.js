@@ -5,7 +5,14 @@
 //   window.viewer.state            live object, refreshed every STATS_INTERVAL_MS (see `state`)
 //   window.viewer.samplePixels(pts) [[r, g, b], ...] at normalized [x, y] points of the current
 //                                   video frame, or null before the first frame
-//   window.viewer.connect({url, token, passphrase}), window.viewer.disconnect()  (both async)
+//   window.viewer.connect({url, token, passphrase, keyIndex}), window.viewer.disconnect()
+//                                   (both async; keyIndex defaults to 0)
+//   window.viewer.setKey(passphrase, keyIndex)  (async) add or replace the key at keyIndex
+//                                   (0..15) without reconnecting, e.g. after the publisher rotated
+//                                   to a new key index; kept if the viewer joins the room again
+//
+// Link parameters (query or fragment; the fragment is never sent to a server): url, token,
+// passphrase and keyIndex (the key index of the passphrase, default 0).
 //
 // The token and passphrase are never logged or shown; they are removed from the address bar once
 // read, and redacted from any error text before it is displayed.
@@ -16,6 +23,7 @@ import {
   Room,
   RoomEvent,
   Track,
+  createKeyMaterialFromString,
   isE2EESupported,
   setLogLevel,
 } from '/vendor/livekit-client.esm.mjs';
@@ -24,6 +32,9 @@ const E2EE_WORKER_URL = new URL('/vendor/livekit-client.e2ee.worker.mjs', locati
 const STATS_INTERVAL_MS = 250;
 const REJOIN_DELAY_MS = 2000;
 const MAX_LISTED_ERRORS = 50;
+// livekit-client's key ring size (KEY_PROVIDER_DEFAULTS.keyringSize). A received frame picks its
+// key by the index it carries, without wrapping, so only 0..KEY_RING_SIZE-1 are usable.
+const KEY_RING_SIZE = 16;
 // Disconnects after which joining again cannot help (or is not wanted).
 const FINAL_DISCONNECT_REASONS = new Set([
   DisconnectReason.CLIENT_INITIATED,
@@ -52,6 +63,7 @@ const el = {
   url: document.getElementById('url'),
   token: document.getElementById('token'),
   passphrase: document.getElementById('passphrase'),
+  keyIndex: document.getElementById('key-index'),
   tokenHint: document.getElementById('token-hint'),
   passphraseHint: document.getElementById('passphrase-hint'),
   connect: document.getElementById('connect'),
@@ -70,8 +82,12 @@ const el = {
 
 let room = null;
 let worker = null; // the E2EE worker of `room`: livekit-client leaves terminating it to its owner
+let keyProvider = null; // the key provider of `room`
+// Keys of the current session, key index -> passphrase, in the order they were set: the one from
+// connect() plus any setKey(). A rejoin installs them all again.
+let sessionKeys = new Map();
 let shown = null; // { track, publication, participant } whose video is attached
-let secrets = []; // token and passphrase of the current session, for redaction only
+let secrets = []; // token and passphrases of the current session, for redaction only
 let rejoinTimer = null;
 
 setLogLevel(LogLevel.warn);
@@ -132,12 +148,59 @@ function showFirstVideo() {
   }
 }
 
+// --- keys --------------------------------------------------------------------------------------
+
+function checkKeyIndex(value) {
+  const index = Number(value); // '' (an empty form field) is 0 too
+  if (!Number.isInteger(index) || index < 0 || index >= KEY_RING_SIZE) {
+    throw new RangeError(`key index must be a whole number from 0 to ${KEY_RING_SIZE - 1}`);
+  }
+  return index;
+}
+
+/**
+ * Put the key for `passphrase` at `keyIndex` into `provider`.
+ *
+ * ExternalE2EEKeyProvider.setKey(passphrase) always uses index 0. A publisher that rotates keys
+ * encrypts at other indexes, so we do what setKey does (PBKDF2 key material, exactly as
+ * createKeyMaterialFromString builds it for setKey) and hand it to the provider's own
+ * BaseKeyProvider.onSetEncryptionKey(key, participantIdentity, keyIndex), with no identity: a
+ * shared key. That method is `protected` only in TypeScript; it stores the key (so a later join
+ * sends it to the worker again) and emits SetKey, which a connected room forwards to its E2EE
+ * worker at once.
+ */
+async function addPassphraseKey(provider, passphrase, keyIndex) {
+  const material = await createKeyMaterialFromString(passphrase);
+  provider.onSetEncryptionKey(material, undefined, keyIndex);
+}
+
+/** Add or replace the key at `keyIndex` for this session, without reconnecting. */
+async function setKey(passphrase, keyIndex = 0) {
+  const index = checkKeyIndex(keyIndex);
+  if (typeof passphrase !== 'string' || !passphrase) throw new TypeError('passphrase is empty');
+  if (!keyProvider && rejoinTimer === null) throw new Error('not connected');
+  secrets.push(passphrase);
+  sessionKeys.delete(index); // re-insert, so it counts as the latest key set
+  sessionKeys.set(index, passphrase);
+  if (keyProvider) await addPassphraseKey(keyProvider, passphrase, index);
+}
+
 // --- connection --------------------------------------------------------------------------------
 
-/** Join a room; a fresh session, so the error count starts again at 0. */
-async function connect(credentials) {
+/** Join a room; a fresh session, so the error count starts again at 0 and the only key is
+ * `passphrase` at `keyIndex` (default 0). */
+async function connect({ url, token, passphrase, keyIndex = 0 }) {
   Object.assign(state, { encryptionErrors: 0, lastError: '' });
-  await join(credentials);
+  let index;
+  try {
+    index = checkKeyIndex(keyIndex);
+  } catch (error) {
+    state.state = 'failed';
+    reportError(error.message);
+    throw error;
+  }
+  sessionKeys = new Map([[index, passphrase]]);
+  await join({ url, token });
 }
 
 /**
@@ -146,19 +209,24 @@ async function connect(credentials) {
  * succeeds or the user disconnects.
  */
 async function join(credentials, { retrying = false } = {}) {
-  const { url, token, passphrase } = credentials;
+  const { url, token } = credentials;
   await disconnect();
   if (!isE2EESupported()) {
     throw new Error('this browser cannot decrypt LiveKit E2EE (no encoded transform support)');
   }
-  secrets = [token, passphrase];
-  const keyProvider = new ExternalE2EEKeyProvider();
-  await keyProvider.setKey(passphrase);
+  secrets = [token, ...sessionKeys.values()];
+  const thisKeyProvider = new ExternalE2EEKeyProvider();
+  keyProvider = thisKeyProvider; // from now on setKey() also adds to this provider
+  // The live map, not a copy: a setKey() meanwhile re-inserts its key at the end, so it is
+  // visited after any older key at the same index.
+  for (const [index, passphrase] of sessionKeys) {
+    await addPassphraseKey(thisKeyProvider, passphrase, index);
+  }
   const thisWorker = new Worker(E2EE_WORKER_URL, { type: 'module' });
   const thisRoom = new Room({
     adaptiveStream: false,
     dynacast: false,
-    encryption: { keyProvider, worker: thisWorker },
+    encryption: { keyProvider: thisKeyProvider, worker: thisWorker },
   });
   room = thisRoom;
   worker = thisWorker;
@@ -171,7 +239,7 @@ async function join(credentials, { retrying = false } = {}) {
     await thisRoom.setE2EEEnabled(true);
   } catch (error) {
     if (room === thisRoom) {
-      room = worker = null;
+      room = worker = keyProvider = null;
       release(thisRoom, thisWorker);
       reportError(`connect failed: ${error?.message ?? error}`);
       if (retrying) scheduleRejoin(credentials);
@@ -252,7 +320,7 @@ async function disconnect() {
   clearTimeout(rejoinTimer);
   rejoinTimer = null;
   const [oldRoom, oldWorker] = [room, worker];
-  room = worker = null;
+  room = worker = keyProvider = null;
   unshow();
   await release(oldRoom, oldWorker);
   Object.assign(state, { state: oldRoom ? 'disconnected' : state.state, e2eeEnabled: false });
@@ -357,13 +425,18 @@ function render() {
 
 // --- page wiring -------------------------------------------------------------------------------
 
-/** url, token and passphrase from the query and the fragment (the fragment wins: browsers never
- * send it to a server). */
+/** url, token, passphrase and keyIndex from the query and the fragment (the fragment wins:
+ * browsers never send it to a server). */
 function readLinkParameters() {
   const query = new URLSearchParams(location.search);
   const fragment = new URLSearchParams(location.hash.slice(1));
   const pick = (name) => fragment.get(name) ?? query.get(name) ?? '';
-  const params = { url: pick('url'), token: pick('token'), passphrase: pick('passphrase') };
+  const params = {
+    url: pick('url'),
+    token: pick('token'),
+    passphrase: pick('passphrase'),
+    keyIndex: pick('keyIndex') || '0',
+  };
   // Keep only the server URL in the address bar, so secrets stay out of history and screenshots.
   const keep = params.url ? `?${new URLSearchParams({ url: params.url })}` : '';
   history.replaceState(null, '', `${location.pathname}${keep}`);
@@ -375,6 +448,7 @@ function formValues() {
     url: el.url.value.trim(),
     token: el.token.value.trim(),
     passphrase: el.passphrase.value,
+    keyIndex: el.keyIndex.value.trim(),
   };
 }
 
@@ -398,12 +472,14 @@ const link = readLinkParameters();
 el.url.value = link.url;
 el.token.value = link.token;
 el.passphrase.value = link.passphrase;
+el.keyIndex.value = link.keyIndex;
 
 window.viewer = {
   state,
   samplePixels,
   connect,
   disconnect,
+  setKey,
   get room() {
     return room;
   },
