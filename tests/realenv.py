@@ -35,7 +35,8 @@ __all__ = [
     "CHROMIUM_ARGS", "CHROMIUM_PATH", "COLOR_TOLERANCE", "QUADRANTS", "ComponentError",
     "LiveKitServer", "Quadrants", "Runner", "SdkScreenPublisher", "ViewerServer", "Xvfb",
     "color_close", "mint_token", "paint", "parse_color", "sample_pixels", "viewer_link",
-    "viewer_state", "wait_for_viewer",
+    "viewer_state", "wait_for_viewer", "SCREEN_POINTS", "quadrant_colours",
+    "wait_for_picture",
 ]
 
 Rgb = tuple[int, int, int]
@@ -91,6 +92,32 @@ async def wait_for_viewer(page: Any, condition: Callable[[dict], bool], *, timeo
         await asyncio.sleep(VIEWER_POLL_S)
     raise AssertionError(f"viewer: {what} not reached within {timeout:.0f} s; last state {state}")
 
+
+
+# Where tests sample the viewer's picture: the centres of the four quadrants and two corners.
+SCREEN_POINTS = [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75), (0.05, 0.05), (0.95, 0.95)]
+
+
+def quadrant_colours(points: list[tuple[float, float]] = SCREEN_POINTS) -> list[Rgb]:
+    """The colours ``QUADRANTS`` shows at ``points``."""
+    return [QUADRANTS.at(x, y) for x, y in points]
+
+
+async def wait_for_picture(page: Any, expected: list, *, timeout: float, what: str = "the picture",
+                           tolerance: int = COLOR_TOLERANCE,
+                           points: list[tuple[float, float]] = SCREEN_POINTS) -> float:
+    """Seconds until every sample at ``points`` is within ``tolerance`` of ``expected``; fails
+    with the last samples and viewer state if that does not happen within ``timeout``."""
+    started = time.monotonic()
+    pixels = None
+    while time.monotonic() - started < timeout:
+        pixels = await sample_pixels(page, points)
+        if pixels and all(color_close(p, e, tolerance) for p, e in zip(pixels, expected)):
+            return time.monotonic() - started
+        await asyncio.sleep(0.03)
+    state = await viewer_state(page)
+    raise AssertionError(f"viewer never showed {what} {expected} within {timeout} s; "
+                         f"last samples {pixels}; state {state}")
 
 # --- a publisher made with the LiveKit Python SDK ----------------------------------------------
 

@@ -13,8 +13,11 @@ import time
 
 import pytest
 
+import realenv
 from realenv import (
     QUADRANTS,
+    SCREEN_POINTS,
+    quadrant_colours,
     Runner,
     color_close,
     mint_token,
@@ -26,7 +29,6 @@ from realenv import (
 pytestmark = pytest.mark.integration
 
 PASSPHRASE = "the runner's passphrase, 2026"
-QUADRANT_POINTS = [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75), (0.05, 0.05), (0.95, 0.95)]
 STARTUP_TIMEOUT_S = 30
 # The runner tags its colour matrix, so decoded colours are near exact (chroma subsampling and
 # rounding only); an untagged BT.601 stream shown as BT.709 is off by up to 40.
@@ -64,19 +66,12 @@ def viewer_token(livekit_server, room: str) -> str:
 
 
 def expected_quadrants() -> list[tuple[int, int, int]]:
-    return [QUADRANTS.at(x, y) for x, y in QUADRANT_POINTS]
+    return quadrant_colours()
 
 
-async def wait_for_picture(page, expected, *, timeout: float) -> tuple[list, float]:
-    """(pixels, seconds waited) once every sample matches ``expected``."""
-    started = time.monotonic()
-    pixels = None
-    while time.monotonic() - started < timeout:
-        pixels = await sample_pixels(page, QUADRANT_POINTS)
-        if pixels and all(color_close(p, e, RUNNER_COLOR_TOLERANCE) for p, e in zip(pixels, expected)):
-            return pixels, time.monotonic() - started
-        await asyncio.sleep(0.03)
-    raise AssertionError(f"viewer never showed {expected}; last samples {pixels}")
+async def wait_for_picture(page, expected, *, timeout: float) -> float:
+    """Seconds until the viewer shows ``expected``, to the runner's colour accuracy."""
+    return await realenv.wait_for_picture(page, expected, timeout=timeout, tolerance=RUNNER_COLOR_TOLERANCE)
 
 
 async def test_viewer_decrypts_and_shows_the_x_screen(livekit_server, room_name, runner, page, open_viewer):
@@ -105,7 +100,7 @@ async def test_screen_changes_reach_the_viewer_within_a_second(
     delays = []
     for colour in [(200, 30, 30), (30, 200, 30), (30, 30, 200), (240, 240, 40)]:
         paint(xvfb.display, colour)
-        _, waited = await wait_for_picture(page, [colour] * len(QUADRANT_POINTS), timeout=5)
+        waited = await wait_for_picture(page, [colour] * len(SCREEN_POINTS), timeout=5)
         delays.append(waited)
     print(f"screen-change-to-viewer delays (s): {[round(d, 3) for d in delays]}")
     assert max(delays) < CHANGE_DEADLINE_S, delays
@@ -123,7 +118,7 @@ async def test_wrong_passphrase_reports_errors_and_never_shows_the_picture(
     expected = expected_quadrants()
     deadline = time.monotonic() + WRONG_KEY_WATCH_S
     while time.monotonic() < deadline:
-        pixels = await sample_pixels(page, QUADRANT_POINTS)
+        pixels = await sample_pixels(page, SCREEN_POINTS)
         if pixels:
             matches = sum(color_close(p, e) for p, e in zip(pixels, expected))
             assert matches < 3, f"the picture leaked through a wrong key: {pixels}"

@@ -20,6 +20,9 @@ import pytest
 
 from realenv import (
     QUADRANTS,
+    SCREEN_POINTS,
+    quadrant_colours,
+    wait_for_picture,
     Runner,
     color_close,
     mint_token,
@@ -34,7 +37,6 @@ pytestmark = pytest.mark.integration
 
 PASSPHRASE_A = "rotation test, first passphrase"
 PASSPHRASE_B = "rotation test, second passphrase"
-POINTS = [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75), (0.05, 0.05), (0.95, 0.95)]
 STARTUP_TIMEOUT_S = 25
 # After the new key is set, Chrome decodes again from the next IDR it can parse; it asks for one
 # itself about every 3 s. The runner engine's IDRs always parse (about 2.3 s to recover). With the
@@ -89,26 +91,12 @@ async def open_viewer_at(page, viewer_url: str, livekit_server, room: str, passp
     await page.wait_for_function("() => window.viewer !== undefined", timeout=10_000)
 
 
-async def wait_for_picture(page, expected: list, *, timeout: float, what: str) -> float:
-    """Seconds until every sample matches ``expected``."""
-    started = time.monotonic()
-    pixels = None
-    while time.monotonic() - started < timeout:
-        pixels = await sample_pixels(page, POINTS)
-        if pixels and all(color_close(p, e) for p, e in zip(pixels, expected)):
-            return time.monotonic() - started
-        await asyncio.sleep(0.05)
-    state = await viewer_state(page)
-    raise AssertionError(f"viewer never showed {what} {expected} within {timeout} s; "
-                         f"last samples {pixels}; state {state}")
-
-
 def quadrants() -> list:
-    return [QUADRANTS.at(x, y) for x, y in POINTS]
+    return quadrant_colours()
 
 
 def solid(colour) -> list:
-    return [colour] * len(POINTS)
+    return [colour] * len(SCREEN_POINTS)
 
 
 async def test_rotating_to_a_new_passphrase_on_sighup(
@@ -145,7 +133,7 @@ async def test_rotating_to_a_new_passphrase_on_sighup(
         frozen = await viewer_state(page)
         deadline = time.monotonic() + WRONG_KEY_WATCH_S
         while time.monotonic() < deadline:
-            pixels = await sample_pixels(page, POINTS)
+            pixels = await sample_pixels(page, SCREEN_POINTS)
             if pixels:
                 matches = sum(color_close(p, AFTER_ROTATION) for p in pixels)
                 assert matches < 3, f"a frame under the new key was shown without it: {pixels}"
