@@ -31,7 +31,7 @@ fi
 if [ -x "$LIVEKIT_SERVER_BIN" ] && "$LIVEKIT_SERVER_BIN" --version 2>/dev/null | grep -q "${LIVEKIT_SERVER_VERSION#v}"; then
   say "livekit-server ${LIVEKIT_SERVER_VERSION} present"
 else
-  command -v go >/dev/null || { echo "setup: Go is required to build livekit-server (go install); install Go >= 1.24" >&2; exit 1; }
+  command -v go >/dev/null || { echo "setup: Go is required to build livekit-server (go install); install Go >= 1.26" >&2; exit 1; }
   say "building livekit-server ${LIVEKIT_SERVER_VERSION} with go install (first time takes a few minutes)"
   gobin="$(mktemp -d)"
   GOBIN="$gobin" GOFLAGS=-mod=mod go install "github.com/livekit/livekit-server/cmd/server@${LIVEKIT_SERVER_VERSION}"
