@@ -88,6 +88,7 @@ class ScreenGrabber:
         self.monitor_index = monitor
         self._sct: mss.MSS | None = None
         self._region: dict[str, int] | None = None
+        self._size: tuple[int, int] | None = None
         self.backend: str | None = None
 
     def open(self) -> None:
@@ -118,6 +119,7 @@ class ScreenGrabber:
                 sct.close()
                 continue
             self._sct, self._region, self.backend = sct, region, backend
+            self._size = region["width"] & ~1, region["height"] & ~1
             if backend != BACKENDS[0]:
                 log.warning("capture_backend_fallback", backend=backend, reasons=errors)
             return
@@ -140,10 +142,13 @@ class ScreenGrabber:
 
     @property
     def size(self) -> tuple[int, int]:
-        """The even (width, height) that ``grab`` returns."""
-        if self._region is None:
-            raise DisplayError("grabber is not open")
-        return self._region["width"] & ~1, self._region["height"] & ~1
+        """The even (width, height) ``grab`` returns, or returned while the display was last open.
+
+        Kept across ``close()``, so a reconnect while the display is away still knows a size.
+        """
+        if self._size is None:
+            raise DisplayError("grabber was never opened")
+        return self._size
 
     def grab(self) -> CapturedFrame:
         if self._sct is None or self._region is None:
@@ -161,6 +166,8 @@ class ScreenGrabber:
         if self._sct is not None:
             try:
                 self._sct.close()
+            except Exception as exc:  # closing a connection to a dead X server raises; it is gone
+                log.debug("capture_close_failed", error=f"{type(exc).__name__}: {exc}")
             finally:
                 self._sct = None
                 self._region = None

@@ -1,0 +1,51 @@
+"""The X server goes away and comes back: the runner keeps running and resumes capture."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from realenv import Runner, Xvfb
+
+pytestmark = pytest.mark.integration
+
+RESUME_DEADLINE_S = 5.0
+
+
+def test_runner_survives_the_x_server_restarting(livekit_server, room_name) -> None:
+    screen = Xvfb(640, 480)
+    number = screen.display.lstrip(":")
+    runner = Runner(livekit_url=livekit_server.url, api_key=livekit_server.api_key,
+                    api_secret=livekit_server.api_secret, room=room_name, passphrase="pw",
+                    display=screen.display, extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "0.5"})
+    replacement = None
+    try:
+        with runner:
+            runner.wait_for_event("track_published", timeout=30)
+            screen.kill()
+            lost = runner.wait_for_event("capture_lost", timeout=10)
+            assert lost["reason"].startswith(f"grab failed on display {screen.display}")
+            time.sleep(1.5)
+            assert runner.returncode is None, "the runner exited when the display went away"
+
+            replacement = Xvfb(640, 480, display=number)
+            back = time.monotonic()
+            runner.wait_for_event("capture_resumed", timeout=RESUME_DEADLINE_S + 5)
+            resumed_after = time.monotonic() - back
+            print(f"capture resumed {resumed_after:.2f} s after the display returned")
+            assert resumed_after < RESUME_DEADLINE_S
+
+            def statuses() -> list[dict]:
+                return [e for e in runner.events() if e.get("event") == "status"]
+
+            seen = len(statuses())
+            deadline = time.monotonic() + 5
+            while len(statuses()) < seen + 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert statuses()[-1]["fps"] > 0, "frames flow again after the display returned"
+        assert runner.returncode == 0
+    finally:
+        screen.stop()
+        if replacement is not None:
+            replacement.stop()
