@@ -51,3 +51,41 @@ def test_timestamps_rise_by_at_least_a_millisecond() -> None:
     stamps = [publisher.next_timestamp_us(t) for t in (10.0, 10.0, 10.0005, 9.0, 10.5)]
     assert stamps == [10_000_000, 10_001_000, 10_002_000, 10_003_000, 10_500_000]
     assert all(b - a >= MIN_TIMESTAMP_STEP_US for a, b in zip(stamps, stamps[1:]))
+
+
+def test_first_picture_is_a_keyframe(pipeline: Pipeline) -> None:
+    assert pipeline._wants_keyframe(False, 100.0) is True
+    assert pipeline._wants_keyframe(False, 100.1) is False
+
+
+def test_requested_keyframe_is_sent_at_once_and_echoed_once(pipeline: Pipeline) -> None:
+    pipeline._wants_keyframe(False, 100.0)  # the start-up IDR
+    decisions = [pipeline._wants_keyframe(requested, t) for requested, t in [
+        (True, 101.0), (False, 101.1), (False, 101.29), (False, 101.3), (False, 101.4), (False, 102.0)]]
+    assert decisions == [True, False, False, True, False, False]
+
+
+def test_requests_in_a_row_push_the_echo_back(pipeline: Pipeline) -> None:
+    pipeline._wants_keyframe(False, 100.0)
+    decisions = [pipeline._wants_keyframe(requested, t) for requested, t in [
+        (True, 101.0), (True, 101.2), (False, 101.3), (False, 101.5), (False, 101.6)]]
+    assert decisions == [True, True, False, True, False]
+
+
+def test_forced_keyframe_is_sent_without_echo(pipeline: Pipeline) -> None:
+    pipeline._wants_keyframe(False, 100.0)
+    pipeline.request_keyframe()
+    assert [pipeline._wants_keyframe(False, t) for t in (101.0, 101.3, 101.6)] == [True, False, False]
+
+
+def test_no_echo_with_the_sdk_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(None, {"livekit": {"url": "ws://127.0.0.1:1", "token": "t"},
+                                    "e2ee": {"passphrase": "p", "frame_engine": "sdk"}})
+    p = Pipeline(settings, grabber=None, seal=lambda data, keyframe: data)  # type: ignore[arg-type]
+    try:
+        p._wants_keyframe(False, 100.0)
+        assert [p._wants_keyframe(r, t) for r, t in [(True, 101.0), (False, 101.3), (False, 101.6)]] == [
+            True, False, False]
+    finally:
+        p._capture_pool.shutdown()
+        p._encode_pool.shutdown()
