@@ -93,7 +93,7 @@ async def test_screen_changes_reach_the_viewer_within_a_second(
     await open_viewer(page, livekit_server.url, viewer_token(livekit_server, room_name), PASSPHRASE)
     await wait_for_picture(page, expected_quadrants(), timeout=STARTUP_TIMEOUT_S)
     # Measure from a steady stream: Chrome sometimes stalls up to 3 s right after joining (see
-    # docs/e2ee.md, "Known receiver behaviour"); that is a join-time effect, not change latency.
+    # README, "Known limitations"); that is a join-time effect, not change latency.
     first = await wait_for_viewer(page, lambda s: s["framesDecoded"] > 0, timeout=1, what="decoding")
     await wait_for_viewer(page, lambda s: s["framesDecoded"] >= first["framesDecoded"] + 20,
                           timeout=STARTUP_TIMEOUT_S, what="20 more decoded frames")
