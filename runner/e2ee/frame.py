@@ -29,6 +29,7 @@ emulation prevention bytes leave the ciphertext intact, so JS would accept such 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 from cryptography.exceptions import InvalidTag
@@ -129,17 +130,56 @@ def encrypt_frame(
     # timestamps we do not control, so a counter could collide across restarts or with other
     # senders; 96 random bits stay below the 2**-32 collision bound for 2**32 frames per key,
     # which is more than a year of 60 fps video plus audio. os.urandom costs about a microsecond.
-    matched = _h264_parsed_bits_past_clear(frame) if codec == "h264" else None
+    layout = _layout(frame, codec=codec, key_index=key_index, keyframe=keyframe)
+    matched = _h264_parsed_bits_past_clear(layout) if codec == "h264" else None
     for _ in range(MAX_IV_TRIES if matched else 1):
-        encrypted = _encrypt_frame_with_iv(
-            frame, key, os.urandom(IV_LENGTH), codec=codec, key_index=key_index, keyframe=keyframe
-        )
-        if not matched or _leading_bits(encrypted, matched[1], matched[2]) == matched[0]:
+        encrypted = _seal(layout, key, os.urandom(IV_LENGTH), key_index)
+        if not matched or _leading_bits(encrypted, matched[1], len(layout.header)) == matched[0]:
             break
     return encrypted
 
 
-def _h264_parsed_bits_past_clear(frame: bytes) -> tuple[int, int, int] | None:
+@dataclass(frozen=True)
+class _Layout:
+    """A frame split for encryption: its clear header (normalized for NALU codecs) and the rest."""
+
+    frame: bytes
+    clear_bytes: int
+    header: bytes
+    nalu: bool
+
+
+def _layout(frame: bytes, *, codec: Codec, key_index: int, keyframe: bool) -> _Layout:
+    """Check the arguments and find the clear header, once per frame whatever the IV tries."""
+    if not 0 <= key_index <= MAX_KEY_INDEX:
+        raise ValueError(f"key_index must be 0..{MAX_KEY_INDEX}, got {key_index}")
+    frame = bytes(frame)
+    if not frame:
+        raise ValueError("empty frame: livekit-client sends empty frames unencrypted")
+    clear_bytes, nalu = clear_header_length(frame, codec=codec, keyframe=keyframe)
+    if clear_bytes > len(frame):
+        raise ValueError(
+            f"{codec} frame of {len(frame)} bytes is shorter than its"
+            f" {clear_bytes}-byte clear header"
+        )
+    header = frame[:clear_bytes]
+    if nalu:
+        header = normalize_start_codes(header)
+    return _Layout(frame, clear_bytes, header, nalu)
+
+
+def _seal(layout: _Layout, key: bytes, iv: bytes, key_index: int) -> bytes:
+    """The encrypted frame: header, ciphertext + tag, IV, IV length, key index (escaped)."""
+    if len(iv) != IV_LENGTH:
+        raise ValueError(f"IV must be {IV_LENGTH} bytes, got {len(iv)}")
+    sealed = cipher(key).encrypt(iv, memoryview(layout.frame)[layout.clear_bytes :], layout.header)
+    encrypted = b"".join((layout.header, sealed, iv, bytes((IV_LENGTH, key_index))))
+    if layout.nalu:
+        encrypted = escape_rbsp(encrypted, start=len(layout.header))
+    return encrypted
+
+
+def _h264_parsed_bits_past_clear(layout: _Layout) -> tuple[int, int] | None:
     """Why some IVs are better than others for H.264, and which.
 
     Before a browser decrypts a frame, libwebrtc's H.264 depacketizer and SPS/PPS tracker read
@@ -151,11 +191,11 @@ def _h264_parsed_bits_past_clear(frame: bytes) -> tuple[int, int, int] | None:
     viewer freezes until a later keyframe happens to parse. Choosing, among fresh random IVs,
     one whose ciphertext starts with the plaintext's bits keeps those fields intact on the wire.
 
-    Returns (the plaintext bits, their count, the wire offset of the first encrypted byte) when
-    the fields run past the clear byte, or None (nothing to match, or not an H.264 slice).
+    Returns (the plaintext bits, their count) when the fields run past the clear byte, or None
+    (nothing to match, or not an H.264 slice). On the wire they start right after the header.
     """
-    clear_bytes, nalu = clear_header_length(frame, codec="h264")
-    if not nalu or not is_h264_slice(h264_nal_type(frame[clear_bytes - SLICE_HEADER_CLEAR_BYTES])):
+    frame, clear_bytes = layout.frame, layout.clear_bytes
+    if not layout.nalu or not is_h264_slice(h264_nal_type(frame[clear_bytes - SLICE_HEADER_CLEAR_BYTES])):
         return None
     slice_header = frame[clear_bytes - 1 : clear_bytes + 7]  # the clear byte + enough to parse
     bit = 0
@@ -166,8 +206,7 @@ def _h264_parsed_bits_past_clear(frame: bytes) -> tuple[int, int, int] | None:
     count = bit - 8
     if count <= 0 or count > MAX_MATCHED_BITS:
         return None
-    header_length = len(normalize_start_codes(frame[:clear_bytes]))
-    return _leading_bits(frame, count, clear_bytes), count, header_length
+    return _leading_bits(frame, count, clear_bytes), count
 
 
 def _exp_golomb_end(data: bytes, bit: int) -> int | None:
@@ -196,28 +235,8 @@ def _encrypt_frame_with_iv(
     keyframe: bool = False,
 ) -> bytes:
     """encrypt_frame with a caller-chosen IV. Tests only: an IV must never repeat under a key."""
-    if not 0 <= key_index <= MAX_KEY_INDEX:
-        raise ValueError(f"key_index must be 0..{MAX_KEY_INDEX}, got {key_index}")
-    if len(iv) != IV_LENGTH:
-        raise ValueError(f"IV must be {IV_LENGTH} bytes, got {len(iv)}")
-    frame = bytes(frame)
-    if not frame:
-        raise ValueError("empty frame: livekit-client sends empty frames unencrypted")
-    aead = cipher(key)
-    clear_bytes, nalu = clear_header_length(frame, codec=codec, keyframe=keyframe)
-    if clear_bytes > len(frame):
-        raise ValueError(
-            f"{codec} frame of {len(frame)} bytes is shorter than its"
-            f" {clear_bytes}-byte clear header"
-        )
-    header = frame[:clear_bytes]
-    if nalu:
-        header = normalize_start_codes(header)
-    sealed = aead.encrypt(iv, memoryview(frame)[clear_bytes:], header)
-    encrypted = b"".join((header, sealed, iv, bytes((IV_LENGTH, key_index))))
-    if nalu:
-        encrypted = escape_rbsp(encrypted, start=len(header))
-    return encrypted
+    layout = _layout(frame, codec=codec, key_index=key_index, keyframe=keyframe)
+    return _seal(layout, key, iv, key_index)
 
 
 def frame_key_index(frame: bytes) -> int:
