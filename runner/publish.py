@@ -170,13 +170,12 @@ class Publisher:
         key_provider = self.room.e2ee_manager.key_provider
         if key_provider is None:
             return
-        key_index = key.index
-        key_provider.set_shared_key(key.passphrase, key_index)
+        key_provider.set_shared_key(key.passphrase, key.index)
         if use_for_frames:
             identity = self.room.local_participant.identity
             for cryptor in self.room.e2ee_manager.frame_cryptors():
                 if cryptor.track_sid == self.track_sid and cryptor.participant_identity == identity:
-                    cryptor.set_key_index(key_index)
+                    cryptor.set_key_index(key.index)
 
     @property
     def subscribers(self) -> int:

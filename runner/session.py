@@ -163,7 +163,7 @@ class Pipeline:
         later: right after a viewer joins, Chrome sometimes decodes the first IDR and then drops
         the following delta frames ("has no GoP"), freezing until it asks again 3 s later. A
         second IDR shortly after ends that freeze (measured: 1 join in 4 froze for 3.5 s without
-        the echo, none in 20 with it). An IDR costs a few hundred kB at 1080p, on joins and losses
+        the echo, none in 30 with it). An IDR costs a few hundred kB at 1080p, on joins and losses
         only. Not with the sdk engine: Chrome drops half of the SDK-encrypted IDRs (docs/e2ee.md),
         each dropped one freezes the picture, so more IDRs there means more freezes.
         """
