@@ -1,0 +1,1 @@
+"""Remote control: authenticated input, RPC and their injection into the X session."""
