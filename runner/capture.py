@@ -29,18 +29,6 @@ class DisplayError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Monitor:
-    """One monitor as mss reports it; ``index`` is mss's (0 = all monitors combined)."""
-
-    index: int
-    left: int
-    top: int
-    width: int
-    height: int
-    primary: bool
-
-
-@dataclass(frozen=True)
 class CapturedFrame:
     """A BGRA picture of even width and height, as the H.264 encoder needs.
 
@@ -82,10 +70,13 @@ def resolve_display(display: str | None) -> str:
 class ScreenGrabber:
     """Grabs one monitor of one X display. Not thread-safe: use from a single thread."""
 
-    def __init__(self, display: str | None, monitor: int) -> None:
+    def __init__(self, display: str | None, monitor: int, *, cursor: bool = False) -> None:
         self._display_setting = display
         self.display = display or os.environ.get("DISPLAY", "")
         self.monitor_index = monitor
+        self.cursor = cursor
+        # A region chosen at run time (a monitor picked by a viewer); kept across reconnects.
+        self._chosen: dict[str, int] | None = None
         self._sct: mss.MSS | None = None
         self._region: dict[str, int] | None = None
         self._size: tuple[int, int] | None = None
@@ -98,19 +89,22 @@ class ScreenGrabber:
         errors: list[str] = []
         for backend in BACKENDS:
             try:
-                sct = mss.MSS(display=self.display, backend=backend)
+                sct = mss.MSS(display=self.display, backend=backend, with_cursor=self.cursor)
             except Exception as exc:  # mss raises ScreenShotError, ctypes errors, OSError
                 errors.append(f"{backend}: {exc}")
                 continue
             try:
                 monitors = sct.monitors
-                if self.monitor_index >= len(monitors):
+                if self._chosen is not None:
+                    region = self._fit(self._chosen, monitors[0])
+                elif self.monitor_index >= len(monitors):
                     sct.close()
                     raise DisplayError(
                         f"capture.monitor {self.monitor_index} does not exist on display "
                         f"{self.display} (it has {len(monitors) - 1} monitor(s): 1..{len(monitors) - 1}, 0 = all)"
                     )
-                region = dict(monitors[self.monitor_index])
+                else:
+                    region = dict(monitors[self.monitor_index])
                 sct.grab(region)  # proves this backend can read this server's visuals
             except DisplayError:
                 raise
@@ -125,20 +119,38 @@ class ScreenGrabber:
             return
         raise DisplayError(f"cannot open X display {self.display}: {'; '.join(errors)}")
 
-    def monitors(self) -> list[Monitor]:
+    def raw_monitors(self, *, refresh: bool = False) -> list[dict[str, int]]:
+        """mss's monitor list (index 0 = all combined); ``refresh`` asks the X server again."""
         if self._sct is None:
             raise DisplayError("grabber is not open")
-        return [
-            Monitor(
-                index=i,
-                left=m["left"],
-                top=m["top"],
-                width=m["width"],
-                height=m["height"],
-                primary=bool(m.get("is_primary", False)),
-            )
-            for i, m in enumerate(self._sct.monitors)
-        ]
+        if refresh:
+            self._sct._monitors = None  # mss caches the list for the life of the connection
+        try:
+            return [dict(m) for m in self._sct.monitors]
+        except Exception as exc:
+            raise DisplayError(f"cannot list monitors on display {self.display}: {exc}") from exc
+
+    @property
+    def region(self) -> dict[str, int] | None:
+        """The X screen rectangle being grabbed (left, top, width, height)."""
+        return dict(self._region) if self._region is not None else None
+
+    def select(self, left: int, top: int, width: int, height: int) -> None:
+        """Grab this rectangle from now on (a monitor a viewer picked); kept across reconnects."""
+        if self._sct is None:
+            raise DisplayError("grabber is not open")
+        region = self._fit({"left": left, "top": top, "width": width, "height": height}, self._sct.monitors[0])
+        self._chosen = self._region = region
+        self._size = region["width"] & ~1, region["height"] & ~1
+
+    @staticmethod
+    def _fit(region: dict[str, int], screen: dict[str, int]) -> dict[str, int]:
+        """Clip a rectangle to the screen, so a monitor that shrank or vanished still grabs."""
+        left = min(max(region["left"], screen["left"]), screen["left"] + screen["width"] - 2)
+        top = min(max(region["top"], screen["top"]), screen["top"] + screen["height"] - 2)
+        width = max(2, min(region["width"], screen["left"] + screen["width"] - left))
+        height = max(2, min(region["height"], screen["top"] + screen["height"] - top))
+        return {"left": left, "top": top, "width": width, "height": height}
 
     @property
     def size(self) -> tuple[int, int]:

@@ -119,6 +119,7 @@ class CaptureSettings(_Section):
     display: str | None = Field(None, description="X display, default $DISPLAY")
     monitor: int = Field(1, ge=0, le=64, description="mss monitor index: 1 = first, 0 = all combined")
     fps: float = Field(30.0, gt=0, le=120)
+    cursor: bool = Field(True, description="draw the mouse pointer into the picture")
 
 
 class EncoderSettings(_Section):
@@ -140,6 +141,20 @@ class EncoderSettings(_Section):
         return self
 
 
+class ControlSettings(_Section):
+    enabled: bool = Field(True, description="accept authenticated input and RPC from viewers")
+    view_only: bool = Field(False, description="refuse all input; viewers only watch")
+    allowed_identities: list[str] = Field(
+        default_factory=list, max_length=256, description="who may take control; empty = any key holder"
+    )
+    heartbeat_timeout_s: float = Field(2.0, ge=0.5, le=30, description="release held keys/buttons not refreshed")
+    max_input_rate: int = Field(500, ge=10, le=10_000, description="input messages per second per viewer")
+
+
+class ClipboardSettings(_Section):
+    mode: Literal["off", "to-host", "from-host", "both"] = "off"
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "console", "json"] = "auto"
@@ -158,6 +173,8 @@ class Settings(BaseSettings):
     e2ee: E2EESettings = E2EESettings()
     capture: CaptureSettings = CaptureSettings()
     encoder: EncoderSettings = EncoderSettings()
+    control: ControlSettings = ControlSettings()
+    clipboard: ClipboardSettings = ClipboardSettings()
     log: LogSettings = LogSettings()
 
     @model_validator(mode="after")

@@ -62,6 +62,7 @@ class H264Encoder:
             raise EncoderError(f"picture size {width}x{height} must be positive and even")
         self.width, self.height = width, height
         self.bitrate = bitrate
+        self.fps = fps
         self._pts = 0
         self._pts_step = max(1, round(PTS_CLOCK_HZ / fps))
         ctx = av.CodecContext.create("libx264", "w")
@@ -103,11 +104,11 @@ class H264Encoder:
         self._ctx.bit_rate = bitrate
 
     def encode(self, bgra: np.ndarray, *, keyframe: bool = False) -> AccessUnit:
-        """Encode one (height, width, 4) BGRA picture; ``keyframe`` forces an IDR."""
-        if bgra.shape[0] != self.height or bgra.shape[1] != self.width:
-            raise EncoderError(
-                f"picture is {bgra.shape[1]}x{bgra.shape[0]}, encoder is {self.width}x{self.height}"
-            )
+        """Encode one (height, width, 4) BGRA picture; ``keyframe`` forces an IDR.
+
+        A picture of another size is scaled to the encoder's size on the way (swscale, in the
+        same pass as the colour conversion): that is how a maximum picture size is applied.
+        """
         started = time.perf_counter()
         frame = av.VideoFrame.from_ndarray(bgra, format="bgra")
         frame.pts = self._pts

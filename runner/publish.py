@@ -26,8 +26,10 @@ MIN_TIMESTAMP_STEP_US = 1000
 def mint_token(settings: Settings) -> str:
     """A fresh access token with only the grants the runner needs.
 
-    Join this one room, publish a screen share, send and receive data; no subscribing to
-    other people's media, no room administration.
+    Join this one room, publish a screen share, send and receive data; no room administration.
+    The subscribe grant is needed although the runner subscribes to nothing (auto_subscribe
+    is off): without it LiveKit sends no participant updates, so data packets arrive without
+    a sender and nobody is seen leaving (measured with livekit-server 1.13.5).
     """
     lk = settings.livekit
     if lk.token is not None:
@@ -37,7 +39,7 @@ def mint_token(settings: Settings) -> str:
         room_join=True,
         room=lk.room,
         can_publish=True,
-        can_subscribe=False,
+        can_subscribe=True,
         can_publish_data=True,
         can_publish_sources=["screen_share"],
     )

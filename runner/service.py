@@ -20,6 +20,9 @@ from typing import Any
 from runner import e2ee
 from runner.capture import DisplayError, ScreenGrabber
 from runner.config import ConfigError, Settings, load_settings
+from runner.control import envelope as control_envelope
+from runner.control.inject import Injector
+from runner.control.server import ControlServer
 from runner.logs import get_logger, register_secrets
 from runner.publish import Publisher, SdkKey
 from runner.session import Pipeline, Sealer
@@ -65,9 +68,10 @@ class Service:
         # What the SDK's key provider must hold now; every new connection uses it.
         self._sdk_key = SdkKey(passphrase.get_secret_value().encode(), settings.e2ee.key_index)
         self._reload_lock = asyncio.Lock()  # two quick SIGHUPs must not pick the same slot
-        self.grabber = ScreenGrabber(settings.capture.display, settings.capture.monitor)
+        self.grabber = ScreenGrabber(settings.capture.display, settings.capture.monitor, cursor=settings.capture.cursor)
         seal: Sealer = frame_sealer(self.keys) if settings.e2ee.frame_engine == "runner" else (lambda d, k: d)
         self.pipeline = Pipeline(settings, self.grabber, seal)
+        self.control: ControlServer | None = None  # made once the display is open
 
     # --- signals: set flags, nothing else ----------------------------------------------------
     def _on_stop_signal(self, signame: str) -> None:
@@ -99,6 +103,8 @@ class Service:
             self.pipeline.close()
             return EXIT_FAILURE
         width, height = self.grabber.size
+        if self.settings.control.enabled:
+            self.control = await self._make_control()
         log.info(
             "starting",
             display=self.grabber.display,
@@ -119,6 +125,8 @@ class Service:
                     tg.create_task(self.pipeline.capture_loop(), name="capture"),
                     tg.create_task(self.pipeline.encode_loop(), name="encode"),
                 ]
+                if self.control is not None:
+                    tasks.append(tg.create_task(self.control.run(), name="control"))
                 if self.settings.log.status_interval_s > 0:
                     tasks.append(
                         tg.create_task(self.pipeline.status_loop(self.settings.log.status_interval_s), name="status")
@@ -134,7 +142,21 @@ class Service:
             await self._shutdown()
         return EXIT_FAILURE if failed else EXIT_OK
 
+    async def _make_control(self) -> ControlServer:
+        from runner.control.clipboard import X11Clipboard
+
+        passphrase, index = self._configured_key
+        key = await asyncio.to_thread(control_envelope.derive_control_key, passphrase)  # PBKDF2: ~50 ms
+        control = ControlServer(self.settings, self.pipeline, Injector(self.grabber.display), X11Clipboard)
+        control.set_key(key, index)
+        return control
+
     async def _shutdown(self) -> None:
+        if self.control is not None:  # release held keys and buttons before anything else
+            try:
+                await asyncio.wait_for(self.control.close(), timeout=1.0)
+            except (TimeoutError, Exception) as exc:
+                log.warning("control_close_failed", error=f"{type(exc).__name__}: {exc}")
         publisher, self.pipeline.publisher = self.pipeline.publisher, None
         if publisher is not None:
             try:
@@ -170,10 +192,14 @@ class Service:
             if self._sdk_key is not key:  # rotated while we were connecting
                 publisher.set_sdk_key(self._sdk_key, use_for_frames=self._frame_engine == "sdk")
             self.pipeline.attach(publisher)
+            if self.control is not None:
+                self.control.attach(publisher.room)
             try:
                 await publisher.disconnected.wait()
             finally:
                 self.pipeline.detach()
+                if self.control is not None:
+                    self.control.detach()
             log.warning("livekit_disconnected", reason=publisher.disconnect_reason)
             await publisher.close()
             await asyncio.sleep(_backoff(0, lk.retry_initial_s, lk.retry_max_s))
@@ -205,11 +231,16 @@ class Service:
                 index = (index + 1) % e2ee.DEFAULT_RING_SIZE
             self._sdk_key = SdkKey(passphrase.encode(), index)
             await asyncio.to_thread(self.keys.set_key, passphrase, index)  # PBKDF2: ~50 ms
+            if self.control is not None:
+                key = await asyncio.to_thread(control_envelope.derive_control_key, passphrase)
+                self.control.set_key(key, index)
             publisher = self.pipeline.publisher
             if publisher is not None:
                 publisher.set_sdk_key(self._sdk_key, use_for_frames=self._frame_engine == "sdk")
             self.pipeline.request_keyframe()
             log.info("e2ee_key_rotated", key_index=index, key=self.keys.fingerprint())
+        if self.control is not None:
+            self.control.update_settings(new)
         restart_needed = [
             name
             for name in ("livekit", "capture", "encoder", "log")
@@ -217,6 +248,8 @@ class Service:
         ]
         if new.e2ee.frame_engine != old.e2ee.frame_engine:
             restart_needed.append("e2ee.frame_engine")
+        if new.control.enabled != old.control.enabled:
+            restart_needed.append("control.enabled")
         if restart_needed:
             log.warning("reload_needs_restart", sections=restart_needed)
 

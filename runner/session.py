@@ -70,6 +70,9 @@ class Pipeline:
         self._echo_keyframe_at: float | None = None
         self._echo_keyframes = settings.e2ee.frame_engine == "runner"
         self._encoder: H264Encoder | None = None
+        self.fps = settings.capture.fps
+        self.max_size = (0, 0)  # (width, height) the picture is scaled to fit; 0 = no limit
+        self.bitrate_cap = settings.encoder.max_bitrate  # a viewer may lower it (dr.quality.set)
         self._capture_pool = ThreadPoolExecutor(1, thread_name_prefix="capture")
         self._encode_pool = ThreadPoolExecutor(1, thread_name_prefix="encode")
 
@@ -86,13 +89,26 @@ class Pipeline:
     def request_keyframe(self) -> None:
         self._force_keyframe = True
 
+    async def select_region(self, left: int, top: int, width: int, height: int) -> tuple[int, int]:
+        """Capture another rectangle (a monitor) from the next frame on; returns the new picture
+        size. The encoder follows the size on its own, starting with an IDR; no reconnect."""
+        await self.run_in_capture_thread(lambda: self.grabber.select(left, top, width, height))
+        self._latest = None
+        self._force_keyframe = True
+        return self.output_size(*self.grabber.size)
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """The encoded size for a captured size: scaled down to fit ``max_size``, even."""
+        max_w, max_h = self.max_size
+        scale = min(max_w / width if max_w else 1.0, max_h / height if max_h else 1.0, 1.0)
+        return max(2, int(width * scale) & ~1), max(2, int(height * scale) & ~1)
+
     async def run_in_capture_thread(self, fn: Callable[[], object]) -> object:
         return await asyncio.get_running_loop().run_in_executor(self._capture_pool, fn)
 
     # --- tasks ---------------------------------------------------------------------------
     async def capture_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        period = 1.0 / self.settings.capture.fps
         next_at = time.monotonic()
         while True:
             await self._attached.wait()
@@ -107,7 +123,7 @@ class Pipeline:
                 self.stats.dropped += 1
             self._latest = frame
             self._new_frame.set()
-            next_at += period
+            next_at += 1.0 / self.fps
             delay = next_at - time.monotonic()
             if delay < 0:  # fell behind: restart the clock instead of bursting to catch up
                 next_at, delay = time.monotonic(), 0.0
@@ -178,7 +194,7 @@ class Pipeline:
 
     def _follow_target(self, target: int) -> None:
         enc = self.settings.encoder
-        target = min(max(target, enc.min_bitrate), enc.max_bitrate)
+        target = min(max(target, enc.min_bitrate), self.bitrate_cap)
         current = self.stats.bitrate_target
         if abs(target - current) > BITRATE_HYSTERESIS * current:
             log.debug("bitrate_target", bitrate=target, previous=current)
@@ -187,12 +203,13 @@ class Pipeline:
     def _encode_and_seal(self, frame: CapturedFrame, keyframe: bool, bitrate: int) -> tuple[AccessUnit, bytes]:
         """Encode thread: (re)open the encoder for this size, encode, encrypt."""
         enc = self._encoder
-        if enc is None or (enc.width, enc.height) != (frame.width, frame.height):
+        width, height = self.output_size(frame.width, frame.height)
+        if enc is None or (enc.width, enc.height, enc.fps) != (width, height, self.fps):
             cfg = self.settings.encoder
             enc = self._encoder = H264Encoder(
-                frame.width,
-                frame.height,
-                fps=self.settings.capture.fps,
+                width,
+                height,
+                fps=self.fps,
                 bitrate=bitrate,
                 preset=cfg.preset,
                 threads=cfg.threads,

@@ -59,9 +59,17 @@ def test_no_periodic_keyframes_within_the_safety_interval(encoder: H264Encoder) 
     assert keyframes == [True] + [False] * 89
 
 
-def test_wrong_picture_size_is_refused(encoder: H264Encoder) -> None:
-    with pytest.raises(EncoderError, match="picture is 322x240, encoder is 320x240"):
-        encoder.encode(picture(322, 240))
+def test_larger_picture_is_scaled_to_the_encoder_size() -> None:
+    import av
+
+    enc = H264Encoder(320, 180, fps=30, bitrate=1_000_000)
+    big = np.zeros((720, 1280, 4), np.uint8)
+    big[:, :640] = (255, 0, 0, 255)  # left half blue (BGRA), right half black
+    au = enc.encode(big, keyframe=True)
+    (frame,) = av.CodecContext.create("h264", "r").decode(av.Packet(au.data))
+    rgb = frame.to_ndarray(format="rgb24")
+    assert rgb.shape == (180, 320, 3)
+    assert abs(int(rgb[90, 80, 2]) - 255) < 12 and int(rgb[90, 240, 2]) < 12  # the halves land in place
 
 
 def test_odd_size_encoder_is_refused() -> None:

@@ -1,0 +1,194 @@
+"""Injection into the X session: the only module that touches the real keyboard and mouse.
+
+One dedicated thread owns every X connection used for input (pynput's mouse controller, the
+XTEST keyboard injector), so injection never blocks the event loop and the connections are
+never shared across threads. The control server hands it validated, authorized operations
+through a bounded queue; pointer moves waiting in the queue are coalesced (only the newest
+position matters) and are the first thing dropped when the queue is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.control.pointer import clamp_to_bounds, saturate_int16
+from runner.logs import get_logger
+
+log = get_logger(__name__)
+
+QUEUE_LIMIT = 256
+# X core protocol button numbers: 1-3 buttons, 4-7 wheel, 8/9 back/forward.
+BUTTONS = {"left": 1, "middle": 2, "right": 3, "back": 8, "forward": 9}
+WHEEL_UP, WHEEL_DOWN, WHEEL_LEFT, WHEEL_RIGHT = 4, 5, 6, 7
+MAX_WHEEL_STEPS = 64
+
+
+@dataclass
+class Op:
+    """One injection: ``fn`` runs on the injection thread with the X backend."""
+
+    fn: Callable[[XBackend], Any]
+    move: bool = False  # a pointer move: may be coalesced or dropped under pressure
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+
+class XBackend:
+    """The X connections, created and used on the injection thread only."""
+
+    def __init__(self, display: str) -> None:
+        # pynput picks its X display from $DISPLAY when its controllers are created; this
+        # process serves exactly one display, the captured one.
+        os.environ["DISPLAY"] = display
+        from pynput.mouse import Button, Controller
+
+        from runner.control.keyboard import KeyboardInjector
+
+        self._Button = Button
+        self.mouse = Controller()
+        self.keyboard = KeyboardInjector(display)
+        self.bounds: tuple[int, int, int, int] | None = None
+        self.buttons_down: set[str] = set()
+
+    def move_to(self, x: int, y: int) -> None:
+        if self.bounds is not None:
+            x, y = clamp_to_bounds(x, y, self.bounds)
+        self.mouse.position = (x, y)
+
+    def move_by(self, dx: int, dy: int) -> None:
+        x, y = self.mouse.position
+        self.move_to(x + saturate_int16(dx), y + saturate_int16(dy))
+
+    def button(self, name: str, down: bool) -> None:
+        button = self._Button(BUTTONS[name])
+        if down:
+            self.mouse.press(button)
+            self.buttons_down.add(name)
+        elif name in self.buttons_down:
+            self.mouse.release(button)
+            self.buttons_down.discard(name)
+
+    def wheel(self, steps_x: int, steps_y: int) -> None:
+        """Positive y scrolls down, positive x right (docs/protocol.md); one X click per step."""
+        for count, positive, negative in ((steps_y, WHEEL_DOWN, WHEEL_UP), (steps_x, WHEEL_RIGHT, WHEEL_LEFT)):
+            button = self._Button(positive if count > 0 else negative)
+            for _ in range(min(abs(count), MAX_WHEEL_STEPS)):
+                self.mouse.click(button)
+
+    def release_all(self) -> None:
+        for name in sorted(self.buttons_down):
+            self.mouse.release(self._Button(BUTTONS[name]))
+        self.buttons_down.clear()
+        self.keyboard.release_all()
+
+    def close(self) -> None:
+        try:
+            self.release_all()
+        finally:
+            self.keyboard.close()
+
+
+class Injector:
+    """Runs injection operations in order on its own thread; see the module docstring."""
+
+    def __init__(self, display: str, backend_factory: Callable[[str], Any] = XBackend) -> None:
+        self.display = display
+        self._factory = backend_factory
+        self._backend: Any = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="inject")
+        self._queue: deque[Op] = deque()
+        self._ready = asyncio.Event()
+        self.dropped = 0
+        self.injected = 0
+        self.latencies_s: deque[float] = deque(maxlen=4096)  # enqueue to injected, for the benchmark
+        self._failures_logged_at = 0.0
+
+    # --- producer side (event loop) --------------------------------------------------------
+    def submit(self, fn: Callable[[Any], Any], *, move: bool = False) -> bool:
+        """Queue an operation; False when it was dropped (queue full of non-moves)."""
+        if move and self._queue and self._queue[-1].move:
+            self._queue[-1] = Op(fn, move=True)  # coalesce: only the newest position matters
+            self._ready.set()
+            return True
+        if len(self._queue) >= QUEUE_LIMIT:
+            oldest_move = next((op for op in self._queue if op.move), None)
+            if oldest_move is None:
+                self.dropped += 1
+                return False
+            self._queue.remove(oldest_move)
+            self.dropped += 1
+        self._queue.append(Op(fn, move=move))
+        self._ready.set()
+        return True
+
+    async def run(self) -> None:
+        """Consume the queue until cancelled; failures are logged (rate-limited), never fatal."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._queue:
+                op = self._queue.popleft()
+                await loop.run_in_executor(self._pool, self._apply, op)
+
+    def _apply(self, op: Op) -> None:
+        try:
+            if self._backend is None:
+                self._backend = self._factory(self.display)
+            op.fn(self._backend)
+            self.injected += 1
+            self.latencies_s.append(time.perf_counter() - op.enqueued_at)
+        except Exception as exc:  # X gone, keymap trouble: drop this input, reconnect next time
+            now = time.monotonic()
+            if now - self._failures_logged_at > 1.0:
+                self._failures_logged_at = now
+                log.warning("inject_failed", error=f"{type(exc).__name__}: {exc}")
+            self._drop_backend()
+
+    def _drop_backend(self) -> None:
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            try:
+                backend.keyboard.close()
+            except Exception:
+                pass
+
+    async def call(self, fn: Callable[[Any], Any]) -> Any:
+        """Run one function on the injection thread now (bypassing the queue) and return its result."""
+        def run() -> Any:
+            if self._backend is None:
+                self._backend = self._factory(self.display)
+            return fn(self._backend)
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+
+    async def release_all(self) -> None:
+        """Release every key and button we hold, after dropping queued input."""
+        self._queue.clear()
+        if self._backend is None:
+            return
+        try:
+            await self.call(lambda b: b.release_all())
+        except Exception as exc:
+            log.warning("release_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        """Release everything and stop the thread (blocking; call via asyncio.to_thread)."""
+        self._queue.clear()
+
+        def shutdown() -> None:
+            if self._backend is not None:
+                try:
+                    self._backend.close()
+                except Exception as exc:
+                    log.warning("release_failed", error=f"{type(exc).__name__}: {exc}")
+                self._backend = None
+
+        self._pool.submit(shutdown)
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,164 @@
+"""Control messages at the trust boundary: pydantic models for every input message and RPC
+parameter set of docs/protocol.md. Anything that does not validate is dropped as ``schema``.
+
+Only authenticated bodies reach these parsers (the envelope comes first); they still assume
+the sender is careless or hostile: sizes, ranges and list lengths are all bounded.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError
+
+MAX_INPUT_ENVELOPE_BYTES = 4096
+MAX_RPC_PAYLOAD_CHARS = 128 * 1024
+MAX_TEXT_CHARS = 1024
+MAX_HELD_KEYS = 32
+MAX_CLIPBOARD_BYTES = 65536
+MAX_ID_CHARS = 64
+MAX_CODE_CHARS = 32
+MAX_KEY_CHARS = 32
+
+Button = Literal["left", "middle", "right", "back", "forward"]
+Modifier = Literal["Shift", "Control", "Alt", "Meta", "AltGraph", "CapsLock"]
+Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Notches = Annotated[float, Field(allow_inf_nan=False)]
+Int16 = Annotated[int, Field(ge=-32768, le=32767, strict=True)]
+MonitorId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+
+
+class SchemaError(ValueError):
+    """A body that is not valid JSON or not a valid message; the text names the field, not the content."""
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Move(_Msg):
+    t: Literal["move"]
+    mon: MonitorId
+    x: Unit
+    y: Unit
+
+
+class Rel(_Msg):
+    t: Literal["rel"]
+    dx: Int16
+    dy: Int16
+
+
+class ButtonMsg(_Msg):
+    t: Literal["button"]
+    button: Button
+    down: StrictBool
+    mon: MonitorId | None = None
+    x: Unit | None = None
+    y: Unit | None = None
+
+
+class Wheel(_Msg):
+    t: Literal["wheel"]
+    dx: Notches = 0.0
+    dy: Notches = 0.0
+
+
+class Key(_Msg):
+    t: Literal["key"]
+    code: Annotated[str, Field(max_length=MAX_CODE_CHARS)]
+    key: Annotated[str, Field(max_length=MAX_KEY_CHARS)]
+    down: StrictBool
+    mods: Annotated[list[Modifier], Field(max_length=6)] = []
+
+
+class Text(_Msg):
+    t: Literal["text"]
+    text: Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+
+
+class HeldMsg(_Msg):
+    t: Literal["held"]
+    keys: Annotated[list[Annotated[str, Field(max_length=MAX_CODE_CHARS)]], Field(max_length=MAX_HELD_KEYS)] = []
+    buttons: Annotated[list[Button], Field(max_length=5)] = []
+
+
+class Reset(_Msg):
+    t: Literal["reset"]
+
+
+InputMessage = Annotated[Move | Rel | ButtonMsg | Wheel | Key | Text | HeldMsg | Reset, Field(discriminator="t")]
+_INPUT = TypeAdapter(InputMessage)
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "message"
+    return f"{where}: {err['msg']}"  # pydantic messages name the rule, never the offending value
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise SchemaError("body is not UTF-8 JSON") from None
+
+
+def parse_input(body: bytes) -> Move | Rel | ButtonMsg | Wheel | Key | Text | HeldMsg | Reset:
+    data = parse_json(body)
+    if not isinstance(data, dict):
+        raise SchemaError("input message is not a JSON object")
+    try:
+        return _INPUT.validate_python(data)
+    except ValidationError as exc:
+        raise SchemaError(_describe(exc)) from None
+
+
+# --- RPC parameters ----------------------------------------------------------------------------
+
+
+class NoParams(_Msg):
+    pass
+
+
+class HelloParams(_Msg):
+    nonce: Annotated[str, Field(min_length=16, max_length=64)]
+    client: Annotated[str, Field(max_length=128)] = ""
+
+
+class PingParams(_Msg):
+    t: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+
+
+class SelectMonitorParams(_Msg):
+    id: MonitorId
+
+
+class QualityParams(_Msg):
+    fps: Annotated[float, Field(ge=1, le=60, allow_inf_nan=False)] | None = None
+    bitrate: Annotated[int, Field(ge=50_000, le=200_000_000)] | None = None
+    max_width: Annotated[int, Field(ge=0, le=16384)] | None = None
+    max_height: Annotated[int, Field(ge=0, le=16384)] | None = None
+
+
+class ClipboardSetParams(_Msg):
+    text: str
+
+    def model_post_init(self, _context: Any) -> None:
+        if len(self.text.encode("utf-8", "surrogatepass")) > MAX_CLIPBOARD_BYTES:
+            raise ValueError(f"clipboard text is longer than {MAX_CLIPBOARD_BYTES} bytes")
+
+
+def parse_params(model: type[_Msg], body: bytes) -> _Msg:
+    data = parse_json(body)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SchemaError("params are not a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise SchemaError(_describe(exc)) from None
+    except ValueError as exc:
+        raise SchemaError(str(exc)) from None
