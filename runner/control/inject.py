@@ -48,13 +48,21 @@ class XBackend:
         os.environ["DISPLAY"] = display
         from pynput.mouse import Button, Controller
 
-        from runner.control.keyboard import KeyboardInjector
-
+        self.display = display
         self._Button = Button
         self.mouse = Controller()
-        self.keyboard = KeyboardInjector(display)
+        self._keyboard: Any = None
         self.bounds: tuple[int, int, int, int] | None = None
         self.buttons_down: set[str] = set()
+
+    @property
+    def keyboard(self) -> Any:
+        """The XTEST keyboard injector, opened on first use."""
+        if self._keyboard is None:
+            from runner.control.keyboard import KeyboardInjector
+
+            self._keyboard = KeyboardInjector(self.display)
+        return self._keyboard
 
     def move_to(self, x: int, y: int) -> None:
         if self.bounds is not None:
@@ -85,13 +93,15 @@ class XBackend:
         for name in sorted(self.buttons_down):
             self.mouse.release(self._Button(BUTTONS[name]))
         self.buttons_down.clear()
-        self.keyboard.release_all()
+        if self._keyboard is not None:
+            self._keyboard.release_all()
 
     def close(self) -> None:
         try:
             self.release_all()
         finally:
-            self.keyboard.close()
+            if self._keyboard is not None:
+                self._keyboard.close()
 
 
 class Injector:
@@ -153,9 +163,9 @@ class Injector:
 
     def _drop_backend(self) -> None:
         backend, self._backend = self._backend, None
-        if backend is not None:
+        if backend is not None and backend._keyboard is not None:
             try:
-                backend.keyboard.close()
+                backend._keyboard.close()
             except Exception:
                 pass
 

@@ -1,0 +1,242 @@
+"""Remote control against the real LiveKit server and a real X server, with Python viewers.
+
+The runner runs as its own process on Xvfb; viewers are LiveKit Python clients speaking
+docs/protocol.md (tests/controlclient.py). What the runner injects is read back from the X server
+(pointer position, pressed buttons and keys), never from the runner's own account of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+from controlclient import CallFailed, ControlClient
+from realenv import Runner, Xvfb, mint_token
+from runner.control import envelope as env
+from xstate import XState
+
+pytestmark = pytest.mark.integration
+
+PASSPHRASE = "control tests passphrase"
+RUNNER_ID = "desktop-runner"
+SETTLE_S = 0.5  # how long we watch that something does NOT happen after the last message
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture(scope="module")
+def screen() -> Iterator[Xvfb]:
+    with Xvfb(1280, 720) as x:
+        yield x
+
+
+@pytest.fixture(scope="module")
+def runner(livekit_server, screen) -> Iterator[Runner]:
+    r = Runner(livekit_url=livekit_server.url, api_key=livekit_server.api_key,
+               api_secret=livekit_server.api_secret, room="control-live", passphrase=PASSPHRASE,
+               display=screen.display, extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "0",
+                                                  "RUNNER_CONTROL__HEARTBEAT_TIMEOUT_S": "1.0"})
+    with r:
+        r.wait_for_event("track_published", timeout=30)
+        yield r
+        print("--- runner log ---")
+        print(r.log_path.read_text(errors="replace")[-6000:])
+
+
+@pytest.fixture
+def xs(screen) -> Iterator[XState]:
+    s = XState(screen.display)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def join(livekit_server, runner) -> Callable[..., object]:
+    clients: list[ControlClient] = []
+
+    async def make(identity: str, passphrase: str | None = PASSPHRASE, *, e2ee: bool = True,
+                   hello: bool = True, control: bool = False) -> ControlClient:
+        token = mint_token(livekit_server.api_key, livekit_server.api_secret, "control-live", identity)
+        c = await ControlClient.join(livekit_server.url, token, RUNNER_ID, passphrase, e2ee=e2ee)
+        clients.append(c)
+        if hello:
+            await c.hello()
+        if control:
+            await c.call("dr.control.request")
+        return c
+
+    yield make
+    _pending_close.extend(clients)
+
+
+_pending_close: list[ControlClient] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    """Clients leave after each test (async teardown: the join fixture itself is sync)."""
+    yield
+    while _pending_close:
+        c = _pending_close.pop()
+        if c.session:
+            try:
+                await c.call("dr.control.release", timeout=2)
+            except Exception:
+                pass
+        await c.close()
+
+
+async def rejected(c: ControlClient) -> dict[str, int]:
+    return (await c.call("dr.stats"))["input"]["rejected"]
+
+
+async def test_controller_moves_pointer_and_clicks(join, xs) -> None:
+    c = await join("ctl-move", control=True)
+    await c.send({"t": "move", "mon": "screen", "x": 0.25, "y": 0.75}, reliable=False)
+    assert await until(lambda: xs.pointer() == (320, 539)), xs.pointer()
+    await c.send({"t": "button", "button": "left", "down": True, "mon": "screen", "x": 1.0, "y": 0.0})
+    assert await until(lambda: xs.buttons_down() == {"left"} and xs.pointer() == (1279, 0))
+    await c.send({"t": "button", "button": "left", "down": False})
+    assert await until(lambda: xs.buttons_down() == set())
+
+
+async def test_relative_moves_add_up(join, xs) -> None:
+    c = await join("ctl-rel", control=True)
+    await c.send({"t": "move", "mon": "screen", "x": 0.5, "y": 0.5})
+    assert await until(lambda: xs.pointer() == (640, 360))
+    for _ in range(10):
+        await c.send({"t": "rel", "dx": 7, "dy": -3}, reliable=False)
+    assert await until(lambda: xs.pointer() == (710, 330)), xs.pointer()
+
+
+async def test_unheld_button_is_released_after_the_heartbeat_timeout(join, xs) -> None:
+    c = await join("ctl-stuck", control=True)
+    await c.send({"t": "button", "button": "right", "down": True})
+    assert await until(lambda: xs.buttons_down() == {"right"})
+    for _ in range(8):  # heartbeats keep it held past the 1 s timeout
+        await c.send({"t": "held", "keys": [], "buttons": ["right"]})
+        await asyncio.sleep(0.2)
+    assert xs.buttons_down() == {"right"}
+    t0 = time.monotonic()
+    assert await until(lambda: xs.buttons_down() == set(), timeout=3)  # heartbeats stop
+    assert 0.7 < time.monotonic() - t0 < 2.0
+
+
+async def test_releasing_control_releases_held_buttons(join, xs) -> None:
+    c = await join("ctl-release", control=True)
+    await c.send({"t": "button", "button": "middle", "down": True})
+    assert await until(lambda: xs.buttons_down() == {"middle"})
+    assert await c.call("dr.control.release") == {"controller": None, "you": False}
+    assert await until(lambda: xs.buttons_down() == set(), timeout=1)
+
+
+async def test_one_controller_at_a_time(join, xs) -> None:
+    first = await join("ctl-first", control=True)
+    second = await join("ctl-second")
+    with pytest.raises(CallFailed) as caught:
+        await second.call("dr.control.request")
+    assert caught.value.code == "busy"
+    xs.warp(5, 5)
+    await second.send({"t": "move", "mon": "screen", "x": 0.5, "y": 0.5})
+    await asyncio.sleep(SETTLE_S)
+    assert xs.pointer() == (5, 5)
+    assert (await rejected(first)).get("no_control", 0) >= 1
+    push = await second.wait_push(lambda p: p["t"] == "control" and p["controller"] is None, timeout=5) \
+        if await first.call("dr.control.release") else None
+    assert push == {"t": "control", "controller": None, "you": False}
+    assert (await second.call("dr.control.request"))["you"] is True
+
+
+async def test_plaintext_participant_cannot_move_pointer_or_call(join, xs) -> None:
+    """A client without E2EE: its data packets and RPC reach the runner in plaintext."""
+    watcher = await join("ctl-watcher", control=True)
+    attacker = await join("ctl-plain", None, e2ee=False, hello=False)
+    xs.warp(11, 11)
+    before = (await rejected(watcher)).get("auth", 0)
+    forged = env.seal(b"\x00" * 32, kind=env.KIND_INPUT, key_index=0, session=1, seq=1, sender="ctl-plain",
+                      recipient=RUNNER_ID, context=env.DATA_CONTEXT,
+                      body=json.dumps({"t": "move", "mon": "screen", "x": 0.5, "y": 0.5}).encode())
+    await attacker.raw_send(forged)
+    await attacker.raw_send(json.dumps({"t": "move", "mon": "screen", "x": 0.5, "y": 0.5}).encode())
+    with pytest.raises(Exception):  # 401 unauthenticated, or no answer the attacker can read
+        await attacker.raw_call("dr.hello", base64.b64encode(b"\x01\x03" + bytes(60)).decode())
+    await asyncio.sleep(SETTLE_S)
+    assert xs.pointer() == (11, 11)
+    assert (await rejected(watcher)).get("auth", 0) >= before + 3
+
+
+async def test_participant_without_the_key_cannot_move_pointer(join, xs) -> None:
+    """E2EE on with a wrong passphrase: the runner's SDK cannot even decrypt its packets."""
+    await join("ctl-watcher2", control=True)
+    stranger = await join("ctl-nokey", "not the passphrase", hello=False)
+    xs.warp(13, 13)
+    body = {"t": "move", "mon": "screen", "x": 0.9, "y": 0.9}
+    await stranger.raw_send(stranger.seal(env.KIND_INPUT, env.DATA_CONTEXT, body, session=1))
+    with pytest.raises(Exception):
+        await stranger.hello()
+    await asyncio.sleep(SETTLE_S)
+    assert xs.pointer() == (13, 13)
+
+
+async def test_replayed_and_unknown_session_messages_are_dropped(join, xs) -> None:
+    c = await join("ctl-replay", control=True)
+    move_a = c.seal(env.KIND_INPUT, env.DATA_CONTEXT, {"t": "move", "mon": "screen", "x": 0.0, "y": 0.0})
+    await c.raw_send(move_a)
+    assert await until(lambda: xs.pointer() == (0, 0))
+    await c.send({"t": "move", "mon": "screen", "x": 1.0, "y": 1.0})
+    assert await until(lambda: xs.pointer() == (1279, 719))
+    before = await rejected(c)
+    await c.raw_send(move_a)  # replay
+    stale = env.seal(c.key, kind=env.KIND_INPUT, key_index=0, session=c.session ^ 1, seq=10_000,
+                     sender=c.identity, recipient=RUNNER_ID, context=env.DATA_CONTEXT,
+                     body=b'{"t":"move","mon":"screen","x":0.5,"y":0.5}')
+    await c.raw_send(stale)
+    await asyncio.sleep(SETTLE_S)
+    assert xs.pointer() == (1279, 719)
+    after = await rejected(c)
+    assert after.get("replay", 0) == before.get("replay", 0) + 1
+    # "unknown_session" once LiveKit has announced us to the runner, "auth" before (no sender yet)
+    dropped = lambda r: r.get("unknown_session", 0) + r.get("auth", 0)  # noqa: E731
+    assert dropped(after) == dropped(before) + 1
+
+
+async def test_monitor_list_and_unknown_monitor(join, xs) -> None:
+    c = await join("ctl-monitors", control=True)
+    listed = await c.call("dr.monitors.list")
+    assert listed == {"monitors": [{"id": "screen", "name": "screen", "x": 0, "y": 0, "width": 1280,
+                                    "height": 720, "primary": True, "scale": 1.0}], "selected": "screen"}
+    with pytest.raises(CallFailed) as caught:
+        await c.call("dr.monitors.select", {"id": "HDMI-9"})
+    assert caught.value.code == "unknown_monitor"
+    xs.warp(17, 17)
+    await c.send({"t": "move", "mon": "HDMI-9", "x": 0.5, "y": 0.5})
+    await asyncio.sleep(SETTLE_S)
+    assert xs.pointer() == (17, 17)
+
+
+async def test_rpc_basics(join) -> None:
+    c = await join("ctl-rpc")
+    assert (await c.call("dr.ping", {"t": 42}))["t"] == 42
+    assert await c.call("dr.keyframe") == {}
+    with pytest.raises(CallFailed) as caught:
+        await c.call("dr.quality.set", {"fps": 10})
+    assert caught.value.code == "no_control"
+    with pytest.raises(CallFailed) as caught:
+        await c.call("dr.ping", {"t": "soon"})
+    assert caught.value.code == "bad_request"
+    with pytest.raises(CallFailed) as caught:
+        await c.call("dr.clipboard.get")
+    assert caught.value.code in ("no_control",)
