@@ -240,3 +240,53 @@ async def test_rpc_basics(join) -> None:
     with pytest.raises(CallFailed) as caught:
         await c.call("dr.clipboard.get")
     assert caught.value.code in ("no_control",)
+
+
+def _rss_kb(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_hostile_flood_through_livekit_neither_crashes_nor_injects(join, xs, runner) -> None:
+    """Thousands of forged, replayed, malformed and oversized packets through the real server."""
+    import random
+
+    watcher = await join("ctl-flood-watch")
+    attacker = await join("ctl-flood", control=True)  # a key holder's session: replays of its messages
+    valid = attacker.seal(env.KIND_INPUT, env.DATA_CONTEXT, {"t": "move", "mon": "screen", "x": 0.5, "y": 0.5})
+    await attacker.raw_send(valid)
+    assert await until(lambda: xs.pointer() == (640, 360))
+    xs.warp(21, 21)
+    rng = random.Random(7)
+    move = b'{"t":"move","mon":"screen","x":0.9,"y":0.9}'
+    rss_before = _rss_kb(runner.pid)
+    sent = 0
+    for i in range(3000):
+        kind = i % 5
+        if kind == 0:
+            payload = rng.randbytes(rng.randrange(0, 4096))
+        elif kind == 1:
+            payload = valid  # replay
+        elif kind == 2:
+            payload = env.seal(rng.randbytes(32), kind=1, key_index=0, session=attacker.session, seq=10**6 + i,
+                               sender=attacker.identity, recipient=RUNNER_ID, context=env.DATA_CONTEXT, body=move)
+        elif kind == 3:
+            payload = env.seal(attacker.key, kind=1, key_index=0, session=attacker.session, seq=10**6 + i,
+                               sender="someone-else", recipient=RUNNER_ID, context=env.DATA_CONTEXT, body=move)
+        else:
+            payload = rng.randbytes(5000)  # over the 4096-byte limit
+        await attacker.raw_send(payload, reliable=bool(i % 2))
+        sent += 1
+        if i % 100 == 99:
+            await asyncio.sleep(0.05)  # stay near the per-sender rate limit, so most reach the crypto
+    await asyncio.sleep(1.0)
+    assert xs.pointer() == (21, 21)
+    assert runner.returncode is None
+    stats = await watcher.call("dr.stats")  # still answering
+    rejected_total = sum(stats["input"]["rejected"].values())
+    assert rejected_total >= sent * 0.9, stats["input"]  # lossy ones may be lost on the way
+    growth_kb = _rss_kb(runner.pid) - rss_before
+    print(f"runner RSS growth over {sent} hostile packets: {growth_kb} kB; rejected: {stats['input']['rejected']}")
+    assert growth_kb < 20_000

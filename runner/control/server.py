@@ -52,6 +52,15 @@ ClipboardFactory = Callable[[str, Callable[[str], None]], Any]
 """Makes the clipboard (display, on_change) -> object with get_text(), set_text(), close()."""
 
 
+def _percentiles_ms(samples: Any) -> dict[str, float] | None:
+    """p50/p95 in ms of the recent receive-to-injected latencies, or None before any input."""
+    values = sorted(samples)
+    if not values:
+        return None
+    pick = lambda q: round(1000 * values[min(len(values) - 1, int(q * len(values)))], 3)  # noqa: E731
+    return {"p50": pick(0.5), "p95": pick(0.95), "n": len(values)}
+
+
 class RpcFailure(Exception):
     """An error reported to an authenticated caller inside the sealed response."""
 
@@ -628,7 +637,12 @@ class ControlServer:
             "height": height,
             "keyframes": s.keyframes,
             "dropped": s.dropped,
-            "input": {"accepted": self.accepted, "rejected": dict(self.rejections.counts)},
+            "input": {
+                "accepted": self.accepted,
+                "rejected": dict(self.rejections.counts),
+                "dropped": self.injector.dropped,
+                "inject_ms": _percentiles_ms(self.injector.latencies_s),
+            },
         }
 
     def _clipboard_allowed(self, direction: str) -> None:
