@@ -20,6 +20,7 @@ test-unit: setup
 
 bench: setup
 	$(PY) bench/bench_e2ee.py
+	$(PY) bench/bench_input.py
 
 clean:
 	rm -rf .venv node_modules .pytest_cache .hypothesis build *.egg-info
