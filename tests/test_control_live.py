@@ -290,3 +290,41 @@ async def test_hostile_flood_through_livekit_neither_crashes_nor_injects(join, x
     growth_kb = _rss_kb(runner.pid) - rss_before
     print(f"runner RSS growth over {sent} hostile packets: {growth_kb} kB; rejected: {stats['input']['rejected']}")
     assert growth_kb < 20_000
+
+
+@pytest.fixture(scope="module")
+def clip_runner(livekit_server) -> Iterator[tuple[Runner, Xvfb]]:
+    with Xvfb(640, 480) as x:
+        r = Runner(livekit_url=livekit_server.url, api_key=livekit_server.api_key,
+                   api_secret=livekit_server.api_secret, room="control-clip", passphrase=PASSPHRASE,
+                   display=x.display, extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "0",
+                                                 "RUNNER_CLIPBOARD__MODE": "both"})
+        with r:
+            r.wait_for_event("track_published", timeout=30)
+            yield r, x
+
+
+async def test_clipboard_both_ways_checked_with_xclip(livekit_server, clip_runner) -> None:
+    import subprocess
+
+    runner, x = clip_runner
+    token = mint_token(livekit_server.api_key, livekit_server.api_secret, "control-clip", "clip-viewer")
+    c = await ControlClient.join(livekit_server.url, token, RUNNER_ID, PASSPHRASE)
+    _pending_close.append(c)
+    await c.hello()
+    with pytest.raises(CallFailed) as caught:
+        await c.call("dr.clipboard.set", {"text": "no control yet"})
+    assert caught.value.code == "no_control"
+    await c.call("dr.control.request")
+    assert await c.call("dr.clipboard.set", {"text": "vom Betrachter: Grüße ✓"}) == {}
+    out = subprocess.run(["xclip", "-selection", "clipboard", "-o"], env={"DISPLAY": x.display},
+                         capture_output=True, text=True, timeout=5)
+    assert out.stdout == "vom Betrachter: Grüße ✓"
+    subprocess.run(["xclip", "-selection", "clipboard", "-i"], input="from the host 🖥", text=True,
+                   env={"DISPLAY": x.display}, timeout=5, check=True)
+    push = await c.wait_push(lambda p: p["t"] == "clipboard", timeout=5)
+    assert push == {"t": "clipboard", "text": "from the host 🖥"}
+    assert await c.call("dr.clipboard.get") == {"text": "from the host 🖥"}
+    with pytest.raises(CallFailed) as caught:
+        await c.call("dr.clipboard.set", {"text": "x" * 65537})
+    assert caught.value.code == "bad_request"
