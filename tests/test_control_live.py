@@ -328,3 +328,64 @@ async def test_clipboard_both_ways_checked_with_xclip(livekit_server, clip_runne
     with pytest.raises(CallFailed) as caught:
         await c.call("dr.clipboard.set", {"text": "x" * 65537})
     assert caught.value.code == "bad_request"
+
+
+@pytest.fixture
+def recorder(screen) -> Iterator[object]:
+    from xrecorder import XRecorder
+
+    with XRecorder(screen.display) as rec:
+        rec.wait_ready()
+        yield rec
+
+
+async def _typed(rec, text: str, timeout: float = 5.0) -> str:
+    await until(lambda: rec.typed_text() == text, timeout)
+    return rec.typed_text()
+
+
+async def test_keys_from_a_german_viewer_type_the_intended_characters(join, recorder, xs) -> None:
+    """The host is US; the viewer's layout (German) decides: AltGr+Q is @, Shift+2 is "."""
+    c = await join("ctl-keys", control=True)
+    events = [
+        ("ShiftLeft", "Shift", True, ["Shift"]), ("KeyH", "H", True, ["Shift"]), ("KeyH", "H", False, ["Shift"]),
+        ("ShiftLeft", "Shift", False, []),
+        ("KeyI", "i", True, []), ("KeyI", "i", False, []),
+        ("AltRight", "AltGraph", True, ["AltGraph"]), ("KeyQ", "@", True, ["AltGraph"]),
+        ("KeyQ", "@", False, ["AltGraph"]), ("AltRight", "AltGraph", False, []),
+        ("ShiftLeft", "Shift", True, ["Shift"]), ("Digit2", "\"", True, ["Shift"]), ("Digit2", "\"", False, ["Shift"]),
+        ("ShiftLeft", "Shift", False, []),
+        ("KeyY", "z", True, []), ("KeyY", "z", False, []),  # QWERTZ: the key at Y types z
+        ("Enter", "Enter", True, []), ("Enter", "Enter", False, []),
+    ]
+    for code, key, down, mods in events:
+        await c.send({"t": "key", "code": code, "key": key, "down": down, "mods": mods})
+    assert await _typed(recorder, 'Hi@"z\n') == 'Hi@"z\n'
+    assert await until(lambda: xs.keycodes_down() == set())
+
+
+async def test_text_command_types_unicode(join, recorder) -> None:
+    c = await join("ctl-text", control=True)
+    await c.send({"t": "text", "text": "Grüße, 世界! €5\n"})
+    assert await _typed(recorder, "Grüße, 世界! €5\n") == "Grüße, 世界! €5\n"
+
+
+async def test_a_key_held_without_heartbeat_is_released(join, xs) -> None:
+    c = await join("ctl-key-stuck", control=True)
+    await c.send({"t": "key", "code": "KeyA", "key": "a", "down": True, "mods": []})
+    a = xs.keycode("a")
+    assert await until(lambda: a in xs.keycodes_down())
+    assert await until(lambda: a not in xs.keycodes_down(), timeout=3)  # 1 s timeout in this runner
+
+
+async def test_leaving_the_room_releases_held_keys(join, xs) -> None:
+    c = await join("ctl-key-leave", control=True)
+    await asyncio.sleep(3.0)  # LiveKit announces us to the runner by now, so our leaving is seen
+    shift = xs.keycode("Shift_L")
+    for _ in range(3):
+        await c.send({"t": "key", "code": "ShiftLeft", "key": "Shift", "down": True, "mods": ["Shift"]})
+        await c.send({"t": "held", "keys": ["ShiftLeft"], "buttons": []})
+    assert await until(lambda: shift in xs.keycodes_down())
+    c.session = 0  # no release call at teardown
+    await c.room.disconnect()
+    assert await until(lambda: shift not in xs.keycodes_down(), timeout=3)

@@ -1,0 +1,107 @@
+"""Control policy and shutdown, each with its own runner: allowed identities, view-only, and
+held input released when the runner stops."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from controlclient import CallFailed, ControlClient
+from realenv import Runner, Xvfb, mint_token
+from xstate import XState
+
+pytestmark = pytest.mark.integration
+
+PASSPHRASE = "policy tests passphrase"
+
+
+async def until(predicate, timeout: float = 5.0) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture
+def start(livekit_server, room_name) -> Iterator[object]:
+    made: list[tuple[Runner, Xvfb]] = []
+
+    def make(**env: str) -> tuple[Runner, Xvfb]:
+        x = Xvfb(640, 480)
+        r = Runner(livekit_url=livekit_server.url, api_key=livekit_server.api_key,
+                   api_secret=livekit_server.api_secret, room=room_name, passphrase=PASSPHRASE,
+                   display=x.display, extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "0", **env})
+        made.append((r, x))
+        r.wait_for_event("track_published", timeout=30)
+        return r, x
+
+    yield make
+    for r, x in made:
+        r.stop()
+        x.stop()
+
+
+@pytest.fixture
+def viewer(livekit_server, room_name):
+    clients: list[ControlClient] = []
+
+    async def make(identity: str) -> ControlClient:
+        token = mint_token(livekit_server.api_key, livekit_server.api_secret, room_name, identity)
+        c = await ControlClient.join(livekit_server.url, token, "desktop-runner", PASSPHRASE)
+        clients.append(c)
+        await c.hello()
+        return c
+
+    return make
+
+
+async def test_only_allowed_identities_may_take_control(start, viewer) -> None:
+    start(RUNNER_CONTROL__ALLOWED_IDENTITIES='["boss"]')
+    intruder = await viewer("intruder")
+    with pytest.raises(CallFailed) as caught:
+        await intruder.call("dr.control.request")
+    assert caught.value.code == "forbidden"
+    boss = await viewer("boss")
+    assert await boss.call("dr.control.request") == {"controller": "boss", "you": True}
+    await intruder.close()
+    await boss.close()
+
+
+async def test_view_only_runner_refuses_control_and_input(start, viewer) -> None:
+    _, x = start(RUNNER_CONTROL__VIEW_ONLY="true")
+    xs = XState(x.display)
+    xs.warp(3, 3)
+    c = await viewer("watcher")
+    hello_again = await c.hello()
+    assert hello_again["view_only"] is True
+    with pytest.raises(CallFailed) as caught:
+        await c.call("dr.control.request")
+    assert caught.value.code == "forbidden"
+    await c.send({"t": "move", "mon": "screen", "x": 0.5, "y": 0.5})
+    await asyncio.sleep(0.5)
+    assert xs.pointer() == (3, 3)
+    assert (await c.call("dr.stats"))["input"]["rejected"] == {"view_only": 1}
+    xs.close()
+    await c.close()
+
+
+async def test_stopping_the_runner_releases_held_keys_and_buttons(start, viewer) -> None:
+    runner, x = start(RUNNER_CONTROL__HEARTBEAT_TIMEOUT_S="30")
+    xs = XState(x.display)
+    c = await viewer("holder")
+    await c.call("dr.control.request")
+    await c.send({"t": "key", "code": "ControlLeft", "key": "Control", "down": True, "mods": ["Control"]})
+    await c.send({"t": "button", "button": "left", "down": True})
+    ctrl = xs.keycode("Control_L")
+    assert await until(lambda: ctrl in xs.keycodes_down() and xs.buttons_down() == {"left"})
+    runner._signal(signal.SIGTERM)
+    assert await asyncio.to_thread(runner._proc.wait, 5) == 0
+    assert ctrl not in xs.keycodes_down() and xs.buttons_down() == set()
+    xs.close()
+    await c.close()
