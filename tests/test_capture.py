@@ -1,0 +1,55 @@
+"""Capture on a real Xvfb: the mouse pointer drawn into the picture, region selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from realenv import paint
+from runner.capture import ScreenGrabber
+from xstate import XState
+
+pytestmark = pytest.mark.integration
+
+
+def lit(pixels: np.ndarray) -> np.ndarray:
+    """(row, column) of every pixel that is not black."""
+    return np.argwhere(pixels[:, :, :3].max(axis=2) > 0)
+
+
+@pytest.mark.parametrize("cursor", [True, False])
+def test_pointer_is_drawn_where_it_is_only_with_cursor_on(xvfb_factory, cursor: bool) -> None:
+    x = xvfb_factory(320, 240)
+    paint(x.display, (0, 0, 0))
+    xs = XState(x.display)
+    xs.warp(100, 60)
+    g = ScreenGrabber(x.display, 1, cursor=cursor)
+    g.open()
+    try:
+        drawn = lit(g.grab().pixels)
+    finally:
+        g.close()
+        xs.close()
+    if not cursor:
+        assert len(drawn) == 0
+        return
+    assert len(drawn) > 20  # Xvfb's default cursor, around its hot spot
+    top, left = drawn.min(axis=0)
+    bottom, right = drawn.max(axis=0)
+    assert top <= 60 <= bottom and left <= 100 <= right and bottom - top < 32 and right - left < 32
+
+
+def test_selected_region_is_grabbed_and_clipped_to_the_screen(xvfb_factory) -> None:
+    x = xvfb_factory(320, 240)
+    g = ScreenGrabber(x.display, 1)
+    g.open()
+    try:
+        g.select(100, 50, 120, 80)
+        assert g.region == {"left": 100, "top": 50, "width": 120, "height": 80}
+        assert g.grab().pixels.shape == (80, 120, 4)
+        g.select(300, 200, 100, 100)  # hangs over the right and bottom edges
+        assert g.region == {"left": 300, "top": 200, "width": 20, "height": 40}
+        g.open()  # a reconnect keeps the chosen region
+        assert g.region == {"left": 300, "top": 200, "width": 20, "height": 40}
+    finally:
+        g.close()
