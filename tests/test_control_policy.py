@@ -105,3 +105,39 @@ async def test_stopping_the_runner_releases_held_keys_and_buttons(start, viewer)
     assert ctrl not in xs.keycodes_down() and xs.buttons_down() == set()
     xs.close()
     await c.close()
+
+
+async def test_key_rotation_ends_old_sessions_and_new_key_holders_take_over(start, livekit_server, room_name,
+                                                                            tmp_path) -> None:
+    key_file = tmp_path / "passphrase"
+    key_file.write_text("first passphrase\n")
+    runner, x = start(RUNNER_E2EE__PASSPHRASE="", RUNNER_E2EE__PASSPHRASE_FILE=str(key_file),
+                      RUNNER_CONTROL__HEARTBEAT_TIMEOUT_S="30")
+    xs = XState(x.display)
+    token = mint_token(livekit_server.api_key, livekit_server.api_secret, room_name, "old-holder")
+    old = await ControlClient.join(livekit_server.url, token, "desktop-runner", "first passphrase")
+    await old.hello()
+    await old.call("dr.control.request")
+    await old.send({"t": "button", "button": "left", "down": True})
+    assert await until(lambda: xs.buttons_down() == {"left"})
+
+    key_file.write_text("second passphrase\n")
+    runner._signal(signal.SIGHUP)
+    rotated = await asyncio.to_thread(runner.wait_for_event, "e2ee_key_rotated", 10)
+    assert rotated["key_index"] == 1
+    assert await until(lambda: xs.buttons_down() == set(), timeout=3)  # the old controller's input released
+
+    xs.warp(7, 7)
+    await old.send({"t": "move", "mon": "screen", "x": 0.5, "y": 0.5})
+    with pytest.raises(Exception):
+        await old.call("dr.ping", {"t": 1}, timeout=3)
+    token = mint_token(livekit_server.api_key, livekit_server.api_secret, room_name, "new-holder")
+    new = await ControlClient.join(livekit_server.url, token, "desktop-runner", "second passphrase", key_index=1)
+    hello = await new.hello()
+    assert hello["controller"] is None
+    assert (await new.call("dr.control.request"))["you"] is True
+    await asyncio.sleep(0.3)
+    assert xs.pointer() == (7, 7)
+    xs.close()
+    await old.close()
+    await new.close()
