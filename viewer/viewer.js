@@ -5,18 +5,39 @@
 //   window.viewer.state            live object, refreshed every STATS_INTERVAL_MS (see `state`)
 //   window.viewer.samplePixels(pts) [[r, g, b], ...] at normalized [x, y] points of the current
 //                                   video frame, or null before the first frame
-//   window.viewer.connect({url, token, passphrase, keyIndex}), window.viewer.disconnect()
-//                                   (both async; keyIndex defaults to 0)
+//   window.viewer.connect({url, token, passphrase, keyIndex, control, runner}),
+//   window.viewer.disconnect()      (both async; keyIndex defaults to 0; control (default true):
+//                                   request control once the control session is open; runner:
+//                                   the runner's identity, default the participant whose screen
+//                                   is shown)
 //   window.viewer.setKey(passphrase, keyIndex)  (async) add or replace the key at keyIndex
 //                                   (0..15) without reconnecting, e.g. after the publisher rotated
-//                                   to a new key index; kept if the viewer joins the room again
+//                                   to a new key index; kept if the viewer joins the room again.
+//                                   Also rekeys the control session (a new dr.hello with the new
+//                                   key; the old session is kept if the runner does not take it)
+//
+// Remote control (docs/protocol.md; control.js, input.js):
+//   window.viewer.control           the live ControlSession, or null
+//   window.viewer.state.control     {session, you, controller, monitors, selected, viewOnly,
+//                                   clipboardMode, lastError, clipboard, rejected, runner,
+//                                   rttMs, stats, pointerLocked} (see `state`)
+//   window.viewer.sendInput(message, {reliable = true})  seal and send one input message (async)
+//   window.viewer.call(method, params)  sealed RPC; resolves to the result, or rejects with an
+//                                   Error whose .code is the runner's error code
+//   window.viewer.typeText(text), .selectMonitor(id), .requestControl(), .releaseControl()
+//                                   (async)
 //
 // Link parameters (query or fragment; the fragment is never sent to a server): url, token,
-// passphrase and keyIndex (the key index of the passphrase, default 0).
+// passphrase, keyIndex (the key index of the passphrase, default 0), runner (identity) and
+// control (0: do not request control on connect).
 //
 // The token and passphrase are never logged or shown; they are removed from the address bar once
-// read, and redacted from any error text before it is displayed.
+// read, and redacted from any error text before it is displayed. Clipboard text is never put into
+// an error message or a log line.
+import { ControlSession } from '/control.js';
+import { InputCapture, textChunks } from '/input.js';
 import {
+  ConnectionState,
   DisconnectReason,
   ExternalE2EEKeyProvider,
   LogLevel,
@@ -30,6 +51,10 @@ import {
 
 const E2EE_WORKER_URL = new URL('/vendor/livekit-client.e2ee.worker.mjs', location.href);
 const STATS_INTERVAL_MS = 250;
+const CONTROL_STATS_INTERVAL_MS = 2000; // dr.ping and dr.stats
+const CONTROL_CLIENT = 'desktop-runner reference viewer';
+const CLIPBOARD_TO_HOST = new Set(['to-host', 'both']);
+const CLIPBOARD_FROM_HOST = new Set(['from-host', 'both']);
 const REJOIN_DELAY_MS = 2000;
 const MAX_LISTED_ERRORS = 50;
 // livekit-client's key ring size (KEY_PROVIDER_DEFAULTS.keyringSize). A received frame picks its
@@ -56,7 +81,29 @@ const state = {
   videoHeight: 0,
   publisher: '', // identity of the participant whose video is shown
   trackEncrypted: false, // the shown track is announced as end-to-end encrypted by its publisher
+  control: null, // remote control, see controlState()
 };
+
+/** Remote control as the page shows it (state.control, reset in place for every new session). */
+function controlState() {
+  return {
+    runner: '', // identity the control session talks to
+    session: false, // a control session is open (dr.hello answered)
+    you: false, // this session has control: input is sent
+    controller: null, // identity in control, or null
+    monitors: [], // the runner's monitor objects (id, name, x, y, width, height, primary, scale)
+    selected: null, // id of the monitor shown (and that pointer positions refer to)
+    viewOnly: false, // the runner refuses all input (control.view_only)
+    clipboardMode: null, // the runner's clipboard.mode: off | to-host | from-host | both
+    lastError: '', // the latest control error, secrets and clipboard text never included
+    clipboard: null, // text of the last `clipboard` push
+    rejected: 0, // runner packets on our topic that failed to open or were stale
+    rttMs: null, // dr.ping round trip
+    stats: null, // the last dr.stats result
+    pointerLocked: false,
+  };
+}
+state.control = controlState();
 
 const el = {
   form: document.getElementById('connect-form'),
@@ -78,6 +125,24 @@ const el = {
   errorCount: document.getElementById('error-count'),
   lastError: document.getElementById('last-error'),
   errors: document.getElementById('errors'),
+  runner: document.getElementById('runner'),
+  wantControl: document.getElementById('want-control'),
+  stage: document.getElementById('stage'),
+  controlPanel: document.getElementById('control-panel'),
+  controlState: document.getElementById('control-state'),
+  takeControl: document.getElementById('take-control'),
+  releaseControl: document.getElementById('release-control'),
+  monitor: document.getElementById('monitor'),
+  keyframe: document.getElementById('keyframe'),
+  pointerLock: document.getElementById('pointer-lock'),
+  typeForm: document.getElementById('type-form'),
+  typeText: document.getElementById('type-text'),
+  typeSend: document.getElementById('type-send'),
+  clipboardText: document.getElementById('clipboard-text'),
+  clipboardSet: document.getElementById('clipboard-set'),
+  clipboardGet: document.getElementById('clipboard-get'),
+  clipboardHost: document.getElementById('clipboard-host'),
+  controlStats: document.getElementById('control-stats'),
 };
 
 let room = null;
@@ -89,6 +154,10 @@ let sessionKeys = new Map();
 let shown = null; // { track, publication, participant } whose video is attached
 let secrets = []; // token and passphrases of the current session, for redaction only
 let rejoinTimer = null;
+let control = null; // the ControlSession of `room`, once the runner is known and present
+let controlOptions = { runner: '' }; // from connect(): an explicit runner identity
+let wantControl = true; // request control whenever a control session opens
+let reportedControlError = ''; // the last control error put into the error list (no repeats)
 
 setLogLevel(LogLevel.warn);
 
@@ -123,6 +192,7 @@ function show(track, publication, participant) {
   state.publisher = participant.identity;
   state.trackEncrypted = publication.isEncrypted;
   state.framesDecoded = 0;
+  startControl();
   render();
 }
 
@@ -183,14 +253,27 @@ async function setKey(passphrase, keyIndex = 0) {
   sessionKeys.delete(index); // re-insert, so it counts as the latest key set
   sessionKeys.set(index, passphrase);
   if (keyProvider) await addPassphraseKey(keyProvider, passphrase, index);
+  if (control) {
+    // A failure to rekey control is reported, not thrown: the picture's key is in place.
+    try {
+      await control.setKey(passphrase, index);
+    } catch (error) {
+      controlFailed('control rekey', error);
+    }
+  }
 }
 
 // --- connection --------------------------------------------------------------------------------
 
 /** Join a room; a fresh session, so the error count starts again at 0 and the only key is
- * `passphrase` at `keyIndex` (default 0). */
-async function connect({ url, token, passphrase, keyIndex = 0 }) {
+ * `passphrase` at `keyIndex` (default 0). `control` (default true): request control once the
+ * control session is open; `runner`: the runner's identity (default: whoever shares the screen). */
+async function connect({
+  url, token, passphrase, keyIndex = 0, control: takeControl = true, runner = '',
+}) {
   Object.assign(state, { encryptionErrors: 0, lastError: '' });
+  controlOptions = { runner: String(runner ?? '').trim() };
+  wantControl = takeControl !== false && takeControl !== '0' && takeControl !== 0;
   let index;
   try {
     index = checkKeyIndex(keyIndex);
@@ -250,6 +333,7 @@ async function join(credentials, { retrying = false } = {}) {
   }
   session.joined = true;
   showFirstVideo();
+  startControl();
   render();
 }
 
@@ -262,6 +346,7 @@ function wire(thisRoom, credentials, session) {
     })
     .on(RoomEvent.Disconnected, (reason) => {
       if (!current() || !session.joined) return; // a failed join is handled in join()
+      stopControl();
       unshow();
       state.e2eeEnabled = false;
       if (reason !== undefined && FINAL_DISCONNECT_REASONS.has(reason)) {
@@ -286,6 +371,9 @@ function wire(thisRoom, credentials, session) {
         unshow();
         showFirstVideo();
       }
+    })
+    .on(RoomEvent.ParticipantConnected, () => {
+      if (current()) startControl(); // an explicit runner may join after us
     })
     .on(RoomEvent.TrackSubscriptionFailed, (trackSid, participant, reason) => {
       if (!current()) return;
@@ -320,6 +408,7 @@ async function disconnect() {
   clearTimeout(rejoinTimer);
   rejoinTimer = null;
   const [oldRoom, oldWorker] = [room, worker];
+  stopControl();
   room = worker = keyProvider = null;
   unshow();
   await release(oldRoom, oldWorker);
@@ -332,6 +421,212 @@ async function release(oldRoom, oldWorker) {
     await oldRoom?.disconnect();
   } finally {
     oldWorker?.terminate();
+  }
+}
+
+// --- remote control ----------------------------------------------------------------------------
+
+const input = new InputCapture({
+  stage: el.stage,
+  video: el.video,
+  send: (message, options) => control.send(message, options),
+  isActive: () => Boolean(control && shown && state.control.session && state.control.you),
+  monitor: () => state.control.selected,
+  onError: (error, type) => controlFailed(`input (${type})`, error),
+  onLockChange: (locked) => {
+    state.control.pointerLocked = locked;
+    render();
+  },
+});
+
+function controlRunner() {
+  return controlOptions.runner || state.publisher;
+}
+
+/** Open a control session with the runner once it is known and in the room (again after a
+ * rejoin, or when another participant's screen is shown). */
+function startControl() {
+  const runner = controlRunner();
+  if (!room || room.state !== ConnectionState.Connected || !runner) return;
+  if (control && control.room === room && control.runner === runner) return;
+  if (!room.remoteParticipants.has(runner)) return; // ParticipantConnected calls us again
+  stopControl();
+  const keys = [...sessionKeys]; // [keyIndex, passphrase], the latest last
+  const [keyIndex, passphrase] = keys[keys.length - 1];
+  const older = keys.length > 1 ? keys[keys.length - 2] : null;
+  const session = new ControlSession(room, runner, passphrase, keyIndex, {
+    client: CONTROL_CLIENT,
+    previous: older ? { keyIndex: older[0], passphrase: older[1] } : undefined,
+  });
+  control = session;
+  state.control.runner = runner;
+  wireControl(session);
+  session.open().catch((error) => {
+    if (control === session) controlFailed('dr.hello', error);
+  });
+  render();
+}
+
+function stopControl() {
+  input.forget();
+  input.unlockPointer();
+  control?.close();
+  control = null;
+  Object.assign(state.control, controlState());
+  reportedControlError = '';
+}
+
+function wireControl(session) {
+  const mine = () => control === session;
+  session.on('session', (hello) => {
+    if (!mine()) return;
+    const had = state.control.you;
+    Object.assign(state.control, {
+      session: true,
+      you: false, // control belongs to a session; a new one has none yet
+      controller: hello.controller ?? null,
+      viewOnly: hello.view_only === true,
+      clipboardMode: typeof hello.clipboard === 'string' ? hello.clipboard : null,
+      lastError: '',
+    });
+    if (had) input.forget();
+    setMonitors(hello.monitors, hello.selected);
+    reportedControlError = '';
+    render();
+    const local = room?.localParticipant.identity;
+    const free = hello.controller == null || hello.controller === local;
+    if (wantControl && !state.control.viewOnly && free) {
+      requestControl().catch(() => {}); // reported by controlCall
+    }
+  });
+  session.on('closed', () => {
+    if (!mine()) return;
+    Object.assign(state.control, { session: false, you: false });
+    input.forget();
+    render();
+  });
+  session.on('rejected', () => {
+    if (!mine()) return;
+    state.control.rejected = session.rejected;
+    render();
+  });
+  session.on('error', (error) => {
+    if (mine()) controlFailed('control session', error);
+  });
+  session.onPush('monitors', (message) => {
+    if (!mine()) return;
+    setMonitors(message.monitors, message.selected);
+    render();
+  });
+  session.onPush('control', (message) => {
+    if (mine()) setController(message.controller, message.you);
+  });
+  session.onPush('clipboard', (message) => {
+    if (!mine() || typeof message.text !== 'string') return;
+    state.control.clipboard = message.text;
+    render();
+  });
+}
+
+function setMonitors(monitors, selected) {
+  if (Array.isArray(monitors)) {
+    state.control.monitors = monitors.filter((m) => m && typeof m.id === 'string');
+  }
+  if (typeof selected === 'string' || selected === null) state.control.selected = selected;
+}
+
+function setController(controller, you) {
+  const had = state.control.you;
+  state.control.controller = typeof controller === 'string' ? controller : null;
+  state.control.you = you === true;
+  if (had && !state.control.you) input.forget(); // the runner released what we held
+  render();
+}
+
+/** Record a control failure; the error list gets each distinct message once in a row. */
+function controlFailed(what, error) {
+  const code = error?.code ? ` (${error.code})` : '';
+  // Clipboard errors carry only their code: a runner's message might quote the text.
+  const detail = /clipboard/.test(what) ? 'failed' : (error?.message ?? String(error));
+  const text = redact(`${what}: ${detail}${code}`);
+  state.control.lastError = text;
+  if (text !== reportedControlError) {
+    reportedControlError = text;
+    reportError(`control: ${text}`);
+  } else {
+    render();
+  }
+}
+
+function requireControl() {
+  if (!control) {
+    const error = new Error('no control session (not connected, or no runner yet)');
+    error.code = 'no_session';
+    throw error;
+  }
+  return control;
+}
+
+/** A sealed RPC call; failures are recorded and rethrown (Error with .code). */
+async function controlCall(method, params = {}) {
+  try {
+    return await requireControl().call(method, params);
+  } catch (error) {
+    controlFailed(method, error);
+    throw error;
+  }
+}
+
+async function sendInput(message, { reliable = true } = {}) {
+  return requireControl().send(message, { reliable });
+}
+
+async function typeText(text) {
+  const session = requireControl();
+  for (const chunk of textChunks(text)) await session.send({ t: 'text', text: chunk });
+}
+
+async function selectMonitor(id) {
+  const result = await controlCall('dr.monitors.select', { id });
+  state.control.selected = typeof result.selected === 'string' ? result.selected : id;
+  render();
+  return result;
+}
+
+async function requestControl() {
+  wantControl = true;
+  const result = await controlCall('dr.control.request');
+  setController(result.controller, result.you);
+  return result;
+}
+
+async function releaseControl() {
+  wantControl = false;
+  const result = await controlCall('dr.control.release');
+  setController(result.controller, result.you);
+  return result;
+}
+
+let pollingControl = false;
+
+/** dr.ping round trip and dr.stats, every CONTROL_STATS_INTERVAL_MS; also what re-opens a
+ * session the runner forgot (call() says hello again on `no_session`). */
+async function pollControl() {
+  const session = control;
+  if (!session || pollingControl || room?.state !== ConnectionState.Connected
+      || !room.remoteParticipants.has(session.runner)) return;
+  pollingControl = true;
+  try {
+    const started = performance.now();
+    await session.call('dr.ping', { t: Date.now() });
+    const rtt = Math.round(performance.now() - started);
+    const stats = await session.call('dr.stats');
+    if (control === session) Object.assign(state.control, { rttMs: rtt, stats });
+  } catch (error) {
+    if (control === session) controlFailed('stats', error);
+  } finally {
+    pollingControl = false;
+    render();
   }
 }
 
@@ -421,12 +716,71 @@ function render() {
   el.disconnect.disabled = !busy;
   el.tokenHint.textContent = el.token.value ? 'set' : 'not set';
   el.passphraseHint.textContent = el.passphrase.value ? 'set' : 'not set';
+  renderControl();
+}
+
+function controlSummary() {
+  const c = state.control;
+  if (!control) return ['no runner yet', 'idle'];
+  if (!c.session) return [c.lastError ? 'no control session' : 'opening control session…', 'warn'];
+  if (c.viewOnly) return ['runner is view-only', 'idle'];
+  if (c.you) return ['you have control', 'ok'];
+  return [c.controller ? `view only: ${c.controller}` : 'view only: nobody has control', 'idle'];
+}
+
+function renderMonitors() {
+  const { monitors, selected } = state.control;
+  const key = JSON.stringify(monitors.map((m) => [m.id, m.name, m.width, m.height, m.primary]));
+  if (el.monitor.dataset.key !== key) {
+    el.monitor.dataset.key = key;
+    el.monitor.replaceChildren(...monitors.map((m) => {
+      const option = document.createElement('option');
+      option.value = m.id;
+      const name = m.name && m.name !== m.id ? `${m.name} (${m.id})` : m.id;
+      option.textContent = `${name} ${m.width}×${m.height}${m.primary ? ', primary' : ''}`;
+      return option;
+    }));
+  }
+  if (selected !== null && el.monitor.value !== selected) el.monitor.value = selected;
+}
+
+function renderControl() {
+  const c = state.control;
+  const live = room !== null && [ConnectionState.Connected, ConnectionState.Reconnecting,
+    ConnectionState.SignalReconnecting].includes(state.state);
+  el.controlPanel.hidden = !live;
+  const [summary, level] = controlSummary();
+  setChip(el.controlState, summary, level);
+  el.controlState.title = c.lastError;
+  el.takeControl.disabled = !c.session || c.viewOnly || c.you;
+  el.releaseControl.disabled = !c.session || !c.you;
+  renderMonitors();
+  el.monitor.disabled = !c.you || c.monitors.length === 0;
+  el.keyframe.disabled = !c.session;
+  el.pointerLock.disabled = !c.you;
+  el.pointerLock.textContent = c.pointerLocked ? 'Pointer locked (Esc)' : 'Lock pointer';
+  el.typeSend.disabled = !c.you;
+  el.clipboardSet.disabled = !c.you || !CLIPBOARD_TO_HOST.has(c.clipboardMode);
+  el.clipboardGet.disabled = !c.you || !CLIPBOARD_FROM_HOST.has(c.clipboardMode);
+  el.clipboardHost.textContent = c.clipboard ?? '–';
+  el.clipboardHost.classList.toggle('muted', c.clipboard === null);
+  el.stage.dataset.control = c.you ? 'on' : 'off';
+  const parts = [];
+  if (c.rttMs !== null) parts.push(`ping ${c.rttMs} ms`);
+  if (c.stats) {
+    const { fps, bitrate, width, height } = c.stats;
+    if (typeof fps === 'number') parts.push(`${fps} fps`);
+    if (typeof bitrate === 'number') parts.push(`${(bitrate / 1e6).toFixed(2)} Mbit/s`);
+    if (width && height) parts.push(`${width}×${height}`);
+  }
+  if (c.rejected) parts.push(`${c.rejected} rejected`);
+  el.controlStats.textContent = parts.length ? parts.join(' · ') : '–';
 }
 
 // --- page wiring -------------------------------------------------------------------------------
 
-/** url, token, passphrase and keyIndex from the query and the fragment (the fragment wins:
- * browsers never send it to a server). */
+/** url, token, passphrase, keyIndex, runner and control from the query and the fragment (the
+ * fragment wins: browsers never send it to a server). */
 function readLinkParameters() {
   const query = new URLSearchParams(location.search);
   const fragment = new URLSearchParams(location.hash.slice(1));
@@ -436,9 +790,16 @@ function readLinkParameters() {
     token: pick('token'),
     passphrase: pick('passphrase'),
     keyIndex: pick('keyIndex') || '0',
+    runner: pick('runner'),
+    control: pick('control') !== '0',
   };
-  // Keep only the server URL in the address bar, so secrets stay out of history and screenshots.
-  const keep = params.url ? `?${new URLSearchParams({ url: params.url })}` : '';
+  // Keep only what is not secret in the address bar, so secrets stay out of history and
+  // screenshots.
+  const kept = new URLSearchParams();
+  if (params.url) kept.set('url', params.url);
+  if (params.runner) kept.set('runner', params.runner);
+  if (!params.control) kept.set('control', '0');
+  const keep = kept.toString() ? `?${kept}` : '';
   history.replaceState(null, '', `${location.pathname}${keep}`);
   return params;
 }
@@ -449,6 +810,8 @@ function formValues() {
     token: el.token.value.trim(),
     passphrase: el.passphrase.value,
     keyIndex: el.keyIndex.value.trim(),
+    runner: el.runner.value.trim(),
+    control: el.wantControl.checked,
   };
 }
 
@@ -468,11 +831,42 @@ el.disconnect.addEventListener('click', () => disconnect());
 el.form.addEventListener('input', render);
 el.video.addEventListener('resize', render);
 
+// Control buttons: failures are already in the error list (controlCall), so they are dropped here.
+const quietly = (promise) => promise.catch(() => {});
+el.takeControl.addEventListener('click', () => quietly(requestControl()));
+el.releaseControl.addEventListener('click', () => quietly(releaseControl()));
+el.monitor.addEventListener('change', () => {
+  quietly(selectMonitor(el.monitor.value).finally(render)); // render() shows the real selection
+});
+el.keyframe.addEventListener('click', () => quietly(controlCall('dr.keyframe')));
+el.pointerLock.addEventListener('click', () => {
+  input.lockPointer().catch((error) => controlFailed('pointer lock', error));
+});
+el.typeForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const text = el.typeText.value;
+  if (!text) return;
+  typeText(text).then(() => {
+    el.typeText.value = '';
+  }, (error) => controlFailed('type text', error));
+});
+el.clipboardSet.addEventListener('click', () => {
+  quietly(controlCall('dr.clipboard.set', { text: el.clipboardText.value }));
+});
+el.clipboardGet.addEventListener('click', () => {
+  quietly(controlCall('dr.clipboard.get').then((result) => {
+    el.clipboardText.value = typeof result.text === 'string' ? result.text : '';
+  }));
+});
+input.attach();
+
 const link = readLinkParameters();
 el.url.value = link.url;
 el.token.value = link.token;
 el.passphrase.value = link.passphrase;
 el.keyIndex.value = link.keyIndex;
+el.runner.value = link.runner;
+el.wantControl.checked = link.control;
 
 window.viewer = {
   state,
@@ -483,8 +877,18 @@ window.viewer = {
   get room() {
     return room;
   },
+  get control() {
+    return control;
+  },
+  sendInput,
+  call: controlCall,
+  typeText,
+  selectMonitor,
+  requestControl,
+  releaseControl,
 };
 
 setInterval(refresh, STATS_INTERVAL_MS);
+setInterval(pollControl, CONTROL_STATS_INTERVAL_MS);
 render();
 if (link.url && link.token && link.passphrase) connectFromForm();
