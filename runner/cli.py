@@ -7,6 +7,8 @@ usage (one line on stderr naming the setting, no traceback).
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -73,7 +75,27 @@ def main(argv: list[str] | None = None) -> int:
     from runner.service import run_service
 
     setup_logging(settings.log.level, settings.log.format)
-    return run_service(args.config, overrides, settings)
+    code = run_service(args.config, overrides, settings)
+    _exit_without_finalizing(code)
+    return code  # not reached
+
+
+def _exit_without_finalizing(code: int) -> None:
+    """End the process now, skipping interpreter finalization.
+
+    The LiveKit SDK's native threads can still deliver an event through their ctypes callback
+    while Python tears itself down; the Rust side then panics in a function that cannot unwind
+    and the process dies with SIGABRT after a clean stop (seen in about 1 stop in 10 with a
+    viewer connected). Everything worth keeping is done by now: the room is left, input
+    released, the last log line written; so flush and leave.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":
