@@ -25,6 +25,8 @@ import pytest
 
 from runner.control import envelope as env
 
+pytestmark = pytest.mark.integration  # runs the viewer's JS in Node
+
 REPO = Path(__file__).resolve().parents[2]
 HOST_SCRIPT = Path(__file__).with_name("control_envelope.mjs")
 VECTORS = json.loads((REPO / "tests/vectors/control_envelope.json").read_text(encoding="utf-8"))
