@@ -61,7 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_scene() -> None:
-    """A small window with a ticking clock and a sliding bar, so motion is easy to see."""
+    """A small window with a ticking clock and a sliding bar, so motion is easy to see, a text
+    field to type into and a canvas that marks every click, so remote control is easy to see."""
     import time
     import tkinter
 
@@ -70,13 +71,18 @@ def run_scene() -> None:
     root.title("desktop-runner demo")
     left = (root.winfo_screenwidth() - width) // 2
     top = (root.winfo_screenheight() - height) // 2
-    root.geometry(f"{width}x{height}+{left}+{top}")
+    root.geometry(f"{width}x{height + 50}+{left}+{top}")
     canvas = tkinter.Canvas(root, width=width, height=height, bg="#202428", highlightthickness=0)
     canvas.pack()
     canvas.create_text(width // 2, 40, text="desktop-runner demo", fill="#c0c6cc",
                        font=("DejaVu Sans", 16))
     clock = canvas.create_text(width // 2, 100, fill="#ffffff", font=("DejaVu Sans Mono", 36))
     slider = canvas.create_rectangle(0, 160, bar, 180, fill="#f0b400", width=0)
+    canvas.bind("<Button-1>", lambda e: canvas.create_oval(e.x - 4, e.y - 4, e.x + 4, e.y + 4,
+                                                            fill="#40c0ff", width=0))
+    entry = tkinter.Entry(root, font=("DejaVu Sans", 14), width=36)
+    entry.insert(0, "click here and type")
+    entry.pack(pady=8)
 
     def tick() -> None:
         now = time.time()
