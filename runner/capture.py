@@ -37,6 +37,7 @@ class CapturedFrame:
 
     pixels: np.ndarray
     captured_at: float
+    grab_s: float = 0.0  # how long the grab took
 
     @property
     def width(self) -> int:
@@ -165,6 +166,7 @@ class ScreenGrabber:
     def grab(self) -> CapturedFrame:
         if self._sct is None or self._region is None:
             raise DisplayError("grabber is not open")
+        started = time.perf_counter()
         try:
             shot = self._sct.grab(self._region)
         except Exception as exc:
@@ -172,7 +174,7 @@ class ScreenGrabber:
         captured_at = time.monotonic()
         w, h = shot.size
         pixels = np.frombuffer(shot.raw, dtype=np.uint8).reshape(h, w, BYTES_PER_PIXEL)
-        return CapturedFrame(pixels=even_crop(pixels), captured_at=captured_at)
+        return CapturedFrame(pixels=even_crop(pixels), captured_at=captured_at, grab_s=time.perf_counter() - started)
 
     def close(self) -> None:
         if self._sct is not None:

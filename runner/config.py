@@ -155,6 +155,27 @@ class ClipboardSettings(_Section):
     mode: Literal["off", "to-host", "from-host", "both"] = "off"
 
 
+def parse_host_port(address: str) -> tuple[str, int]:
+    """'127.0.0.1:9464', '[::1]:9464' or ':9464' (all interfaces) -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must look like host:port, e.g. 127.0.0.1:9464")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class MetricsSettings(_Section):
+    address: str | None = Field(None, description="host:port for /metrics and /healthz; unset = off")
+
+    @model_validator(mode="after")
+    def _address(self) -> MetricsSettings:
+        if self.address is not None:
+            try:
+                parse_host_port(self.address)
+            except ValueError as exc:
+                raise ValueError(f"metrics.address {exc}") from None
+        return self
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "console", "json"] = "auto"
@@ -175,6 +196,7 @@ class Settings(BaseSettings):
     encoder: EncoderSettings = EncoderSettings()
     control: ControlSettings = ControlSettings()
     clipboard: ClipboardSettings = ClipboardSettings()
+    metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
 
     @model_validator(mode="after")

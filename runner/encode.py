@@ -39,7 +39,8 @@ class AccessUnit:
     keyframe: bool
     width: int
     height: int
-    encode_s: float
+    encode_s: float  # colour conversion + encoding, seconds
+    convert_s: float = 0.0  # the BGRA -> I420 (and scaling) part of encode_s
 
 
 class H264Encoder:
@@ -110,7 +111,12 @@ class H264Encoder:
         same pass as the colour conversion): that is how a maximum picture size is applied.
         """
         started = time.perf_counter()
-        frame = av.VideoFrame.from_ndarray(bgra, format="bgra")
+        # Convert (and scale) explicitly: the encoder would do the same pass inside encode(),
+        # this way the conversion's share is measured on its own.
+        frame = av.VideoFrame.from_ndarray(bgra, format="bgra").reformat(
+            width=self.width, height=self.height, format="yuv420p"
+        )
+        converted = time.perf_counter()
         frame.pts = self._pts
         self._pts += self._pts_step
         if keyframe:
@@ -130,6 +136,7 @@ class H264Encoder:
             width=self.width,
             height=self.height,
             encode_s=time.perf_counter() - started,
+            convert_s=converted - started,
         )
 
     def close(self) -> None:

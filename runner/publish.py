@@ -82,10 +82,24 @@ class Publisher:
         self.track_sid = track_sid
         self.disconnected = asyncio.Event()
         self.disconnect_reason: str = ""
+        self.reconnecting = False  # the SDK lost the server and is trying to resume
         self._last_ts_us = 0
         room.on("disconnected", self._on_disconnected)
-        room.on("reconnecting", lambda: log.warning("livekit_reconnecting"))
-        room.on("reconnected", lambda: log.info("livekit_reconnected"))
+        room.on("reconnecting", self._on_reconnecting)
+        room.on("reconnected", self._on_reconnected)
+
+    def _on_reconnecting(self) -> None:
+        self.reconnecting = True
+        log.warning("livekit_reconnecting")
+
+    def _on_reconnected(self) -> None:
+        self.reconnecting = False
+        log.info("livekit_reconnected")
+
+    @property
+    def live(self) -> bool:
+        """Connected and not resuming: frames pushed now reach the server."""
+        return not self.reconnecting and not self.disconnected.is_set()
 
     def _on_disconnected(self, reason: rtc.DisconnectReason.ValueType = 0) -> None:
         try:

@@ -13,13 +13,14 @@ import asyncio
 import os
 import random
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from runner import e2ee
 from runner.capture import DisplayError, ScreenGrabber
-from runner.config import ConfigError, Settings, load_settings
+from runner.config import ConfigError, Settings, load_settings, parse_host_port
 from runner.control import envelope as control_envelope
 from runner.control.inject import Injector
 from runner.control.server import ControlServer
@@ -72,6 +73,8 @@ class Service:
         seal: Sealer = frame_sealer(self.keys) if settings.e2ee.frame_engine == "runner" else (lambda d, k: d)
         self.pipeline = Pipeline(settings, self.grabber, seal)
         self.control: ControlServer | None = None  # made once the display is open
+        self.connects = 0
+        self.metrics: Any = None  # runner.metrics.Metrics when metrics.address is set
 
     # --- signals: set flags, nothing else ----------------------------------------------------
     def _on_stop_signal(self, signame: str) -> None:
@@ -105,6 +108,13 @@ class Service:
         width, height = self.grabber.size
         if self.settings.control.enabled:
             self.control = await self._make_control()
+        if self.settings.metrics.address is not None:
+            try:
+                await self._start_metrics(self.settings.metrics.address)
+            except OSError as exc:
+                log.error("metrics_unavailable", address=self.settings.metrics.address, error=str(exc))
+                self.pipeline.close()
+                return EXIT_FAILURE
         log.info(
             "starting",
             display=self.grabber.display,
@@ -127,6 +137,8 @@ class Service:
                 ]
                 if self.control is not None:
                     tasks.append(tg.create_task(self.control.run(), name="control"))
+                if self.metrics is not None:
+                    tasks.append(tg.create_task(self.metrics.serve(), name="metrics"))
                 if self.settings.log.status_interval_s > 0:
                     tasks.append(
                         tg.create_task(self.pipeline.status_loop(self.settings.log.status_interval_s), name="status")
@@ -141,6 +153,36 @@ class Service:
         finally:
             await self._shutdown()
         return EXIT_FAILURE if failed else EXIT_OK
+
+    async def _start_metrics(self, address: str) -> None:
+        from runner.metrics import Metrics, frame_health
+
+        def health() -> Any:
+            publisher = self.pipeline.publisher
+            return frame_health(self.pipeline.stats.last_published_at, publisher is not None and publisher.live)
+
+        self.metrics = Metrics(self.metric_values, health)
+        self.pipeline.observe = self.metrics.observe
+        await self.metrics.start(*parse_host_port(address))
+
+    def metric_values(self) -> dict[str, Any]:
+        """What /metrics reports, read from the live objects at scrape time."""
+        s = self.pipeline.stats
+        publisher = self.pipeline.publisher
+        control = self.control
+        return {
+            "captured": s.captured, "encoded": s.encoded, "published": s.published,
+            "keyframes": s.keyframes, "keyframe_requests": s.keyframe_requests,
+            "bytes": s.bytes_published, "dropped": s.dropped, "rejected": s.rejected,
+            "reconnects": max(0, self.connects - 1),
+            "input_accepted": control.accepted if control else 0,
+            "input_rejected": dict(control.rejections.counts) if control else {},
+            "connected": int(publisher is not None and publisher.live), "bitrate_target": s.bitrate_target,
+            "fps": self.pipeline.fps, "key_index": self.keys.current_index,
+            "viewers": publisher.subscribers if publisher else 0,
+            "last_frame_age": (time.monotonic() - s.last_published_at) if s.last_published_at else -1,
+            "frame_engine": self._frame_engine, "key_fingerprint": self.keys.fingerprint(),
+        }
 
     async def _make_control(self) -> ControlServer:
         from runner.control.clipboard import X11Clipboard
@@ -189,6 +231,7 @@ class Service:
                 await asyncio.sleep(delay)
                 continue
             attempt = 0
+            self.connects += 1
             if self._sdk_key is not key:  # rotated while we were connecting
                 publisher.set_sdk_key(self._sdk_key, use_for_frames=self._frame_engine == "sdk")
             self.pipeline.attach(publisher)

@@ -30,6 +30,16 @@ DISPLAY_RETRY_S = 1.0
 # A requested IDR is sent again this much later (see Pipeline._wants_keyframe).
 KEYFRAME_ECHO_S = 0.3
 
+@dataclass(frozen=True)
+class FrameTimes:
+    """Where one published frame's time went, in seconds (for metrics histograms)."""
+
+    capture_s: float
+    convert_s: float
+    encode_s: float  # libx264 only, without the conversion
+    encrypt_s: float
+
+
 Sealer = Callable[[bytes, bool], bytes]
 """Encrypts one access unit (data, keyframe) for the wire; identity for the SDK engine."""
 
@@ -75,6 +85,8 @@ class Pipeline:
         self.bitrate_cap = settings.encoder.max_bitrate  # a viewer may lower it (dr.quality.set)
         self._capture_pool = ThreadPoolExecutor(1, thread_name_prefix="capture")
         self._encode_pool = ThreadPoolExecutor(1, thread_name_prefix="encode")
+        self.observe: Callable[[FrameTimes], None] | None = None  # metrics, when enabled
+        self.on_published: Callable[[float], None] | None = None  # the watchdog, when enabled
 
     # --- publisher hand-over (called by the service) -------------------------------------
     def attach(self, publisher: Publisher) -> None:
@@ -157,7 +169,7 @@ class Pipeline:
             if feedback.target_bitrate is not None:
                 self._follow_target(feedback.target_bitrate)
             keyframe = self._wants_keyframe(feedback.keyframe, time.monotonic())
-            au, payload = await loop.run_in_executor(
+            au, payload, encrypt_s = await loop.run_in_executor(
                 self._encode_pool, self._encode_and_seal, frame, keyframe, self.stats.bitrate_target
             )
             if self.publisher is not publisher:
@@ -170,6 +182,11 @@ class Pipeline:
                 timestamp_us=publisher.next_timestamp_us(frame.captured_at),
             )
             self._count(au, payload, accepted)
+            if accepted:
+                if self.observe is not None:
+                    self.observe(FrameTimes(frame.grab_s, au.convert_s, au.encode_s - au.convert_s, encrypt_s))
+                if self.on_published is not None:
+                    self.on_published(time.monotonic())
 
     def _wants_keyframe(self, requested: bool, now: float) -> bool:
         """Whether the next picture must be an IDR.
@@ -200,7 +217,7 @@ class Pipeline:
             log.debug("bitrate_target", bitrate=target, previous=current)
             self.stats.bitrate_target = target
 
-    def _encode_and_seal(self, frame: CapturedFrame, keyframe: bool, bitrate: int) -> tuple[AccessUnit, bytes]:
+    def _encode_and_seal(self, frame: CapturedFrame, keyframe: bool, bitrate: int) -> tuple[AccessUnit, bytes, float]:
         """Encode thread: (re)open the encoder for this size, encode, encrypt."""
         enc = self._encoder
         width, height = self.output_size(frame.width, frame.height)
@@ -221,7 +238,9 @@ class Pipeline:
         elif enc.bitrate != bitrate:
             enc.set_bitrate(bitrate)
         au = enc.encode(frame.pixels, keyframe=keyframe)
-        return au, self.seal(au.data, au.keyframe)
+        started = time.perf_counter()
+        payload = self.seal(au.data, au.keyframe)
+        return au, payload, time.perf_counter() - started
 
     def _count(self, au: AccessUnit, payload: bytes, accepted: bool) -> None:
         s = self.stats
@@ -245,7 +264,7 @@ class Pipeline:
             encoded = now.encoded - before.encoded
             log.info(
                 "status",
-                connected=self.publisher is not None,
+                connected=self.publisher is not None and self.publisher.live,
                 fps=round((now.published - before.published) / dt, 1),
                 encode_ms=round(1000 * (now.encode_s - before.encode_s) / encoded, 2) if encoded else None,
                 bitrate=int(8 * (now.bytes_published - before.bytes_published) / dt),
