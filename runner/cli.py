@@ -46,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         "TOML file or RUNNER_* environment variables, or from files named by their *_file keys; "
         "never from flags, which other users can read in the process list.",
     )
-    parser.add_argument("command", nargs="?", choices=["run"], default="run", help="what to do (default: run)")
+    parser.add_argument(
+        "command", nargs="?", choices=["run", "check"], default="run",
+        help="run: share the screen (default); check: test configuration, display, encoder, E2EE "
+        "and the LiveKit server, one PASS/FAIL line each, exit 0 when all pass",
+    )
     parser.add_argument("--config", type=Path, metavar="PATH", help="TOML configuration file (or $RUNNER_CONFIG_FILE)")
     for flag, (section, key, kind) in FLAGS.items():
         parser.add_argument(flag, type=kind, dest=f"{section}.{key}", metavar=key.upper(), help=f"sets {section}.{key}")
@@ -71,10 +75,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"desktop-runner: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    from runner.logs import setup_logging
-    from runner.service import run_service
+    from runner.logs import register_secrets, setup_logging
 
     setup_logging(settings.log.level, settings.log.format)
+    register_secrets(settings.secrets())
+    if args.command == "check":
+        from runner.check import run_checks
+
+        return run_checks(settings)
+
+    from runner.service import run_service
+
     code = run_service(args.config, overrides, settings)
     _exit_without_finalizing(code)
     return code  # not reached
