@@ -90,6 +90,9 @@ class LiveKitSettings(_Section):
     connect_timeout_s: float = Field(10.0, gt=0, le=120)
     retry_initial_s: float = Field(1.0, gt=0, le=60)
     retry_max_s: float = Field(30.0, gt=0, le=3600)
+    on_fatal: Literal["retry", "exit"] = Field(
+        "retry", description="after duplicate identity, removal or room deletion: back off and retry, or exit 3"
+    )
 
     @model_validator(mode="after")
     def _credentials(self) -> LiveKitSettings:

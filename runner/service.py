@@ -32,6 +32,12 @@ log = get_logger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
+EXIT_FATAL = 3  # LiveKit refused this runner for good (livekit.on_fatal = "exit")
+# Disconnect reasons that a plain reconnect will not cure: another participant took our identity,
+# an operator removed us, the room was deleted. They follow livekit.on_fatal, never a fast loop.
+FATAL_REASONS = frozenset({"DUPLICATE_IDENTITY", "PARTICIPANT_REMOVED", "ROOM_DELETED"})
+# A connection that lasted this long resets the backoff of the next reconnect.
+STABLE_CONNECTION_S = 60.0
 CODEC = "h264"
 
 
@@ -57,6 +63,7 @@ class Service:
         # Fixed for the life of the process (changing it needs a restart, see _reload_locked).
         self._frame_engine = settings.e2ee.frame_engine
         self.stop = asyncio.Event()
+        self.exit_code = EXIT_OK
         self._signals = 0
         self._background: set[asyncio.Task[None]] = set()
         passphrase = settings.e2ee.passphrase
@@ -152,7 +159,7 @@ class Service:
             failed = True
         finally:
             await self._shutdown()
-        return EXIT_FAILURE if failed else EXIT_OK
+        return EXIT_FAILURE if failed else self.exit_code
 
     async def _start_metrics(self, address: str) -> None:
         from runner.metrics import Metrics, frame_health
@@ -230,8 +237,10 @@ class Service:
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
-            attempt = 0
+            # attempt is not reset here: a connection that is dropped at once (e.g. another runner
+            # with our identity) must back off further each time; a stable one resets it below.
             self.connects += 1
+            connected_at = time.monotonic()
             if self._sdk_key is not key:  # rotated while we were connecting
                 publisher.set_sdk_key(self._sdk_key, use_for_frames=self._frame_engine == "sdk")
             self.pipeline.attach(publisher)
@@ -243,9 +252,22 @@ class Service:
                 self.pipeline.detach()
                 if self.control is not None:
                     self.control.detach()
-            log.warning("livekit_disconnected", reason=publisher.disconnect_reason)
+            reason = publisher.disconnect_reason
             await publisher.close()
-            await asyncio.sleep(_backoff(0, lk.retry_initial_s, lk.retry_max_s))
+            if time.monotonic() - connected_at >= STABLE_CONNECTION_S:
+                attempt = 0
+            delay = _backoff(attempt, lk.retry_initial_s, lk.retry_max_s)
+            attempt += 1
+            if reason in FATAL_REASONS:
+                log.error("livekit_fatal", reason=reason, policy=lk.on_fatal,
+                          retry_in_s=round(delay, 2) if lk.on_fatal == "retry" else None)
+                if lk.on_fatal == "exit":
+                    self.exit_code = EXIT_FATAL
+                    self.stop.set()
+                    return
+            else:
+                log.warning("livekit_disconnected", reason=reason, retry_in_s=round(delay, 2))
+            await asyncio.sleep(delay)
 
     # --- SIGHUP --------------------------------------------------------------------------
     async def _apply_reload(self) -> None:
