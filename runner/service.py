@@ -14,7 +14,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,30 @@ def _backoff(attempt: int, initial: float, cap: float) -> float:
     """Capped exponential backoff with +-20 % jitter, so many runners do not retry in step."""
     base = min(cap, initial * (2 ** min(attempt, 16)))
     return base * random.uniform(0.8, 1.2)
+
+
+async def supervise(name: str, run: Callable[[], Awaitable[None]], *, initial_s: float = 1.0,
+                    cap_s: float = 30.0, max_crashes: int = 5, window_s: float = 300.0) -> None:
+    """Run ``run()`` again after a crash, with capped backoff; give up (re-raise, which stops the
+    process with a non-zero status) after ``max_crashes`` crashes within ``window_s``."""
+    crashes: list[float] = []
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            now = time.monotonic()
+            crashes = [t for t in crashes if now - t < window_s] + [now]
+            if len(crashes) >= max_crashes:
+                log.error("task_gave_up", task=name, crashes=len(crashes), window_s=window_s,
+                          error=f"{type(exc).__name__}: {exc}")
+                raise
+            delay = _backoff(len(crashes) - 1, initial_s, cap_s)
+            log.error("task_crashed", task=name, error=f"{type(exc).__name__}: {exc}",
+                      restart_in_s=round(delay, 2), exc_info=exc)
+            await asyncio.sleep(delay)
 
 
 class Service:
@@ -142,10 +166,11 @@ class Service:
                     tg.create_task(self.pipeline.capture_loop(), name="capture"),
                     tg.create_task(self.pipeline.encode_loop(), name="encode"),
                 ]
+                # Control and metrics are restarted on a crash: the picture need not stop for them.
                 if self.control is not None:
-                    tasks.append(tg.create_task(self.control.run(), name="control"))
+                    tasks.append(tg.create_task(supervise("control", self.control.run), name="control"))
                 if self.metrics is not None:
-                    tasks.append(tg.create_task(self.metrics.serve(), name="metrics"))
+                    tasks.append(tg.create_task(supervise("metrics", self.metrics.serve), name="metrics"))
                 if self.settings.log.status_interval_s > 0:
                     tasks.append(
                         tg.create_task(self.pipeline.status_loop(self.settings.log.status_interval_s), name="status")

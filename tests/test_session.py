@@ -89,3 +89,31 @@ def test_no_echo_with_the_sdk_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         p._capture_pool.shutdown()
         p._encode_pool.shutdown()
+
+
+async def test_supervised_task_is_restarted_then_given_up() -> None:
+    from runner.service import supervise
+
+    runs: list[int] = []
+
+    async def crashy() -> None:
+        runs.append(len(runs))
+        raise RuntimeError(f"crash {len(runs)}")
+
+    with pytest.raises(RuntimeError, match="crash 3"):
+        await supervise("crashy", crashy, initial_s=0.001, cap_s=0.002, max_crashes=3)
+    assert runs == [0, 1, 2]
+
+
+async def test_supervised_task_that_recovers_keeps_running() -> None:
+    from runner.service import supervise
+
+    runs: list[int] = []
+
+    async def flaky() -> None:
+        runs.append(1)
+        if len(runs) < 3:
+            raise OSError("transient")
+
+    await supervise("flaky", flaky, initial_s=0.001, cap_s=0.002, max_crashes=5)
+    assert len(runs) == 3
