@@ -31,9 +31,11 @@ RUN python -m venv .venv && .venv/bin/pip install --no-cache-dir . \
  && chmod 0755 /usr/local/bin/entrypoint
 
 USER runner
-ENV RUNNER_LOG__FORMAT=json
-# For now this only says the runner process (PID 1) is alive; a health check on the frame path
-# (frames being published) is planned with the operations work.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
-  CMD ["/opt/desktop-runner/.venv/bin/python", "-c", "import os; os.kill(1, 0)"]
+ENV RUNNER_LOG__FORMAT=json \
+    RUNNER_METRICS__ADDRESS=127.0.0.1:9464
+# Healthy only while frames are being published (/healthz, see README "Operations"); the
+# endpoint listens on the container's loopback only. `desktop-runner check` is there for a
+# one-off diagnosis: docker exec <container> desktop-runner check
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["/opt/desktop-runner/.venv/bin/python", "-c", "import sys, urllib.request\ntry:\n    sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9464/healthz', timeout=3).status == 200 else 1)\nexcept Exception:\n    sys.exit(1)"]
 ENTRYPOINT ["/usr/local/bin/entrypoint"]

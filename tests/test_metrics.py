@@ -75,7 +75,7 @@ def _metric(text: str, name: str) -> float:
 
 
 @pytest.mark.integration
-def test_runner_metrics_and_health_follow_the_frame_path(free_tcp_port=None) -> None:
+def test_runner_metrics_and_health_follow_the_frame_path() -> None:
     from devstack import free_tcp_port
 
     port = free_tcp_port()
@@ -96,9 +96,27 @@ def test_runner_metrics_and_health_follow_the_frame_path(free_tcp_port=None) -> 
             assert _metric(text, "desktop_runner_encode_seconds_count") == published
             assert _metric(text, "desktop_runner_capture_seconds_count") == published
             assert 0 < _metric(text, "desktop_runner_encrypt_seconds_sum") / published < 0.005
+            assert _docker_healthcheck(port) == 0
             lk.kill()  # frames stop being published: unhealthy
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline and _scrape(port, "/healthz")[0] == 200:
                 time.sleep(0.2)
             status, health = _scrape(port, "/healthz")
             assert status == 503, health
+            assert _docker_healthcheck(port) == 1
+
+
+def _docker_healthcheck(port: int) -> int:
+    """Run the Dockerfile's HEALTHCHECK command (its exec-form JSON) against this runner."""
+    import json
+    import subprocess
+    import sys
+
+    from devstack import REPO_ROOT
+
+    text = (REPO_ROOT / "Dockerfile").read_text()
+    m = re.search(r"^HEALTHCHECK [^\n]*\\\n\s+CMD (\[[^\n]*\])$", text, re.M)
+    assert m, "no HEALTHCHECK ... CMD [...] in the Dockerfile"
+    argv = json.loads(m.group(1))
+    argv = [sys.executable] + [a.replace("127.0.0.1:9464", f"127.0.0.1:{port}") for a in argv[1:]]
+    return subprocess.run(argv, timeout=10).returncode
