@@ -27,6 +27,9 @@ PTS_CLOCK_HZ = 90_000  # RTP's video clock; any fixed rate works for libx264's r
 VBV_BUFFER_S = 0.25
 
 
+BGRA_BYTES = 4
+
+
 class EncoderError(RuntimeError):
     """libx264 could not be opened or failed on a frame."""
 
@@ -98,6 +101,25 @@ class H264Encoder:
         except av.FFmpegError as exc:
             raise EncoderError(f"cannot open libx264 at {width}x{height}: {exc}") from exc
         self._ctx = ctx
+        self._bgra: av.VideoFrame | None = None
+        self._bgra_view: np.ndarray | None = None
+
+    def _bgra_frame(self, bgra: np.ndarray) -> av.VideoFrame:
+        """The picture in a reused BGRA frame.
+
+        ``VideoFrame.from_ndarray`` allocates a fresh 8 MB frame per 1080p picture and costs
+        5-9 ms here (page faults on the new buffer); copying into one kept frame costs 0.2-0.3 ms.
+        Safe to reuse: only the converted frame goes on to the encoder.
+        """
+        h, w = bgra.shape[:2]
+        frame = self._bgra
+        if frame is None or (frame.width, frame.height) != (w, h):
+            frame = self._bgra = av.VideoFrame(w, h, "bgra")
+            plane = frame.planes[0]
+            rows = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)
+            self._bgra_view = rows[:, : w * BGRA_BYTES].reshape(h, w, BGRA_BYTES)
+        np.copyto(self._bgra_view, bgra)
+        return frame
 
     def set_bitrate(self, bitrate: int) -> None:
         """Change the target; libx264 reconfigures itself on the next frame, no new IDR."""
@@ -113,9 +135,7 @@ class H264Encoder:
         started = time.perf_counter()
         # Convert (and scale) explicitly: the encoder would do the same pass inside encode(),
         # this way the conversion's share is measured on its own.
-        frame = av.VideoFrame.from_ndarray(bgra, format="bgra").reformat(
-            width=self.width, height=self.height, format="yuv420p"
-        )
+        frame = self._bgra_frame(bgra).reformat(width=self.width, height=self.height, format="yuv420p")
         converted = time.perf_counter()
         frame.pts = self._pts
         self._pts += self._pts_step
