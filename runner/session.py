@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from runner.capture import CapturedFrame, DisplayError, ScreenGrabber
 from runner.config import Settings
@@ -29,6 +30,8 @@ BITRATE_HYSTERESIS = 0.15
 DISPLAY_RETRY_S = 1.0
 # A requested IDR is sent again this much later (see Pipeline._wants_keyframe).
 KEYFRAME_ECHO_S = 0.3
+# A still screen is sent again this often (a tiny delta frame), so the track never looks dead.
+IDLE_REFRESH_S = 1.0
 
 @dataclass(frozen=True)
 class FrameTimes:
@@ -49,6 +52,7 @@ class Stats:
     """Counters since start; the status line reports their rates over each interval."""
 
     captured: int = 0
+    unchanged: int = 0  # ticks skipped because nothing changed on screen
     published: int = 0
     rejected: int = 0
     dropped: int = 0
@@ -77,6 +81,8 @@ class Pipeline:
         self._new_frame = asyncio.Event()
         self._latest: CapturedFrame | None = None
         self._force_keyframe = True
+        self._keyframe_requested = False  # LiveKit asked; collected by _poll_feedback
+        self._watch: Any = None  # runner.damage.ChangeWatch, on the capture thread
         self._echo_keyframe_at: float | None = None
         self._echo_keyframes = settings.e2ee.frame_engine == "runner"
         self._encoder: H264Encoder | None = None
@@ -124,22 +130,67 @@ class Pipeline:
         next_at = time.monotonic()
         while True:
             await self._attached.wait()
+            self._poll_feedback()
+            must = self._must_grab(time.monotonic())
             try:
-                frame = await loop.run_in_executor(self._capture_pool, self.grabber.grab)
+                frame = await loop.run_in_executor(self._capture_pool, self._grab_if_changed, must)
             except DisplayError as exc:
                 await self._recover_display(str(exc))
                 next_at = time.monotonic()
+                continue
+            if frame is None:  # nothing changed on screen: nothing to grab, encode or send
+                self.stats.unchanged += 1
+                next_at = self._sleep_until_next(next_at)
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
                 continue
             self.stats.captured += 1
             if self._latest is not None:
                 self.stats.dropped += 1
             self._latest = frame
             self._new_frame.set()
-            next_at += 1.0 / self.fps
-            delay = next_at - time.monotonic()
-            if delay < 0:  # fell behind: restart the clock instead of bursting to catch up
-                next_at, delay = time.monotonic(), 0.0
-            await asyncio.sleep(delay)
+            next_at = self._sleep_until_next(next_at)
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    def _sleep_until_next(self, next_at: float) -> float:
+        """The next tick; after falling behind, restart the clock instead of bursting."""
+        next_at += 1.0 / self.fps
+        return next_at if next_at > time.monotonic() else time.monotonic()
+
+    def _poll_feedback(self) -> None:
+        """Collect LiveKit's keyframe requests and bitrate target on every tick, also when the
+        screen is still, so a request is answered within a tick."""
+        publisher = self.publisher
+        if publisher is None:
+            return
+        feedback = publisher.take_feedback()
+        if feedback.keyframe:
+            self.stats.keyframe_requests += 1
+            self._keyframe_requested = True
+        if feedback.target_bitrate is not None:
+            self._follow_target(feedback.target_bitrate)
+
+    def _must_grab(self, now: float) -> bool:
+        """Whether this tick needs a picture even if nothing changed on screen."""
+        echo_due = self._echo_keyframe_at is not None and now >= self._echo_keyframe_at
+        stale = now - self.stats.last_published_at >= IDLE_REFRESH_S
+        return self._force_keyframe or self._keyframe_requested or echo_due or stale
+
+    def _grab_if_changed(self, must: bool) -> CapturedFrame | None:
+        """Capture thread: a picture, or None when the screen did not change since the last one."""
+        watch = self._watch
+        if watch is not None and self.settings.capture.skip_unchanged:
+            changed = watch.changed()  # always asked, so it tracks every change
+            if not changed and not must:
+                return None
+        return self.grabber.grab()
+
+    def open_change_watch(self) -> None:
+        """Capture thread: watch the display for changes (XDamage); reopened after display loss."""
+        from runner.damage import ChangeWatch
+
+        if self._watch is not None:
+            self._watch.close()
+        self._watch = ChangeWatch(self.grabber.display, cursor=self.settings.capture.cursor)
 
     async def _recover_display(self, reason: str) -> None:
         log.error("capture_lost", reason=reason, retry_every_s=DISPLAY_RETRY_S)
@@ -150,6 +201,8 @@ class Pipeline:
                 await loop.run_in_executor(self._capture_pool, self.grabber.open)
             except DisplayError:
                 continue
+            if self.settings.capture.skip_unchanged:
+                await loop.run_in_executor(self._capture_pool, self.open_change_watch)
             log.info("capture_resumed", display=self.grabber.display, size=self.grabber.size)
             self._force_keyframe = True
             return
@@ -163,12 +216,9 @@ class Pipeline:
             publisher = self.publisher
             if frame is None or publisher is None:
                 continue
-            feedback = publisher.take_feedback()
-            if feedback.keyframe:
-                self.stats.keyframe_requests += 1
-            if feedback.target_bitrate is not None:
-                self._follow_target(feedback.target_bitrate)
-            keyframe = self._wants_keyframe(feedback.keyframe, time.monotonic())
+            self._poll_feedback()
+            requested, self._keyframe_requested = self._keyframe_requested, False
+            keyframe = self._wants_keyframe(requested, time.monotonic())
             au, payload, encrypt_s = await loop.run_in_executor(
                 self._encode_pool, self._encode_and_seal, frame, keyframe, self.stats.bitrate_target
             )
@@ -272,12 +322,15 @@ class Pipeline:
                 keyframes=now.keyframes - before.keyframes,
                 keyframe_requests=now.keyframe_requests - before.keyframe_requests,
                 dropped=now.dropped - before.dropped,
+                unchanged=now.unchanged - before.unchanged,
                 rejected=now.rejected - before.rejected,
                 subscribers=self.publisher.subscribers if self.publisher else 0,
             )
             before, t0 = now, t1
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._capture_pool.submit(self._watch.close)
         self._capture_pool.submit(self.grabber.close)
         self._capture_pool.shutdown(wait=True, cancel_futures=True)
         self._encode_pool.shutdown(wait=True, cancel_futures=True)

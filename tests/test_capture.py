@@ -53,3 +53,39 @@ def test_selected_region_is_grabbed_and_clipped_to_the_screen(xvfb_factory) -> N
         assert g.region == {"left": 300, "top": 200, "width": 20, "height": 40}
     finally:
         g.close()
+
+
+def test_change_watch_reports_drawing_and_pointer_moves_once(xvfb_factory) -> None:
+    import time
+
+    from runner.damage import ChangeWatch
+
+    x = xvfb_factory(320, 240)
+    xs = XState(x.display)
+    watch = ChangeWatch(x.display, cursor=True)
+    try:
+        assert watch.active
+        watch.changed()  # the first call learns the pointer position
+        assert watch.changed() is False
+        paint(x.display, (10, 20, 30))
+        time.sleep(0.05)
+        assert watch.changed() is True
+        assert watch.changed() is False  # reported once, then re-armed
+        xs.warp(7, 9)
+        assert watch.changed() is True
+        assert watch.changed() is False
+        without_cursor = ChangeWatch(x.display, cursor=False)
+        without_cursor.changed()
+        xs.warp(50, 50)
+        assert without_cursor.changed() is False  # the pointer is not in the picture
+        without_cursor.close()
+    finally:
+        watch.close()
+        xs.close()
+
+
+def test_change_watch_says_changed_when_it_cannot_tell() -> None:
+    from runner.damage import ChangeWatch
+
+    watch = ChangeWatch(":4093", cursor=True)  # no such display
+    assert not watch.active and watch.changed() is True

@@ -84,12 +84,14 @@ async def test_pointer_lands_on_the_named_monitor(viewer, desk) -> None:
 
 async def test_selecting_a_monitor_switches_capture_without_reconnect(viewer, runner) -> None:
     published = sum(1 for e in runner.events() if e.get("event") == "track_published")
+    keyframes = (await viewer.call("dr.stats"))["keyframes"]
     assert await viewer.call("dr.monitors.select", {"id": "DUMMY1"}) == {"selected": "DUMMY1", "width": 1024, "height": 768}
     push = await viewer.wait_push(lambda p: p["t"] == "monitors" and p["selected"] == "DUMMY1")
     assert [m["id"] for m in push["monitors"]] == ["DUMMY0", "DUMMY1", "all"]
     await asyncio.sleep(1.5)
     stats = await viewer.call("dr.stats")
-    assert (stats["width"], stats["height"]) == (1024, 768) and stats["fps"] > 10
+    assert (stats["width"], stats["height"]) == (1024, 768)
+    assert stats["keyframes"] > keyframes  # the new size starts with an IDR (a still screen sends ~1 fps)
     assert await viewer.call("dr.monitors.select", {"id": "all"}) == {"selected": "all", "width": 2304, "height": 768}
     assert await viewer.call("dr.monitors.select", {"id": "DUMMY0"}) == {"selected": "DUMMY0", "width": 1280, "height": 720}
     assert sum(1 for e in runner.events() if e.get("event") == "track_published") == published  # same track

@@ -39,11 +39,13 @@ def test_runner_survives_the_x_server_restarting(livekit_server, room_name) -> N
             def statuses() -> list[dict]:
                 return [e for e in runner.events() if e.get("event") == "status"]
 
+            # A still screen is re-sent once a second (capture.skip_unchanged), so some half-second
+            # status lines may show 0 fps; frames must show up in one within a few seconds.
             seen = len(statuses())
             deadline = time.monotonic() + 5
-            while len(statuses()) < seen + 2 and time.monotonic() < deadline:
+            while not any(s["fps"] > 0 for s in statuses()[seen:]) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert statuses()[-1]["fps"] > 0, "frames flow again after the display returned"
+            assert any(s["fps"] > 0 for s in statuses()[seen:]), "frames flow again after the display returned"
         assert runner.returncode == 0
     finally:
         screen.stop()
