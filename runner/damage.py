@@ -10,7 +10,7 @@ answers "changed", so the worst case is today's behaviour, never a frozen pictur
 
 from __future__ import annotations
 
-from Xlib import X, display as xdisplay
+from Xlib import display as xdisplay
 from Xlib.ext import damage
 
 from runner.logs import get_logger

@@ -25,6 +25,7 @@ from runner.control import envelope as control_envelope
 from runner.control.inject import Injector
 from runner.control.server import ControlServer
 from runner.logs import get_logger, register_secrets
+from runner.notify import Notifier, WatchdogGate, feed_watchdog
 from runner.publish import Publisher, SdkKey
 from runner.session import Pipeline, Sealer
 
@@ -102,7 +103,9 @@ class Service:
         self._reload_lock = asyncio.Lock()  # two quick SIGHUPs must not pick the same slot
         self.grabber = ScreenGrabber(settings.capture.display, settings.capture.monitor, cursor=settings.capture.cursor)
         seal: Sealer = frame_sealer(self.keys) if settings.e2ee.frame_engine == "runner" else (lambda d, k: d)
-        self.pipeline = Pipeline(settings, self.grabber, seal)
+        self.notifier = Notifier.from_environ()
+        self.watchdog = WatchdogGate(self.notifier.watchdog_interval_s)
+        self.pipeline = Pipeline(settings, self.grabber, seal, self.watchdog, self.notifier)
         self.control: ControlServer | None = None  # made once the display is open
         self.connects = 0
         self.metrics: Any = None  # runner.metrics.Metrics when metrics.address is set
@@ -167,6 +170,7 @@ class Service:
                     tg.create_task(self._connection_loop(), name="connection"),
                     tg.create_task(self.pipeline.capture_loop(), name="capture"),
                     tg.create_task(self.pipeline.encode_loop(), name="encode"),
+                    tg.create_task(feed_watchdog(self.notifier, self.watchdog), name="watchdog"),
                 ]
                 # Control and metrics are restarted on a crash: the picture need not stop for them.
                 if self.control is not None:
@@ -228,6 +232,7 @@ class Service:
         return control
 
     async def _shutdown(self) -> None:
+        self.notifier.stopping()
         if self.control is not None:  # release held keys and buttons before anything else
             try:
                 await asyncio.wait_for(self.control.close(), timeout=1.0)
@@ -248,22 +253,27 @@ class Service:
         while True:
             width, height = self.grabber.size
             key = self._sdk_key
-            try:
-                publisher = await Publisher.connect(self.settings, width, height, key)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                delay = _backoff(attempt, lk.retry_initial_s, lk.retry_max_s)
-                log.warning(
-                    "connect_failed",
-                    url=lk.url,
-                    error=f"{type(exc).__name__}: {exc}",
-                    attempt=attempt + 1,
-                    retry_in_s=round(delay, 2),
-                )
-                attempt += 1
-                await asyncio.sleep(delay)
-                continue
+            with self.watchdog.waiting("livekit"):  # a restart would wait for the same server
+                if attempt == 0:
+                    self.notifier.status(f"connecting to {lk.url}")
+                try:
+                    publisher = await Publisher.connect(self.settings, width, height, key)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    delay = _backoff(attempt, lk.retry_initial_s, lk.retry_max_s)
+                    log.warning(
+                        "connect_failed",
+                        url=lk.url,
+                        error=f"{type(exc).__name__}: {exc}",
+                        attempt=attempt + 1,
+                        retry_in_s=round(delay, 2),
+                    )
+                    self.notifier.status(f"cannot reach {lk.url} ({type(exc).__name__}), "
+                                         f"attempt {attempt + 1}, next in {delay:.0f} s")
+                    attempt += 1
+                    await asyncio.sleep(delay)
+                    continue
             # attempt is not reset here: a connection that is dropped at once (e.g. another runner
             # with our identity) must back off further each time; a stable one resets it below.
             self.connects += 1
@@ -273,6 +283,7 @@ class Service:
             self.pipeline.attach(publisher)
             if self.control is not None:
                 self.control.attach(publisher.room)
+            self.notifier.ready(status=f"publishing {width}x{height} from {self.grabber.display} to room {lk.room}")
             try:
                 await publisher.disconnected.wait()
             finally:
@@ -294,12 +305,18 @@ class Service:
                     return
             else:
                 log.warning("livekit_disconnected", reason=reason, retry_in_s=round(delay, 2))
-            await asyncio.sleep(delay)
+            self.notifier.status(f"disconnected from LiveKit ({reason}), reconnecting in {delay:.0f} s")
+            with self.watchdog.waiting("livekit"):
+                await asyncio.sleep(delay)
 
     # --- SIGHUP --------------------------------------------------------------------------
     async def _apply_reload(self) -> None:
         async with self._reload_lock:
-            await self._reload_locked()
+            self.notifier.reloading()
+            try:
+                await self._reload_locked()
+            finally:
+                self.notifier.reloaded()
 
     async def _reload_locked(self) -> None:
         if self._reload is None:

@@ -20,6 +20,7 @@ from runner.capture import CapturedFrame, DisplayError, ScreenGrabber
 from runner.config import Settings
 from runner.encode import AccessUnit, H264Encoder
 from runner.logs import get_logger
+from runner.notify import Notifier, WatchdogGate
 from runner.publish import Publisher
 
 log = get_logger(__name__)
@@ -71,10 +72,14 @@ class Stats:
 class Pipeline:
     """Runs the frame path for whichever Publisher is attached (none: it idles)."""
 
-    def __init__(self, settings: Settings, grabber: ScreenGrabber, seal: Sealer) -> None:
+    def __init__(self, settings: Settings, grabber: ScreenGrabber, seal: Sealer,
+                 watchdog: WatchdogGate | None = None, notifier: Notifier | None = None) -> None:
         self.settings = settings
         self.grabber = grabber
         self.seal = seal
+        # Fed by every frame handed to LiveKit; WatchdogGate(None)/Notifier(None) do nothing.
+        self.watchdog = watchdog if watchdog is not None else WatchdogGate(None)
+        self.notifier = notifier if notifier is not None else Notifier(None)
         self.stats = Stats(bitrate_target=settings.encoder.bitrate)
         self.publisher: Publisher | None = None
         self._attached = asyncio.Event()
@@ -92,7 +97,6 @@ class Pipeline:
         self._capture_pool = ThreadPoolExecutor(1, thread_name_prefix="capture")
         self._encode_pool = ThreadPoolExecutor(1, thread_name_prefix="encode")
         self.observe: Callable[[FrameTimes], None] | None = None  # metrics, when enabled
-        self.on_published: Callable[[float], None] | None = None  # the watchdog, when enabled
 
     # --- publisher hand-over (called by the service) -------------------------------------
     def attach(self, publisher: Publisher) -> None:
@@ -194,18 +198,22 @@ class Pipeline:
 
     async def _recover_display(self, reason: str) -> None:
         log.error("capture_lost", reason=reason, retry_every_s=DISPLAY_RETRY_S)
+        self.notifier.status(f"X display {self.grabber.display} lost, retrying every {DISPLAY_RETRY_S:g} s")
         loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(DISPLAY_RETRY_S)
-            try:
-                await loop.run_in_executor(self._capture_pool, self.grabber.open)
-            except DisplayError:
-                continue
-            if self.settings.capture.skip_unchanged:
-                await loop.run_in_executor(self._capture_pool, self.open_change_watch)
-            log.info("capture_resumed", display=self.grabber.display, size=self.grabber.size)
-            self._force_keyframe = True
-            return
+        with self.watchdog.waiting("display"):  # a restart would wait for the same display
+            while True:
+                await asyncio.sleep(DISPLAY_RETRY_S)
+                try:
+                    await loop.run_in_executor(self._capture_pool, self.grabber.open)
+                except DisplayError:
+                    continue
+                break
+        if self.settings.capture.skip_unchanged:
+            await loop.run_in_executor(self._capture_pool, self.open_change_watch)
+        log.info("capture_resumed", display=self.grabber.display, size=self.grabber.size)
+        width, height = self.grabber.size
+        self.notifier.status(f"publishing {width}x{height} from {self.grabber.display}")
+        self._force_keyframe = True
 
     async def encode_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -232,11 +240,10 @@ class Pipeline:
                 timestamp_us=publisher.next_timestamp_us(frame.captured_at),
             )
             self._count(au, payload, accepted)
+            self.watchdog.frame_published(time.monotonic())  # accepted or not: the path works
             if accepted:
                 if self.observe is not None:
                     self.observe(FrameTimes(frame.grab_s, au.convert_s, au.encode_s - au.convert_s, encrypt_s))
-                if self.on_published is not None:
-                    self.on_published(time.monotonic())
 
     def _wants_keyframe(self, requested: bool, now: float) -> bool:
         """Whether the next picture must be an IDR.
