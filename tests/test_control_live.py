@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
