@@ -87,6 +87,21 @@ class Publisher:
         room.on("disconnected", self._on_disconnected)
         room.on("reconnecting", self._on_reconnecting)
         room.on("reconnected", self._on_reconnected)
+        room.on("local_track_republished", self._on_republished)
+        self._frame_engine = "runner"
+        self._key_index = 0
+        self.republished = False
+
+    def _on_republished(self, publication: rtc.LocalTrackPublication, previous_sid: str) -> None:
+        """After a full reconnect of its own the SDK republishes the track under a new sid with
+        a new frame cryptor, switched on: without this, frames would be encrypted twice with
+        the runner engine (viewers see green or black until the runner restarts)."""
+        if previous_sid != self.track_sid:
+            return
+        self.track_sid = publication.sid
+        self._configure_frame_cryptor(self._frame_engine, self._key_index)
+        self.republished = True
+        log.info("track_republished", track_sid=publication.sid, previous_sid=previous_sid)
 
     def _on_reconnecting(self) -> None:
         self.reconnecting = True
@@ -142,6 +157,7 @@ class Publisher:
             publish_options.video_encoding.max_framerate = settings.capture.fps
             publication = await room.local_participant.publish_track(track, publish_options)
             publisher = cls(room, source, publication.sid)
+            publisher._frame_engine, publisher._key_index = e2ee.frame_engine, key.index
             publisher._configure_frame_cryptor(e2ee.frame_engine, key.index)
         except BaseException:
             await room.disconnect()
@@ -187,6 +203,7 @@ class Publisher:
         if key_provider is None:
             return
         key_provider.set_shared_key(key.passphrase, key.index)
+        self._key_index = key.index  # a republished track gets its cryptor set up at this index
         if use_for_frames:
             identity = self.room.local_participant.identity
             for cryptor in self.room.e2ee_manager.frame_cryptors():

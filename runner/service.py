@@ -51,6 +51,20 @@ def frame_sealer(ring: e2ee.KeyRing) -> Sealer:
     return seal
 
 
+async def _server_answers(url: str) -> bool:
+    """Whether the LiveKit server's port accepts a TCP connection now (no request is sent)."""
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    port = u.port or (443 if u.scheme in ("wss", "https") else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(u.hostname, port), timeout=1.0)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
 def _backoff(attempt: int, initial: float, cap: float) -> float:
     """Capped exponential backoff with +-20 % jitter, so many runners do not retry in step."""
     base = min(cap, initial * (2 ** min(attempt, 16)))
@@ -142,8 +156,9 @@ class Service:
             self.pipeline.close()
             return EXIT_FAILURE
         width, height = self.grabber.size
-        if self.settings.control.enabled:
-            self.control = await self._make_control()
+        # Made also with control.enabled = false: it follows the monitor layout (a screen that
+        # grows or shrinks, a monitor that moves); it then joins no room and injects nothing.
+        self.control = await self._make_control()
         if self.settings.metrics.address is not None:
             try:
                 await self._start_metrics(self.settings.metrics.address)
@@ -247,6 +262,20 @@ class Service:
         await asyncio.to_thread(self.pipeline.close)
         log.info("stopped")
 
+    async def _sleep_until_reachable(self, delay: float) -> None:
+        """Back off for ``delay`` seconds, but if the server was refusing connections, stop as
+        soon as it accepts them again (checked once a second): a server that returns is found
+        within a second, not at the end of a 30 s backoff."""
+        url = self.settings.livekit.url
+        assert url is not None
+        deadline = time.monotonic() + delay
+        refused = not await _server_answers(url)
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(1.0, left))
+            if refused and await _server_answers(url):
+                log.info("livekit_reachable_again")
+                return
+
     async def _connection_loop(self) -> None:
         lk = self.settings.livekit
         attempt = 0
@@ -272,7 +301,7 @@ class Service:
                     self.notifier.status(f"cannot reach {lk.url} ({type(exc).__name__}), "
                                          f"attempt {attempt + 1}, next in {delay:.0f} s")
                     attempt += 1
-                    await asyncio.sleep(delay)
+                    await self._sleep_until_reachable(delay)
                     continue
             # attempt is not reset here: a connection that is dropped at once (e.g. another runner
             # with our identity) must back off further each time; a stable one resets it below.
@@ -281,7 +310,7 @@ class Service:
             if self._sdk_key is not key:  # rotated while we were connecting
                 publisher.set_sdk_key(self._sdk_key, use_for_frames=self._frame_engine == "sdk")
             self.pipeline.attach(publisher)
-            if self.control is not None:
+            if self.control is not None and self.settings.control.enabled:
                 self.control.attach(publisher.room)
             self.notifier.ready(status=f"publishing {width}x{height} from {self.grabber.display} to room {lk.room}")
             try:

@@ -167,6 +167,9 @@ class Pipeline:
         if publisher is None:
             return
         feedback = publisher.take_feedback()
+        if publisher.republished:
+            publisher.republished = False
+            self._force_keyframe = True
         if feedback.keyframe:
             self.stats.keyframe_requests += 1
             self._keyframe_requested = True

@@ -154,6 +154,9 @@ let sessionKeys = new Map();
 let shown = null; // { track, publication, participant } whose video is attached
 let secrets = []; // token and passphrases of the current session, for redaction only
 let rejoinTimer = null;
+let currentCredentials = null;
+let lastProgress = { frames: -1, at: 0 };
+const STALL_REJOIN_MS = 3000;
 let control = null; // the ControlSession of `room`, once the runner is known and present
 let controlOptions = { runner: '' }; // from connect(): an explicit runner identity
 let wantControl = true; // request control whenever a control session opens
@@ -310,7 +313,9 @@ async function join(credentials, { retrying = false } = {}) {
     adaptiveStream: false,
     dynacast: false,
     encryption: { keyProvider: thisKeyProvider, worker: thisWorker },
+    reconnectPolicy: { nextRetryDelayInMs: (ctx) => (ctx.retryCount < 60 ? 1000 : null) },
   });
+  currentCredentials = credentials;
   room = thisRoom;
   worker = thisWorker;
   const session = { joined: false };
@@ -645,6 +650,14 @@ async function refresh() {
           state.framesDecoded = stats.framesDecoded ?? 0;
         }
       });
+    }
+    const now = performance.now();
+    if (!shown || state.state !== 'connected' || state.framesDecoded !== lastProgress.frames) {
+      lastProgress = { frames: state.framesDecoded, at: now };
+    } else if (now - lastProgress.at > STALL_REJOIN_MS && currentCredentials && rejoinTimer === null) {
+      lastProgress = { frames: -1, at: now };
+      reportError('video stalled; joining again');
+      join(currentCredentials, { retrying: true }).catch(() => {});
     }
     state.videoWidth = shown ? el.video.videoWidth : 0;
     state.videoHeight = shown ? el.video.videoHeight : 0;

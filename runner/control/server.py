@@ -180,7 +180,8 @@ class ControlServer:
         c = self._controller
         if c is not None and (settings.control.view_only or not self._may_control(c.identity)):
             self._set_controller(None, reason="policy_changed")
-        if settings.clipboard.mode != "off" and self._clipboard is None and self._clipboard_factory is not None:
+        if (settings.control.enabled and settings.clipboard.mode != "off" and self._clipboard is None
+                and self._clipboard_factory is not None):
             task = asyncio.get_running_loop().create_task(self._open_clipboard(), name="clipboard-open")
             self._background.add(task)
             task.add_done_callback(self._background.discard)
@@ -201,7 +202,8 @@ class ControlServer:
     # --- tasks ------------------------------------------------------------------------------
     async def run(self) -> None:
         """Heartbeat expiry, monitor layout changes and the injection queue, until cancelled."""
-        if self._clipboard_factory is not None and self.settings.clipboard.mode != "off":
+        enabled = self.settings.control.enabled
+        if enabled and self._clipboard_factory is not None and self.settings.clipboard.mode != "off":
             await self._open_clipboard()
         await self._refresh_layout(initial=True)
         async with asyncio.TaskGroup() as tg:
@@ -245,7 +247,8 @@ class ControlServer:
             return
         self.layout = layout
         left, top, right, bottom = layout.bounds()
-        self.injector.submit(lambda b: setattr(b, "bounds", (left, top, right, bottom)))
+        if self.settings.control.enabled:  # no input connection to X when control is off
+            self.injector.submit(lambda b: setattr(b, "bounds", (left, top, right, bottom)))
         if initial:
             current = layout.by_index(self.settings.capture.monitor)
             self.selected = current.id if current else None
