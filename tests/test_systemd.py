@@ -366,3 +366,34 @@ async def test_feed_watchdog_pings_while_frames_flow_and_stops_when_they_stop(pa
 async def test_feed_watchdog_returns_at_once_without_a_watchdog() -> None:
     notifier = Notifier.from_environ({})
     await asyncio.wait_for(feed_watchdog(notifier, WatchdogGate(notifier.watchdog_interval_s)), 1.0)
+
+
+def test_the_runner_tells_systemd_ready_status_watchdog_and_stopping(path_listener: Listener, livekit_server,
+                                                                      xvfb, room_name) -> None:
+    """The real runner under a stand-in notify socket: READY only once publishing, STATUS lines,
+    WATCHDOG pings while frames flow (a still screen included), STOPPING on SIGTERM."""
+    import signal
+    import time
+
+    from realenv import Runner
+
+    runner = Runner(livekit_url=livekit_server.url, api_key=livekit_server.api_key,
+                    api_secret=livekit_server.api_secret, room=room_name, passphrase="notify test",
+                    display=xvfb.display,
+                    extra_env={"NOTIFY_SOCKET": path_listener.address, "WATCHDOG_USEC": "1000000",
+                               "RUNNER_LOG__STATUS_INTERVAL_S": "0"})
+    with runner:
+        messages: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and sum(m == b"WATCHDOG=1" for m in messages) < 3:
+            messages.append(path_listener.receive())
+        ready = [m for m in messages if m.startswith(b"READY=1")]
+        assert len(ready) == 1 and b"STATUS=publishing 1280x720 from " in ready[0], messages
+        assert messages[0].startswith(b"STATUS=connecting to ws://127.0.0.1:")  # before READY
+        # Pings while connecting (a deliberate wait) and, after READY, from published frames.
+        assert messages[messages.index(ready[0]):].count(b"WATCHDOG=1") >= 2, messages
+        runner._signal(signal.SIGTERM)
+        while (message := path_listener.receive()) == b"WATCHDOG=1":
+            pass
+        assert message == b"STOPPING=1"
+        assert runner._proc.wait(5) == 0
