@@ -156,7 +156,13 @@ let secrets = []; // token and passphrases of the current session, for redaction
 let rejoinTimer = null;
 let currentCredentials = null;
 let lastProgress = { frames: -1, at: 0 };
+// After livekit-client resumed a connection (or the viewer joined again), the shown track can stay
+// black for good (seen after a 30 s network freeze while the runner had reconnected afresh): within a
+// minute of such a resume, a picture that stops for 3 s makes the viewer join again. Outside that window a stall is left
+// alone (a missing key also stops the picture; joining again would not help there).
 const STALL_REJOIN_MS = 3000;
+const STALL_AFTER_RESUME_WINDOW_MS = 60000;
+let lastReconnectAt = -Infinity;
 let control = null; // the ControlSession of `room`, once the runner is known and present
 let controlOptions = { runner: '' }; // from connect(): an explicit runner identity
 let wantControl = true; // request control whenever a control session opens
@@ -296,6 +302,7 @@ async function connect({
  */
 async function join(credentials, { retrying = false } = {}) {
   const { url, token } = credentials;
+  if (retrying) lastReconnectAt = performance.now(); // a rejoin counts as a resume for stall checks
   await disconnect();
   if (!isE2EESupported()) {
     throw new Error('this browser cannot decrypt LiveKit E2EE (no encoded transform support)');
@@ -346,6 +353,10 @@ function wire(thisRoom, credentials, session) {
   const current = () => room === thisRoom;
   thisRoom
     .on(RoomEvent.ConnectionStateChanged, (connectionState) => {
+      if (current() && connectionState === 'connected'
+          && ['reconnecting', 'signalReconnecting'].includes(state.state)) {
+        lastReconnectAt = performance.now();
+      }
       if (current()) state.state = connectionState;
       render();
     })
@@ -654,7 +665,8 @@ async function refresh() {
     const now = performance.now();
     if (!shown || state.state !== 'connected' || state.framesDecoded !== lastProgress.frames) {
       lastProgress = { frames: state.framesDecoded, at: now };
-    } else if (now - lastProgress.at > STALL_REJOIN_MS && currentCredentials && rejoinTimer === null) {
+    } else if (now - lastProgress.at > STALL_REJOIN_MS && now - lastReconnectAt < STALL_AFTER_RESUME_WINDOW_MS
+               && currentCredentials && rejoinTimer === null) {
       lastProgress = { frames: -1, at: now };
       reportError('video stalled; joining again');
       join(currentCredentials, { retrying: true }).catch(() => {});
