@@ -663,7 +663,10 @@ async function refresh() {
       });
     }
     const now = performance.now();
-    if (!shown || state.state !== 'connected' || state.framesDecoded !== lastProgress.frames) {
+    // Progress = frames decoded into a real picture (after a resume the element can sit at 2x2
+    // while the new track's decoder counts frames).
+    const picture = shown && el.video.videoWidth > 2;
+    if (!shown || state.state !== 'connected' || (picture && state.framesDecoded !== lastProgress.frames)) {
       lastProgress = { frames: state.framesDecoded, at: now };
     } else if (now - lastProgress.at > STALL_REJOIN_MS && now - lastReconnectAt < STALL_AFTER_RESUME_WINDOW_MS
                && currentCredentials && rejoinTimer === null) {
