@@ -324,31 +324,37 @@ class Xvfb(_ManagedProcess):
                     f"Xvfb {self.display}", self._proc, self.log_path)
 
     def _read_display_number(self, read_fd: int, timeout: float) -> int:
-        data = b""
-        deadline = time.monotonic() + timeout
-        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
-            os.set_blocking(pipe.fileno(), False)
-            while not data.endswith(b"\n"):
-                if self._proc.poll() is not None:
-                    raise ComponentError(f"Xvfb exited with code {self._proc.returncode}"
-                                         + _log_hint(self.log_path))
-                if time.monotonic() > deadline:
-                    raise ComponentError("Xvfb did not report a display number"
-                                         + _log_hint(self.log_path))
-                try:
-                    chunk = pipe.read(64)
-                except BlockingIOError:
-                    chunk = None
-                if chunk:
-                    data += chunk
-                else:
-                    time.sleep(POLL_INTERVAL_S)
-        return int(data.strip())
+        return read_display_number(self._proc, read_fd, timeout, name="Xvfb", log_path=self.log_path)
 
     @property
     def env(self) -> dict[str, str]:
         """Environment additions for a client of this screen: ``{"DISPLAY": ":N"}``."""
         return {"DISPLAY": self.display}
+
+
+def read_display_number(proc: subprocess.Popen, read_fd: int, timeout: float, *, name: str,
+                        log_path: Path | None, exit_hint: str = "") -> int:
+    """The display number an X server writes to its ``-displayfd`` pipe; ComponentError (naming
+    the log) if the server exits or stays silent for ``timeout`` seconds."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+        os.set_blocking(pipe.fileno(), False)
+        while not data.endswith(b"\n"):
+            if proc.poll() is not None:
+                raise ComponentError(f"{name} exited with code {proc.returncode}{exit_hint}"
+                                     + _log_hint(log_path))
+            if time.monotonic() > deadline:
+                raise ComponentError(f"{name} did not report a display number" + _log_hint(log_path))
+            try:
+                chunk = pipe.read(64)
+            except BlockingIOError:
+                chunk = None
+            if chunk:
+                data += chunk
+            else:
+                time.sleep(POLL_INTERVAL_S)
+    return int(data.strip())
 
 
 def _unix_socket_accepts(path: Path) -> bool:

@@ -14,9 +14,9 @@ say() { printf '[setup] %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------------------------
 # Xorg with the dummy driver (+ xcvt, setxkbmap): several monitors and non-US keymaps in tests;
-# xclip: checks the clipboard from another X client.
+# xclip: checks the clipboard from another X client; systemd: systemd-analyze verifies the units.
 APT_PACKAGES=(xvfb xauth chromium xdotool x11-utils x11-xserver-utils fonts-dejavu-core
-  xserver-xorg-core xserver-xorg-video-dummy xcvt x11-xkb-utils xclip)
+  xserver-xorg-core xserver-xorg-video-dummy xcvt x11-xkb-utils xclip systemd)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

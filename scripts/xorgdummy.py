@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from devstack import (
     STARTUP_TIMEOUT_S,
@@ -32,6 +30,7 @@ from devstack import (
     _resolve_binary,
     _unix_socket_accepts,
     _wait_until,
+    read_display_number,
 )
 
 # (width, height, x, y) in pixels; x, y is the monitor's top-left corner on the root window.
@@ -251,29 +250,7 @@ class XorgDummy(_ManagedProcess):
         return done.stdout
 
     def _read_display_number(self, read_fd: int, timeout: float) -> int:
-        data = b""
-        deadline = time.monotonic() + timeout
-        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
-            os.set_blocking(pipe.fileno(), False)
-            while not data.endswith(b"\n"):
-                if self._proc is not None and self._proc.poll() is not None:
-                    raise ComponentError(
-                        f"Xorg (dummy driver) exited with code {self._proc.returncode}; it needs "
-                        f"root and {INSTALL_HINT.removeprefix('install ')}"
-                        + _log_hint(self._existing_log()))
-                if time.monotonic() > deadline:
-                    raise ComponentError("Xorg (dummy driver) did not report a display number"
-                                         + _log_hint(self._existing_log()))
-                try:
-                    chunk = pipe.read(64)
-                except BlockingIOError:
-                    chunk = None
-                if chunk:
-                    data += chunk
-                else:
-                    time.sleep(0.02)
-        return int(data.strip())
-
-    def _existing_log(self) -> Path:
-        """Xorg's own log when it got that far, else its stderr."""
-        return self.xorg_log_path if self.xorg_log_path.exists() else self.log_path
+        assert self._proc is not None
+        return read_display_number(self._proc, read_fd, timeout, name="Xorg (dummy driver)",
+                                   log_path=self.xorg_log_path,
+                                   exit_hint=f"; it needs root and {INSTALL_HINT.removeprefix('install ')}")
