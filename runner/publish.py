@@ -76,7 +76,8 @@ class Feedback:
 class Publisher:
     """A connected room and its published screen-share track. Create with ``connect``."""
 
-    def __init__(self, room: rtc.Room, source: rtc.EncodedVideoSource, track_sid: str) -> None:
+    def __init__(self, room: rtc.Room, source: rtc.EncodedVideoSource, track_sid: str, *,
+                 frame_engine: str, key_index: int) -> None:
         self.room = room
         self.source = source
         self.track_sid = track_sid
@@ -88,8 +89,8 @@ class Publisher:
         room.on("reconnecting", self._on_reconnecting)
         room.on("reconnected", self._on_reconnected)
         room.on("local_track_republished", self._on_republished)
-        self._frame_engine = "runner"
-        self._key_index = 0
+        self._frame_engine = frame_engine
+        self._key_index = key_index  # the frame cryptor's index, re-applied after a republish
         self.republished = False
 
     def _on_republished(self, publication: rtc.LocalTrackPublication, previous_sid: str) -> None:
@@ -156,8 +157,7 @@ class Publisher:
             publish_options.video_encoding.max_bitrate = settings.encoder.max_bitrate
             publish_options.video_encoding.max_framerate = settings.capture.fps
             publication = await room.local_participant.publish_track(track, publish_options)
-            publisher = cls(room, source, publication.sid)
-            publisher._frame_engine, publisher._key_index = e2ee.frame_engine, key.index
+            publisher = cls(room, source, publication.sid, frame_engine=e2ee.frame_engine, key_index=key.index)
             publisher._configure_frame_cryptor(e2ee.frame_engine, key.index)
         except BaseException:
             await room.disconnect()

@@ -227,7 +227,7 @@ class Pipeline:
             publisher = self.publisher
             if frame is None or publisher is None:
                 continue
-            self._poll_feedback()
+            # LiveKit's feedback was collected by the capture tick that grabbed this picture.
             requested, self._keyframe_requested = self._keyframe_requested, False
             keyframe = self._wants_keyframe(requested, time.monotonic())
             au, payload, encrypt_s = await loop.run_in_executor(

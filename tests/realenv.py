@@ -36,7 +36,7 @@ __all__ = [
     "LiveKitServer", "Quadrants", "Runner", "SdkScreenPublisher", "ViewerServer", "Xvfb",
     "color_close", "mint_token", "paint", "parse_color", "sample_pixels", "viewer_link",
     "viewer_state", "wait_for_viewer", "SCREEN_POINTS", "quadrant_colours",
-    "wait_for_picture",
+    "wait_for_picture", "until",
 ]
 
 Rgb = tuple[int, int, int]
@@ -64,6 +64,17 @@ def color_close(actual: Rgb | list[int] | None, expected: Rgb,
                 tolerance: int = COLOR_TOLERANCE) -> bool:
     """True when every channel of ``actual`` is within ``tolerance`` of ``expected``."""
     return actual is not None and all(abs(a - e) <= tolerance for a, e in zip(actual, expected))
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` every 20 ms without blocking the event loop; its last value after
+    ``timeout`` seconds (for checks read back from the X server)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return predicate()
 
 
 # --- the viewer page ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 
 from controlclient import CallFailed, ControlClient
-from realenv import Runner, Xvfb, mint_token
+from realenv import Runner, Xvfb, mint_token, until
 from runner.control import envelope as env
 from xstate import XState
 
@@ -27,13 +27,6 @@ RUNNER_ID = "desktop-runner"
 SETTLE_S = 0.5  # how long we watch that something does NOT happen after the last message
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from controlclient import ControlClient
-from realenv import Runner, mint_token
+from realenv import Runner, mint_token, until
 from xstate import XState
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
@@ -24,14 +24,6 @@ PASSPHRASE = "monitor tests passphrase"
 ROOM = "control-monitors"
 
 
-async def until(predicate, timeout: float = 5.0) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture(scope="module")

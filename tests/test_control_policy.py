@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from controlclient import CallFailed, ControlClient
-from realenv import Runner, Xvfb, mint_token
+from realenv import Runner, Xvfb, mint_token, until
 from xstate import XState
 
 pytestmark = pytest.mark.integration
@@ -19,14 +19,6 @@ pytestmark = pytest.mark.integration
 PASSPHRASE = "policy tests passphrase"
 
 
-async def until(predicate, timeout: float = 5.0) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture
