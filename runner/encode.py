@@ -28,6 +28,10 @@ VBV_BUFFER_S = 0.25
 
 
 BGRA_BYTES = 4
+# The quantizer never goes below this. In ABR mode libx264 otherwise keeps spending the whole
+# target on a still screen, refining it towards lossless (measured at 1080p60, 8 Mbit/s: 13 kB
+# per frame of a static desktop; with 18: 0.4 kB, the picture already indistinguishable).
+QP_MIN = 18
 
 
 class EncoderError(RuntimeError):
@@ -92,7 +96,7 @@ class H264Encoder:
             # swscale converts BGRA with the BT.601 matrix; say so in the VUI, or browsers
             # assume BT.709 and shift colours (pure green shows as 0,216,2).
             "x264-params": (
-                f"scenecut=0:slices={slices}:bframes=0:repeat-headers=1:aud=0"
+                f"qpmin={QP_MIN}:scenecut=0:slices={slices}:bframes=0:repeat-headers=1:aud=0"
                 ":colorprim=smpte170m:transfer=smpte170m:colormatrix=smpte170m"
             ),
         }
@@ -103,6 +107,12 @@ class H264Encoder:
         self._ctx = ctx
         self._bgra: av.VideoFrame | None = None
         self._bgra_view: np.ndarray | None = None
+        self._i420 = av.VideoFrame(width, height, "yuv420p")
+        self._i420_views = [
+            np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, :w]
+            for plane, (w, h) in zip(self._i420.planes, ((width, height), (width // 2, height // 2), (width // 2, height // 2)))
+        ]
+        self.converter = "libyuv"  # swscale when libyuv is not available or the picture is scaled
 
     def _bgra_frame(self, bgra: np.ndarray) -> av.VideoFrame:
         """The picture in a reused BGRA frame.
@@ -121,6 +131,39 @@ class H264Encoder:
         np.copyto(self._bgra_view, bgra)
         return frame
 
+    def _libyuv_i420(self, bgra: np.ndarray) -> av.VideoFrame | None:
+        """BGRA -> I420 with libyuv (through the LiveKit SDK, which ships it), into a kept frame.
+
+        About 4x faster than swscale's BGRA -> YUV420P (1080p: 1.0 vs 3.8 ms CPU), with the same
+        BT.601 limited-range matrix (channels agree within 1). None if libyuv cannot be used.
+        """
+        from livekit import rtc
+
+        if not (bgra.flags.c_contiguous and bgra.flags.writeable):
+            bgra = np.array(bgra)  # the SDK takes a writable buffer
+        try:
+            i420 = rtc.VideoFrame(self.width, self.height, rtc.VideoBufferType.BGRA,
+                                  memoryview(bgra).cast("B")).convert(rtc.VideoBufferType.I420)
+        except Exception as exc:  # an SDK without the conversion: swscale from now on
+            self.converter = f"swscale (libyuv failed: {type(exc).__name__}: {exc})"
+            return None
+        data = np.frombuffer(i420.data, np.uint8)
+        y_size, c_size = self.width * self.height, (self.width // 2) * (self.height // 2)
+        y, u, v = self._i420_views
+        np.copyto(y, data[:y_size].reshape(y.shape))
+        np.copyto(u, data[y_size:y_size + c_size].reshape(u.shape))
+        np.copyto(v, data[y_size + c_size:y_size + 2 * c_size].reshape(v.shape))
+        return self._i420
+
+    def _to_i420(self, bgra: np.ndarray) -> av.VideoFrame:
+        h, w = bgra.shape[:2]
+        if (w, h) == (self.width, self.height) and self.converter == "libyuv":
+            frame = self._libyuv_i420(bgra)
+            if frame is not None:
+                return frame
+        # Scaled (a maximum picture size), or no libyuv: swscale converts and scales in one pass.
+        return self._bgra_frame(bgra).reformat(width=self.width, height=self.height, format="yuv420p")
+
     def set_bitrate(self, bitrate: int) -> None:
         """Change the target; libx264 reconfigures itself on the next frame, no new IDR."""
         self.bitrate = bitrate
@@ -133,14 +176,13 @@ class H264Encoder:
         same pass as the colour conversion): that is how a maximum picture size is applied.
         """
         started = time.perf_counter()
-        # Convert (and scale) explicitly: the encoder would do the same pass inside encode(),
-        # this way the conversion's share is measured on its own.
-        frame = self._bgra_frame(bgra).reformat(width=self.width, height=self.height, format="yuv420p")
+        # Convert (and scale) explicitly, so the conversion's share is measured on its own.
+        frame = self._to_i420(bgra)
         converted = time.perf_counter()
         frame.pts = self._pts
         self._pts += self._pts_step
-        if keyframe:
-            frame.pict_type = PictureType.I
+        # The I420 frame is reused: say every time whether this one must be an IDR.
+        frame.pict_type = PictureType.I if keyframe else PictureType.NONE
         try:
             packets = self._ctx.encode(frame)
         except av.FFmpegError as exc:

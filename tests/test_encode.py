@@ -94,3 +94,37 @@ def test_odd_screen_encodes_after_even_crop() -> None:
     img = even_crop(picture(1921, 1081))
     au = H264Encoder(img.shape[1], img.shape[0], fps=30, bitrate=2_000_000).encode(img)
     assert au.keyframe and (au.width, au.height) == (1920, 1080)
+
+
+def test_picture_after_a_forced_keyframe_is_a_delta_frame_again(encoder: H264Encoder) -> None:
+    # The converted frame is reused between pictures: a forced IDR must not stick to it.
+    kinds = [encoder.encode(picture(320, 240, i), keyframe=i == 2).keyframe for i in range(5)]
+    assert kinds == [True, False, True, False, False]
+
+
+def test_libyuv_conversion_matches_swscale_colours() -> None:
+    import av
+
+    # Smooth content: on noise the two subsample chroma differently (libyuv averages 2x2 boxes).
+    yy, xx = np.mgrid[0:240, 0:320]
+    img = np.stack([xx * 255 // 319, yy * 255 // 239, (xx + yy) * 255 // 558, np.full_like(xx, 255)], -1).astype(np.uint8)
+    img[:120, :160] = (0, 255, 0, 255)  # pure green in BGRA
+    enc = H264Encoder(320, 240, fps=30, bitrate=1_000_000)
+    assert enc.converter == "libyuv"
+    mine = enc._to_i420(img)
+    ref = av.VideoFrame.from_ndarray(img, format="bgra").reformat(format="yuv420p")
+    for plane_mine, plane_ref, (w, h) in zip(mine.planes, ref.planes, ((320, 240), (160, 120), (160, 120))):
+        a = np.frombuffer(plane_mine, np.uint8).reshape(h, plane_mine.line_size)[:, :w].astype(int)
+        b = np.frombuffer(plane_ref, np.uint8).reshape(h, plane_ref.line_size)[:, :w].astype(int)
+        diff = np.abs(a - b)
+        # Luma within 2 everywhere; chroma too, except along the block's sharp edge, where
+        # swscale's filter reaches into neighbouring samples and libyuv averages 2x2 boxes.
+        assert diff.max() <= (2 if w == 320 else 12) and diff.mean() < 1.0
+    y, u, v = (np.frombuffer(p, np.uint8)[0] for p in mine.planes)
+    assert (abs(int(y) - 145), abs(int(u) - 54), abs(int(v) - 34)) <= (1, 1, 1)  # BT.601 limited green
+
+
+def test_read_only_picture_is_converted_too(encoder: H264Encoder) -> None:
+    img = picture(320, 240, 90)
+    img.flags.writeable = False
+    assert encoder.encode(img).keyframe and encoder.converter == "libyuv"
