@@ -97,7 +97,8 @@ class Metrics:
             stage: Histogram(f"{PREFIX}_{stage}_seconds", f"time per published frame spent in {what}",
                              buckets=STAGE_BUCKETS, registry=self.registry)
             for stage, what in (("capture", "the screen grab"), ("convert", "BGRA to I420 conversion"),
-                                ("encode", "libx264"), ("encrypt", "E2EE frame encryption"))
+                                ("encode", "libx264"), ("encrypt", "E2EE frame encryption"),
+                                ("handoff", "handing the frame to the LiveKit SDK"))
         }
         self._server: asyncio.Server | None = None
 
@@ -106,6 +107,7 @@ class Metrics:
         self._stages["convert"].observe(t.convert_s)
         self._stages["encode"].observe(t.encode_s)
         self._stages["encrypt"].observe(t.encrypt_s)
+        self._stages["handoff"].observe(t.handoff_s)
 
     async def start(self, host: str, port: int) -> None:
         """Bind the endpoint; OSError if the address cannot be bound (reported at start-up)."""

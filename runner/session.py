@@ -42,6 +42,7 @@ class FrameTimes:
     convert_s: float
     encode_s: float  # libx264 only, without the conversion
     encrypt_s: float
+    handoff_s: float = 0.0  # EncodedVideoSource.capture_frame: into the SDK's send path
 
 
 Sealer = Callable[[bytes, bool], bytes]
@@ -235,6 +236,7 @@ class Pipeline:
             )
             if self.publisher is not publisher:
                 continue  # the connection changed while we encoded; the next frame is an IDR
+            handoff_started = time.perf_counter()
             accepted = publisher.push(
                 payload,
                 keyframe=au.keyframe,
@@ -242,11 +244,13 @@ class Pipeline:
                 height=au.height,
                 timestamp_us=publisher.next_timestamp_us(frame.captured_at),
             )
+            handoff_s = time.perf_counter() - handoff_started
             self._count(au, payload, accepted)
             self.watchdog.frame_published(time.monotonic())  # accepted or not: the path works
             if accepted:
                 if self.observe is not None:
-                    self.observe(FrameTimes(frame.grab_s, au.convert_s, au.encode_s - au.convert_s, encrypt_s))
+                    self.observe(FrameTimes(frame.grab_s, au.convert_s, au.encode_s - au.convert_s, encrypt_s,
+                                            handoff_s))
 
     def _wants_keyframe(self, requested: bool, now: float) -> bool:
         """Whether the next picture must be an IDR.

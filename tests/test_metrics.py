@@ -96,6 +96,7 @@ def test_runner_metrics_and_health_follow_the_frame_path() -> None:
             assert _metric(text, "desktop_runner_encode_seconds_count") == published
             assert _metric(text, "desktop_runner_capture_seconds_count") == published
             assert 0 < _metric(text, "desktop_runner_encrypt_seconds_sum") / published < 0.005
+            assert _metric(text, "desktop_runner_handoff_seconds_count") == published
             assert _docker_healthcheck(port) == 0
             lk.kill()  # frames stop being published: unhealthy
             deadline = time.monotonic() + 15
