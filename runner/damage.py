@@ -11,7 +11,7 @@ answers "changed", so the worst case is today's behaviour, never a frozen pictur
 from __future__ import annotations
 
 from Xlib import display as xdisplay
-from Xlib.ext import damage
+from Xlib.ext import damage, xinput
 
 from runner.logs import get_logger
 
@@ -33,6 +33,18 @@ class ChangeWatch:
             self._root = d.screen().root
             self._damage = self._root.damage_create(damage.DamageReportNonEmpty)
             self._notify = d.extension_event.DamageNotify
+            # The pointer makes no damage; XInput 2 raw motion events say when it moved, so a
+            # still screen can be waited on without polling it (wait_fd). Devices and XTEST (the
+            # runner's own injection) make raw events; an application's XWarpPointer does not,
+            # and is seen at the next idle refresh (IDLE_REFRESH_S) instead.
+            self._motion_events = False
+            if cursor and d.has_extension("XInputExtension"):
+                try:
+                    d.xinput_query_version()
+                    self._root.xinput_select_events([(xinput.AllMasterDevices, xinput.RawMotionMask)])
+                    self._motion_events = True
+                except Exception as exc:
+                    log.debug("pointer_motion_events_unavailable", reason=f"{type(exc).__name__}: {exc}")
             d.sync()
             self._d = d
         except Exception as exc:  # no display, refused: we simply cannot tell
@@ -43,21 +55,31 @@ class ChangeWatch:
     def active(self) -> bool:
         return self._d is not None
 
+    def wait_fd(self) -> int | None:
+        """The X connection's descriptor, readable when the server reports damage, for waiting
+        on a still screen without polling; None when a change cannot be seen that way (no
+        DAMAGE, or the pointer is drawn and XInput 2 cannot report its moves: then it is polled)."""
+        if self._d is None or (self._cursor and not self._motion_events):
+            return None
+        return self._d.fileno()
+
     def changed(self) -> bool:
         """True if anything was drawn (or the drawn pointer moved) since the last call."""
         d = self._d
         if d is None:
             return True
         try:
-            # One round trip first: it flushes and reads every event the server sent so far.
-            pointer = self._root.query_pointer()
+            # pending_events() reads whatever the server sent so far without a round trip; the
+            # pointer, when it is drawn into the picture, needs one (X reports no damage for it).
+            pointer = self._root.query_pointer() if self._cursor else None
             damaged = False
             while d.pending_events():
                 if d.next_event().type == self._notify:
                     damaged = True
             if damaged:
                 d.damage_subtract(self._damage)  # re-arm: NonEmpty reports once until subtracted
-            if self._cursor and (pointer.root_x, pointer.root_y) != self._pointer:
+                d.flush()
+            if pointer is not None and (pointer.root_x, pointer.root_y) != self._pointer:
                 self._pointer = (pointer.root_x, pointer.root_y)
                 damaged = True
             return damaged

@@ -33,6 +33,8 @@ DISPLAY_RETRY_S = 1.0
 KEYFRAME_ECHO_S = 0.3
 # A still screen is sent again this often (a tiny delta frame), so the track never looks dead.
 IDLE_REFRESH_S = 1.0
+# While waiting on a still screen, LiveKit's keyframe requests are collected this often.
+IDLE_POLL_S = 0.1
 
 @dataclass(frozen=True)
 class FrameTimes:
@@ -145,6 +147,9 @@ class Pipeline:
                 continue
             if frame is None:  # nothing changed on screen: nothing to grab, encode or send
                 self.stats.unchanged += 1
+                if await self._wait_for_damage():
+                    next_at = time.monotonic()  # grab now: a change ends the wait at once
+                    continue
                 next_at = self._sleep_until_next(next_at)
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
                 continue
@@ -176,6 +181,30 @@ class Pipeline:
             self._keyframe_requested = True
         if feedback.target_bitrate is not None:
             self._follow_target(feedback.target_bitrate)
+
+    async def _wait_for_damage(self) -> bool:
+        """On a still screen, sleep until the X server reports a change instead of asking it
+        every tick (idle CPU at 1080p60: 9 % -> see the README's benchmark table). LiveKit's
+        feedback and the other reasons to grab are still checked every IDLE_POLL_S, on the
+        loop, without waking the capture thread. False if a change cannot be waited for."""
+        fd = self._watch.wait_fd() if self._watch is not None else None
+        if fd is None:
+            return False
+        loop = asyncio.get_running_loop()
+        woke = asyncio.Event()
+        loop.add_reader(fd, woke.set)
+        try:
+            while not woke.is_set() and self.publisher is not None:
+                self._poll_feedback()
+                if self._must_grab(time.monotonic()):
+                    break
+                try:
+                    await asyncio.wait_for(woke.wait(), IDLE_POLL_S)
+                except TimeoutError:
+                    pass
+        finally:
+            loop.remove_reader(fd)
+        return True
 
     def _must_grab(self, now: float) -> bool:
         """Whether this tick needs a picture even if nothing changed on screen."""

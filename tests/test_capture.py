@@ -89,3 +89,36 @@ def test_change_watch_says_changed_when_it_cannot_tell() -> None:
 
     watch = ChangeWatch(":4093", cursor=True)  # no such display
     assert not watch.active and watch.changed() is True
+
+
+def test_change_watch_fd_wakes_on_drawing_and_pointer_moves_only(xvfb_factory) -> None:
+    import select
+
+    from Xlib import X, display as xdisplay
+    from Xlib.ext import xtest
+
+    from runner.damage import ChangeWatch
+
+    x = xvfb_factory(320, 240)
+    xs = XState(x.display)
+    watch = ChangeWatch(x.display, cursor=True)
+    try:
+        fd = watch.wait_fd()
+        assert fd is not None  # XInput 2 reports pointer motion, so a still screen needs no polling
+        watch.changed()
+        assert select.select([fd], [], [], 0.3)[0] == []  # still: nothing to read
+        # A device move, as the runner's injector (XTEST) and a local mouse make; an application's
+        # XWarpPointer makes no raw event and is seen at the next idle refresh instead.
+        mover = xdisplay.Display(x.display)
+        xtest.fake_input(mover, X.MotionNotify, x=40, y=30)
+        mover.sync()
+        mover.close()
+        assert select.select([fd], [], [], 2.0)[0] == [fd]
+        assert watch.changed() is True
+        assert select.select([fd], [], [], 0.3)[0] == []
+        paint(x.display, (200, 10, 10))
+        assert select.select([fd], [], [], 2.0)[0] == [fd]
+        assert watch.changed() is True and watch.changed() is False
+    finally:
+        watch.close()
+        xs.close()
