@@ -507,7 +507,7 @@ class Runner(_ManagedProcess):
 
     def __init__(self, *, livekit_url: str, api_key: str, api_secret: str, room: str,
                  passphrase: str, display: str, extra_env: dict[str, str] | None = None,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, script: list[str] | None = None) -> None:
         super().__init__()
         env = {
             **os.environ,
@@ -520,7 +520,8 @@ class Runner(_ManagedProcess):
             **(extra_env or {}),
         }
         # From the repository root, so `-m runner` finds the package even when not installed.
-        self._spawn([python, "-m", "runner"], env=env, cwd=REPO_ROOT)
+        # ``script`` replaces `-m runner` (the benchmarks run the service under a probe).
+        self._spawn([python, *(script or ["-m", "runner"])], env=env, cwd=REPO_ROOT)
 
     @property
     def returncode(self) -> int | None:

@@ -1,0 +1,123 @@
+"""The runner's service under a measuring probe (started by bench/run.py, configured like the
+runner itself through RUNNER_* variables).
+
+It runs the real ``runner.service.Service`` in this process and records, for every published
+frame, the stage times the pipeline reports (grab, conversion, encode, encrypt, hand-off to the
+SDK). Once the first frame is out it waits ``--warmup`` seconds, then measures for ``--seconds``:
+process CPU time (all threads: Python, PyAV/libx264, the SDK's Rust and WebRTC threads), frames
+published, bytes, resident memory (sampled every ``--rss-every`` seconds). Then it stops the
+service the way SIGTERM does and writes one JSON object to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from runner.config import load_settings  # noqa: E402
+from runner.logs import register_secrets, setup_logging  # noqa: E402
+from runner.service import Service  # noqa: E402
+from runner.session import FrameTimes  # noqa: E402
+
+STAGES = ("capture", "convert", "encode", "encrypt", "handoff")
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of the process
+    return usage.ru_utime + usage.ru_stime
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.on = False
+        self.samples: list[tuple[float, ...]] = []
+
+    def __call__(self, t: FrameTimes) -> None:
+        if self.on:
+            self.samples.append((t.capture_s, t.convert_s, t.encode_s, t.encrypt_s, t.handoff_s))
+
+
+async def measure(service: Service, recorder: Recorder, warmup: float, seconds: float,
+                  rss_every: float) -> dict:
+    stats = service.pipeline.stats
+    while stats.published == 0:
+        if service.stop.is_set():
+            raise RuntimeError("the service stopped before publishing a frame")
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(warmup)
+    before, cpu0, t0, rss0 = stats.snapshot(), cpu_seconds(), time.monotonic(), rss_mb()
+    recorder.on = True
+    rss_series = [(0.0, round(rss0, 1))]
+    while (elapsed := time.monotonic() - t0) < seconds:
+        await asyncio.sleep(min(rss_every, seconds - elapsed))
+        rss_series.append((round(time.monotonic() - t0, 1), round(rss_mb(), 1)))
+    recorder.on = False
+    after, cpu1, t1 = stats.snapshot(), cpu_seconds(), time.monotonic()
+    frames = after.published - before.published
+    return {
+        "seconds": round(t1 - t0, 3),
+        "frames": frames,
+        "fps": round(frames / (t1 - t0), 2),
+        "captured": after.captured - before.captured,
+        "unchanged_ticks": after.unchanged - before.unchanged,
+        "dropped": after.dropped - before.dropped,
+        "keyframes": after.keyframes - before.keyframes,
+        "kbit_s": round((after.bytes_published - before.bytes_published) * 8 / (t1 - t0) / 1000, 1),
+        "cpu_s": round(cpu1 - cpu0, 3),
+        "cpu_percent": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
+        "cpu_ms_per_frame": round(1000 * (cpu1 - cpu0) / frames, 3) if frames else None,
+        "rss_mb": rss_series,
+        "samples": [[round(v * 1000, 4) for v in s] for s in recorder.samples],
+        "stages": list(STAGES),
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict:
+    settings = load_settings(None, {})
+    setup_logging(settings.log.level, settings.log.format)
+    register_secrets(settings.secrets())
+    service = Service(settings)
+    recorder = Recorder()
+    service.pipeline.observe = recorder
+    run = asyncio.create_task(service.run())
+    try:
+        result = await measure(service, recorder, args.warmup, args.seconds, args.rss_every)
+    finally:
+        os.kill(os.getpid(), signal.SIGTERM)  # the service's own clean stop
+        code = await run
+    result["exit_code"] = code
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rss-every", type=float, default=5.0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    result = asyncio.run(main_async(args))
+    args.out.write_text(json.dumps(result))
+    sys.stdout.flush()
+    os._exit(0)  # as the CLI does: the SDK's threads must not run into interpreter teardown
+
+
+if __name__ == "__main__":
+    main()
