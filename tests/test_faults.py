@@ -280,8 +280,6 @@ async def test_livekit_back_after_a_long_outage_within_10s(own_livekit, xvfb, ro
 # --- the network drops for 30 s --------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason="the viewer sometimes stays black after the drop (about 1 run in 3 "
-                   "before the stall rejoin; under investigation); the runner side recovers every time")
 async def test_network_drop_of_30s_recovers_without_leaks(own_livekit, xvfb, room_name, page,
                                                           open_viewer, recoveries) -> None:
     paint(xvfb.display, QUADRANTS)

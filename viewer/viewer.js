@@ -215,11 +215,12 @@ function unshow() {
   render();
 }
 
-function showFirstVideo() {
+/** Show the first subscribed video track other than `except`. */
+function showFirstVideo(except = null) {
   if (shown || !room) return;
   for (const participant of room.remoteParticipants.values()) {
     for (const publication of participant.videoTrackPublications.values()) {
-      if (publication.track) {
+      if (publication.track && publication.track !== except) {
         show(publication.track, publication, participant);
         return;
       }
@@ -385,7 +386,10 @@ function wire(thisRoom, credentials, session) {
     .on(RoomEvent.TrackUnsubscribed, (track) => {
       if (current() && shown?.track === track) {
         unshow();
-        showFirstVideo();
+        // livekit-client emits this while the publication still holds `track` (it is removed
+        // just after): without the exception the stopped track was attached again, and the
+        // publisher's track republished after a resume (a new SID) was then never shown.
+        showFirstVideo(track);
       }
     })
     .on(RoomEvent.ParticipantConnected, () => {
