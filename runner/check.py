@@ -53,19 +53,23 @@ def check_display(settings: Settings) -> str:
 def check_encoder(settings: Settings) -> str:
     import numpy as np
 
-    from runner.encode import EncoderError, H264Encoder
+    from runner.encode import EncoderError, H264Encoder, choose_codec
 
     width, height = 1280, 720
+    cfg = settings.encoder
+    codec, passed_over = choose_codec(cfg.codec, fps=settings.capture.fps, bitrate=cfg.bitrate,
+                                      max_bitrate=cfg.max_bitrate)
     try:
-        enc = H264Encoder(width, height, fps=settings.capture.fps, bitrate=settings.encoder.bitrate,
-                          preset=settings.encoder.preset, threads=settings.encoder.threads,
-                          slices=settings.encoder.slices, max_bitrate=settings.encoder.max_bitrate)
+        enc = H264Encoder(width, height, fps=settings.capture.fps, bitrate=cfg.bitrate, preset=cfg.preset,
+                          threads=cfg.threads, slices=cfg.slices, max_bitrate=cfg.max_bitrate, codec=codec)
         au = enc.encode(np.zeros((height, width, 4), np.uint8), keyframe=True)
     except EncoderError as exc:
         raise CheckFailed(str(exc)) from None
     if not au.keyframe:
         raise CheckFailed("the first frame was not an IDR")
-    return f"{settings.encoder.codec} {settings.encoder.preset}, {width}x{height} test frame in {au.encode_s * 1000:.1f} ms"
+    chosen = f"{codec} (auto; not usable: {', '.join(passed_over)})" if passed_over else codec
+    detail = f" {cfg.preset}" if codec == "libx264" else ""
+    return f"{chosen}{detail}, {width}x{height} test frame in {au.encode_s * 1000:.1f} ms"
 
 
 def check_e2ee(settings: Settings) -> str:

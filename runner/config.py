@@ -129,7 +129,8 @@ class CaptureSettings(_Section):
 
 
 class EncoderSettings(_Section):
-    codec: Literal["libx264"] = "libx264"
+    codec: Literal["auto", "libx264", "h264_nvenc", "h264_qsv", "h264_vaapi"] = Field(
+        "auto", description="auto: the first hardware encoder that works, else libx264")
     bitrate: int = Field(4_000_000, ge=100_000, le=100_000_000, description="start bitrate, bit/s")
     min_bitrate: int = Field(300_000, ge=50_000, le=100_000_000)
     max_bitrate: int = Field(12_000_000, ge=100_000, le=200_000_000)

@@ -1,4 +1,5 @@
-"""H.264 encoding with PyAV's libx264, tuned for interactive latency.
+"""H.264 encoding with PyAV: libx264, or a hardware encoder (NVENC, Quick Sync, VAAPI) where one
+works (``encoder.codec = auto`` tries them first), tuned for interactive latency.
 
 Constrained Baseline (what LiveKit's SDP advertises), ``zerolatency`` (no B-frames, no
 lookahead: one picture in, one access unit out), no periodic keyframes except a long safety
@@ -32,6 +33,7 @@ BGRA_BYTES = 4
 # target on a still screen, refining it towards lossless (measured at 1080p60, 8 Mbit/s: 13 kB
 # per frame of a static desktop; with 18: 0.4 kB, the picture already indistinguishable).
 QP_MIN = 18
+PROBE_SIZE = (320, 240)  # the test picture hardware encoders must encode before auto picks them
 
 
 class EncoderError(RuntimeError):
@@ -50,6 +52,72 @@ class AccessUnit:
     convert_s: float = 0.0  # the BGRA -> I420 (and scaling) part of encode_s
 
 
+HARDWARE_CODECS = ("h264_nvenc", "h264_qsv", "h264_vaapi")
+CODECS = ("libx264", *HARDWARE_CODECS)
+# The BT.601 limited-range matrix libyuv and swscale convert with, for encoders that take it as
+# AVCodecContext options (libx264 gets it in x264-params below). Without it browsers assume
+# BT.709 and shift colours (pure green shows as 0,216,2).
+BT601_VUI = {"color_primaries": "smpte170m", "color_trc": "smpte170m", "colorspace": "smpte170m",
+             "color_range": "tv"}
+
+
+def _codec_options(codec: str, *, preset: str, slices: int, bitrate: int, max_bitrate: int) -> tuple[dict[str, str], str]:
+    """(AVOptions, input pixel format) for one encoder, all set for one-in-one-out latency,
+    Constrained Baseline, no B-frames, IDRs on request with SPS/PPS in band."""
+    # PyAV cannot change the VBV ceiling of an open encoder (only bit_rate, which the encoders
+    # pick up by reconfiguring), so the ceiling is the configured maximum.
+    vbv = {"maxrate": str(max_bitrate), "bufsize": str(int(max_bitrate * VBV_BUFFER_S))}
+    if codec == "libx264":
+        return {
+            "preset": preset,
+            "tune": "zerolatency",
+            "profile": "baseline",
+            "forced-idr": "1",
+            **vbv,
+            "x264-params": (
+                f"qpmin={QP_MIN}:scenecut=0:slices={slices}:bframes=0:repeat-headers=1:aud=0"
+                ":colorprim=smpte170m:transfer=smpte170m:colormatrix=smpte170m"
+            ),
+        }, "yuv420p"
+    if codec == "h264_nvenc":
+        # p1 + ultra-low-latency tune, no lookahead, no frame delay: a packet per picture.
+        return {"preset": "p1", "tune": "ull", "zerolatency": "1", "delay": "0", "rc": "vbr", "bf": "0",
+                "profile": "baseline", "forced-idr": "1", "qmin": str(QP_MIN), **vbv, **BT601_VUI}, "yuv420p"
+    if codec == "h264_qsv":
+        return {"preset": "veryfast", "async_depth": "1", "look_ahead": "0", "low_delay_brc": "1", "bf": "0",
+                "profile": "baseline", "forced_idr": "1", **vbv, **BT601_VUI}, "nv12"
+    if codec == "h264_vaapi":
+        # VAAPI takes only frames in GPU surfaces (hw_frames_ctx), which PyAV cannot upload to;
+        # it is tried (and reported) so that a PyAV that can do it is picked up.
+        return {"profile": "constrained_baseline", "bf": "0", **vbv, **BT601_VUI}, "vaapi"
+    raise EncoderError(f"unknown encoder {codec!r}; choose one of {', '.join(CODECS)} or auto")
+
+
+def choose_codec(setting: str, *, fps: float, bitrate: int, max_bitrate: int) -> tuple[str, dict[str, str]]:
+    """The encoder to use for ``encoder.codec``, and why each better one was passed over.
+
+    ``auto`` tries the hardware encoders in order (each must open and turn a test picture into
+    one IDR access unit with SPS/PPS), else libx264. A named encoder is used as is (EncoderError
+    if it does not work: the operator asked for it).
+    """
+    if setting != "auto":
+        return setting, {}
+    reasons: dict[str, str] = {}
+    picture = np.zeros((PROBE_SIZE[1], PROBE_SIZE[0], BGRA_BYTES), np.uint8)
+    for codec in HARDWARE_CODECS:
+        try:
+            enc = H264Encoder(*PROBE_SIZE, fps=fps, bitrate=bitrate, max_bitrate=max_bitrate, codec=codec)
+            au = enc.encode(picture, keyframe=True)
+            enc.close()
+            if not au.keyframe or not au.data.startswith(b"\x00\x00\x00\x01"):
+                raise EncoderError("the test picture did not come out as an IDR access unit")
+        except Exception as exc:  # drivers fail in many ways; any failure means "not this one"
+            reasons[codec] = str(exc).splitlines()[0][:200]
+            continue
+        return codec, reasons
+    return "libx264", reasons
+
+
 class H264Encoder:
     """libx264 for one picture size; make a new one when the size changes."""
 
@@ -65,6 +133,7 @@ class H264Encoder:
         slices: int = 1,
         keyframe_interval_s: float = 300.0,
         max_bitrate: int | None = None,
+        codec: str = "libx264",
     ) -> None:
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise EncoderError(f"picture size {width}x{height} must be positive and even")
@@ -73,37 +142,30 @@ class H264Encoder:
         self.fps = fps
         self._pts = 0
         self._pts_step = max(1, round(PTS_CLOCK_HZ / fps))
-        ctx = av.CodecContext.create("libx264", "w")
+        self.codec = codec
+        options, self._pix_fmt = _codec_options(codec, preset=preset, slices=slices, bitrate=bitrate,
+                                                max_bitrate=max_bitrate or bitrate)
+        try:
+            ctx = av.CodecContext.create(codec, "w")
+        except (av.FFmpegError, ValueError) as exc:  # not built into PyAV's FFmpeg
+            raise EncoderError(f"encoder {codec} is not in this FFmpeg build") from exc
         ctx.width, ctx.height = width, height
-        ctx.pix_fmt = "yuv420p"
+        ctx.pix_fmt = self._pix_fmt
         ctx.time_base = Fraction(1, PTS_CLOCK_HZ)
         ctx.framerate = Fraction(round(fps * 1000), 1000)
         ctx.bit_rate = bitrate
         ctx.max_b_frames = 0
         ctx.gop_size = max(1, round(keyframe_interval_s * fps))
-        ctx.thread_count = threads
-        # Sliced threads keep one-in-one-out; frame threads would add a frame of delay each.
-        ctx.thread_type = "SLICE"
-        ctx.options = {
-            "preset": preset,
-            "tune": "zerolatency",
-            "profile": "baseline",
-            "forced-idr": "1",
-            # PyAV cannot change the VBV ceiling of an open encoder (only bit_rate, which
-            # libx264 picks up by reconfiguring), so the ceiling is the configured maximum.
-            "maxrate": str(max_bitrate or bitrate),
-            "bufsize": str(int((max_bitrate or bitrate) * VBV_BUFFER_S)),
-            # swscale converts BGRA with the BT.601 matrix; say so in the VUI, or browsers
-            # assume BT.709 and shift colours (pure green shows as 0,216,2).
-            "x264-params": (
-                f"qpmin={QP_MIN}:scenecut=0:slices={slices}:bframes=0:repeat-headers=1:aud=0"
-                ":colorprim=smpte170m:transfer=smpte170m:colormatrix=smpte170m"
-            ),
-        }
+        if codec == "libx264":
+            ctx.thread_count = threads
+            # Sliced threads keep one-in-one-out; frame threads would add a frame of delay each.
+            ctx.thread_type = "SLICE"
+        ctx.options = options
         try:
             ctx.open()
         except av.FFmpegError as exc:
-            raise EncoderError(f"cannot open libx264 at {width}x{height}: {exc}") from exc
+            # PyAV's message repeats every option; the reason is enough.
+            raise EncoderError(f"cannot open {codec} at {width}x{height}: {exc.strerror or exc}") from exc
         self._ctx = ctx
         self._bgra: av.VideoFrame | None = None
         self._bgra_view: np.ndarray | None = None
@@ -160,9 +222,9 @@ class H264Encoder:
         if (w, h) == (self.width, self.height) and self.converter == "libyuv":
             frame = self._libyuv_i420(bgra)
             if frame is not None:
-                return frame
+                return frame if self._pix_fmt == "yuv420p" else frame.reformat(format=self._pix_fmt)
         # Scaled (a maximum picture size), or no libyuv: swscale converts and scales in one pass.
-        return self._bgra_frame(bgra).reformat(width=self.width, height=self.height, format="yuv420p")
+        return self._bgra_frame(bgra).reformat(width=self.width, height=self.height, format=self._pix_fmt)
 
     def set_bitrate(self, bitrate: int) -> None:
         """Change the target; libx264 reconfigures itself on the next frame, no new IDR."""
@@ -186,10 +248,11 @@ class H264Encoder:
         try:
             packets = self._ctx.encode(frame)
         except av.FFmpegError as exc:
-            raise EncoderError(f"libx264 failed: {exc}") from exc
+            raise EncoderError(f"{self.codec} failed: {exc}") from exc
         if len(packets) != 1:
-            # zerolatency means one packet per picture; anything else is a configuration bug.
-            raise EncoderError(f"libx264 returned {len(packets)} packets for one picture")
+            # zerolatency (libx264) / zero delay (hardware) means one packet per picture; anything
+            # else is a configuration bug, or a hardware encoder that buffers (not usable here).
+            raise EncoderError(f"{self.codec} returned {len(packets)} packets for one picture")
         packet = packets[0]
         data = normalize_start_codes(bytes(packet))
         return AccessUnit(

@@ -18,7 +18,7 @@ from typing import Any
 
 from runner.capture import CapturedFrame, DisplayError, ScreenGrabber
 from runner.config import Settings
-from runner.encode import AccessUnit, H264Encoder
+from runner.encode import AccessUnit, EncoderError, H264Encoder, choose_codec
 from runner.logs import get_logger
 from runner.notify import Notifier, WatchdogGate
 from runner.publish import Publisher
@@ -94,6 +94,7 @@ class Pipeline:
         self._echo_keyframe_at: float | None = None
         self._echo_keyframes = settings.e2ee.frame_engine == "runner"
         self._encoder: H264Encoder | None = None
+        self._codec: str | None = None  # chosen by the first encoder opened (encoder.codec = auto)
         self.fps = settings.capture.fps
         self.max_size = (0, 0)  # (width, height) the picture is scaled to fit; 0 = no limit
         self.bitrate_cap = settings.encoder.max_bitrate  # a viewer may lower it (dr.quality.set)
@@ -315,25 +316,43 @@ class Pipeline:
         enc = self._encoder
         width, height = self.output_size(frame.width, frame.height)
         if enc is None or (enc.width, enc.height, enc.fps) != (width, height, self.fps):
-            cfg = self.settings.encoder
-            enc = self._encoder = H264Encoder(
-                width,
-                height,
-                fps=self.fps,
-                bitrate=bitrate,
-                preset=cfg.preset,
-                threads=cfg.threads,
-                slices=cfg.slices,
-                keyframe_interval_s=cfg.keyframe_interval_s,
-                max_bitrate=cfg.max_bitrate,
-            )
+            enc = self._encoder = self._open_encoder(width, height, bitrate)
             keyframe = True
         elif enc.bitrate != bitrate:
             enc.set_bitrate(bitrate)
-        au = enc.encode(frame.pixels, keyframe=keyframe)
+        try:
+            au = enc.encode(frame.pixels, keyframe=keyframe)
+        except EncoderError as exc:
+            if enc.codec == "libx264":
+                raise
+            # A hardware encoder that stops working (driver reset, GPU gone): libx264 from now on.
+            log.error("encoder_failed", codec=enc.codec, error=str(exc), fallback="libx264")
+            self._codec = "libx264"
+            enc = self._encoder = self._open_encoder(width, height, bitrate)
+            au = enc.encode(frame.pixels, keyframe=True)
         started = time.perf_counter()
         payload = self.seal(au.data, au.keyframe)
         return au, payload, time.perf_counter() - started
+
+    def _open_encoder(self, width: int, height: int, bitrate: int) -> H264Encoder:
+        """Encode thread: an encoder for this size; the codec is chosen once (encoder.codec)."""
+        cfg = self.settings.encoder
+        if self._codec is None:
+            self._codec, passed_over = choose_codec(cfg.codec, fps=self.fps, bitrate=bitrate,
+                                                    max_bitrate=cfg.max_bitrate)
+            log.info("encoder_selected", codec=self._codec, setting=cfg.codec, passed_over=passed_over)
+        return H264Encoder(
+            width,
+            height,
+            fps=self.fps,
+            bitrate=bitrate,
+            preset=cfg.preset,
+            threads=cfg.threads,
+            slices=cfg.slices,
+            keyframe_interval_s=cfg.keyframe_interval_s,
+            max_bitrate=cfg.max_bitrate,
+            codec=self._codec,
+        )
 
     def _count(self, au: AccessUnit, payload: bytes, accepted: bool) -> None:
         s = self.stats

@@ -128,3 +128,26 @@ def test_read_only_picture_is_converted_too(encoder: H264Encoder) -> None:
     img = picture(320, 240, 90)
     img.flags.writeable = False
     assert encoder.encode(img).keyframe and encoder.converter == "libyuv"
+
+
+def test_auto_falls_back_to_libx264_and_says_why_each_hardware_encoder_was_passed_over() -> None:
+    # This machine has no GPU: each hardware encoder is tried and refused with a reason.
+    from runner.encode import HARDWARE_CODECS, choose_codec
+
+    codec, passed_over = choose_codec("auto", fps=30, bitrate=2_000_000, max_bitrate=4_000_000)
+    assert codec == "libx264"
+    assert list(passed_over) == list(HARDWARE_CODECS)
+    assert all(reason and "\n" not in reason and len(reason) <= 200 for reason in passed_over.values())
+    assert passed_over["h264_nvenc"].startswith("cannot open h264_nvenc at 320x240: ") or \
+        passed_over["h264_nvenc"] == "encoder h264_nvenc is not in this FFmpeg build"
+
+
+def test_a_named_encoder_is_used_as_asked_and_fails_clearly() -> None:
+    from runner.encode import choose_codec
+
+    assert choose_codec("libx264", fps=30, bitrate=2_000_000, max_bitrate=4_000_000) == ("libx264", {})
+    assert choose_codec("h264_vaapi", fps=30, bitrate=2_000_000, max_bitrate=4_000_000) == ("h264_vaapi", {})
+    with pytest.raises(EncoderError, match=r"^(cannot open h264_vaapi at 320x240: |encoder h264_vaapi is not in this FFmpeg build$)"):
+        H264Encoder(320, 240, fps=30, bitrate=1_000_000, codec="h264_vaapi")
+    with pytest.raises(EncoderError, match="unknown encoder 'vp8'"):
+        H264Encoder(320, 240, fps=30, bitrate=1_000_000, codec="vp8")
