@@ -123,9 +123,7 @@ class CaptureSettings(_Section):
     monitor: int = Field(1, ge=0, le=64, description="mss monitor index: 1 = first, 0 = all combined")
     fps: float = Field(30.0, gt=0, le=120)
     cursor: bool = Field(True, description="draw the mouse pointer into the picture")
-    # Off by default: after a still period the first change reaches viewers 1-2 s late (measured;
-    # LiveKit's sender seems to pace the big frame at a rate estimate that fell while idle).
-    skip_unchanged: bool = Field(False, description="grab and encode only when the screen changed (XDamage)")
+    skip_unchanged: bool = Field(True, description="grab and encode only when the screen changed (XDamage)")
 
 
 class EncoderSettings(_Section):
