@@ -117,3 +117,46 @@ async def test_supervised_task_that_recovers_keeps_running() -> None:
 
     await supervise("flaky", flaky, initial_s=0.001, cap_s=0.002, max_crashes=5)
     assert len(runs) == 3
+
+
+def test_runner_token_has_the_claims_livekit_api_would_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime
+
+    import jwt
+    from livekit import api
+
+    from runner.publish import mint_token
+
+    monkeypatch.delenv("RUNNER_CONFIG_FILE", raising=False)
+    secret = "s" * 32
+    settings = load_settings(None, {
+        "livekit": {"url": "ws://127.0.0.1:1", "api_key": "key", "api_secret": secret, "room": "desk",
+                    "identity": "runner-1", "name": "Office PC", "token_ttl_s": 600},
+        "e2ee": {"passphrase": "p"},
+    })
+    ours = jwt.decode(mint_token(settings), secret, algorithms=["HS256"])
+    grants = api.VideoGrants(room_join=True, room="desk", can_publish=True, can_subscribe=True,
+                             can_publish_data=True, can_publish_sources=["screen_share"])
+    theirs = jwt.decode(api.AccessToken("key", secret).with_identity("runner-1").with_name("Office PC")
+                        .with_grants(grants).with_ttl(datetime.timedelta(seconds=600)).to_jwt(),
+                        secret, algorithms=["HS256"])
+    for claims in (ours, theirs):
+        assert claims.pop("exp") - claims.pop("nbf") == 600
+    assert ours == theirs
+    assert api.TokenVerifier("key", secret).verify(mint_token(settings)).identity == "runner-1"
+
+
+@pytest.mark.parametrize(("engine", "configured", "effective"), [
+    ("runner", True, True), ("runner", False, False), ("sdk", True, False)])
+def test_still_ticks_are_skipped_only_with_the_runner_engine(
+        monkeypatch: pytest.MonkeyPatch, engine: str, configured: bool, effective: bool) -> None:
+    monkeypatch.delenv("RUNNER_CONFIG_FILE", raising=False)
+    settings = load_settings(None, {"livekit": {"url": "ws://127.0.0.1:1", "token": "t"},
+                                    "e2ee": {"passphrase": "p", "frame_engine": engine},
+                                    "capture": {"skip_unchanged": configured}})
+    p = Pipeline(settings, grabber=None, seal=lambda data, keyframe: data)  # type: ignore[arg-type]
+    try:
+        assert p.skip_unchanged is effective
+    finally:
+        p._capture_pool.shutdown()
+        p._encode_pool.shutdown()
