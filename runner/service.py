@@ -149,7 +149,7 @@ class Service:
         self._install_signals()
         try:
             await self.pipeline.run_in_capture_thread(self.grabber.open)
-            if self.settings.capture.skip_unchanged:
+            if self.pipeline.skip_unchanged:
                 await self.pipeline.run_in_capture_thread(self.pipeline.open_change_watch)
         except DisplayError as exc:
             log.error("display_unavailable", error=str(exc))

@@ -100,6 +100,10 @@ class Pipeline:
         self._echo_keyframe_at: float | None = None
         self._trailing_at: float | None = None  # see TRAILING_FRAME_S
         self._echo_keyframes = settings.e2ee.frame_engine == "runner"
+        # Skipping still ticks needs the runner's frame engine: Chrome drops some SDK-encrypted
+        # IDRs (docs/e2ee.md) and then recovers only from a steady stream of frames (measured:
+        # with sparse frames a change often did not show within 5 s).
+        self.skip_unchanged = settings.capture.skip_unchanged and settings.e2ee.frame_engine == "runner"
         self._encoder: H264Encoder | None = None
         self._codec: str | None = None  # chosen by the first encoder opened (encoder.codec = auto)
         self.fps = settings.capture.fps
@@ -232,7 +236,7 @@ class Pipeline:
     def _grab_if_changed(self, must: bool) -> CapturedFrame | None:
         """Capture thread: a picture, or None when the screen did not change since the last one."""
         watch = self._watch
-        if watch is not None and self.settings.capture.skip_unchanged:
+        if watch is not None and self.skip_unchanged:
             changed = watch.changed()  # always asked, so it tracks every change
             if not changed and not must:
                 return None
@@ -258,7 +262,7 @@ class Pipeline:
                 except DisplayError:
                     continue
                 break
-        if self.settings.capture.skip_unchanged:
+        if self.skip_unchanged:
             await loop.run_in_executor(self._capture_pool, self.open_change_watch)
         log.info("capture_resumed", display=self.grabber.display, size=self.grabber.size)
         width, height = self.grabber.size
