@@ -129,3 +129,35 @@ def open_viewer(viewer_server: ViewerServer) -> Callable[..., Awaitable[None]]:
         await page.wait_for_function("() => window.viewer !== undefined", timeout=10_000)
 
     return open_
+
+
+# --- leaving the test process -------------------------------------------------------------------
+
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave without interpreter finalization once the LiveKit SDK's native library was used.
+
+    Its tokio threads can call back into Python while the interpreter tears down; the Rust side
+    then panics in a function that cannot unwind and the process aborts after every test passed
+    (seen in CI: "panic in a function that cannot unwind", make: Aborted). The runner's CLI does
+    the same for the same reason (runner/cli.py). Everything is reported by now.
+    """
+    import os
+    import sys
+
+    ffi = sys.modules.get("livekit.rtc._ffi_client")
+    if ffi is None or ffi.FfiClient._instance is None or not _exit_status:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(_exit_status[-1])
