@@ -97,7 +97,7 @@ async def subscriber(lk: LiveKitServer, room: str, identity: str = "bench-viewer
         await r.disconnect()
 
 
-def runner_env(width: int, height: int, fps: float, bitrate: int, **extra: str) -> dict[str, str]:
+def runner_env(fps: float, bitrate: int, **extra: str) -> dict[str, str]:
     return {"RUNNER_CAPTURE__FPS": str(fps), "RUNNER_ENCODER__BITRATE": str(bitrate),
             "RUNNER_ENCODER__MAX_BITRATE": str(bitrate), "RUNNER_LOG__STATUS_INTERVAL_S": "0",
             "RUNNER_LOG__LEVEL": "warning", **extra}
@@ -163,11 +163,11 @@ async def pipeline_section(lk: LiveKitServer, resolutions: list[tuple[int, int]]
                     room = f"bench-{width}-{name}"
                     # Every tick encoded, as the SDK path does: cost per frame at equal fps.
                     a = await ours(lk, x.display, room + "-ours",
-                                   runner_env(width, height, FPS, bitrate, RUNNER_CAPTURE__SKIP_UNCHANGED="false"),
+                                   runner_env(FPS, bitrate, RUNNER_CAPTURE__SKIP_UNCHANGED="false"),
                                    warmup=warmup, seconds=seconds)
                     b = await sdk(lk, x.display, room + "-sdk", FPS, bitrate, warmup=warmup, seconds=seconds)
                     # The default configuration (skip_unchanged): what the host really pays.
-                    d = await ours(lk, x.display, room + "-default", runner_env(width, height, FPS, bitrate),
+                    d = await ours(lk, x.display, room + "-default", runner_env(FPS, bitrate),
                                    warmup=warmup, seconds=seconds)
                 row = {"resolution": f"{width}x{height}", "scene": name, "fps_target": FPS, "bitrate": bitrate,
                        "ours": {k: v for k, v in a.items() if k != "samples"} | {"stages_ms": summarize(a["samples"], a["stages"])},
@@ -186,7 +186,7 @@ async def idle_section(lk: LiveKitServer, warmup: float, seconds: float) -> list
     with Xvfb(1920, 1080) as x, scene(x.display, "static"):
         for fps in (30, 60):
             for skip in (False, True):
-                env = runner_env(1920, 1080, fps, BITRATES[(1920, 1080)],
+                env = runner_env(fps, BITRATES[(1920, 1080)],
                                  RUNNER_CAPTURE__SKIP_UNCHANGED="true" if skip else "false")
                 r = await ours(lk, x.display, f"bench-idle-{fps}-{int(skip)}", env, warmup=warmup, seconds=seconds,
                                mid_join=True)
@@ -250,7 +250,7 @@ async def photon_section(lk: LiveKitServer, trials: int, idle_trials: int) -> li
             browser = await pw.chromium.launch(executable_path=CHROMIUM_PATH, headless=True, args=CHROMIUM_ARGS)
             for fps, skip in ((30, False), (30, True), (60, False), (60, True)):
                 room = f"bench-photon-{fps}-{int(skip)}"
-                env = runner_env(1920, 1080, fps, BITRATES[(1920, 1080)], RUNNER_LOG__LEVEL="info",
+                env = runner_env(fps, BITRATES[(1920, 1080)], RUNNER_LOG__LEVEL="info",
                                  RUNNER_CAPTURE__SKIP_UNCHANGED="true" if skip else "false")
                 runner = Runner(livekit_url=lk.url, api_key=lk.api_key, api_secret=lk.api_secret, room=room,
                                 passphrase=PASSPHRASE, display=x.display, extra_env=env)
@@ -286,7 +286,7 @@ async def photon_section(lk: LiveKitServer, trials: int, idle_trials: int) -> li
 
 async def memory_section(lk: LiveKitServer, seconds: float) -> dict:
     with Xvfb(1920, 1080) as x, scene(x.display, "scrolling"):
-        r = await ours(lk, x.display, "bench-memory", runner_env(1920, 1080, FPS, BITRATES[(1920, 1080)]),
+        r = await ours(lk, x.display, "bench-memory", runner_env(FPS, BITRATES[(1920, 1080)]),
                        warmup=5, seconds=seconds, rss_every=max(5.0, seconds / 20))
     series = r["rss_mb"]
     row = {"resolution": "1920x1080", "scene": "scrolling", "fps": FPS, "seconds": r["seconds"],
@@ -322,36 +322,40 @@ def machine(lk: LiveKitServer) -> dict:
             "livekit_server": server, "date": time.strftime("%Y-%m-%d")}
 
 
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table and the blank line after it."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def setting(r: dict) -> str:
+    return f"{r['fps']} fps, skip_unchanged = {str(r['skip_unchanged']).lower()}"
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}; Python {m['python']}, PyAV {m['pyav']}, "
              f"LiveKit SDK {m['livekit_sdk']}; {m['date']}.", ""]
     if results.get("pipeline"):
-        lines += ["| screen | content | ours fps | pipeline p50 / p95 ms | grab / convert / encode / encrypt / hand-off p50 ms "
-                  "| ours CPU ms/frame | SDK fps | SDK CPU ms/frame | ratio | ours / SDK CPU % | default config: fps, CPU % |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        rows = []
         for r in results["pipeline"]:
             a, b, st = r["ours"], r["sdk"], r["ours"]["stages_ms"]
             stages = " / ".join(f"{st[s]['p50']:.2f}" for s in ("capture", "convert", "encode", "encrypt", "handoff"))
-            lines.append(f"| {r['resolution']} | {r['scene']} | {a['fps']:.1f} | {st['total']['p50']:.2f} / "
-                         f"{st['total']['p95']:.2f} | {stages} | {a['cpu_ms_per_frame']} | {b['fps']:.1f} | "
-                         f"{b['cpu_ms_per_frame']} | {r['cpu_ratio']} | {a['cpu_percent']:.0f} / {b['cpu_percent']:.0f} | "
-                         f"{r['default']['fps']:.1f}, {r['default']['cpu_percent']:.0f} |")
-        lines.append("")
+            rows.append([r["resolution"], r["scene"], f"{a['fps']:.1f}", f"{st['total']['p50']:.2f} / {st['total']['p95']:.2f}",
+                         stages, str(a["cpu_ms_per_frame"]), f"{b['fps']:.1f}", str(b["cpu_ms_per_frame"]),
+                         str(r["cpu_ratio"]), f"{a['cpu_percent']:.0f} / {b['cpu_percent']:.0f}",
+                         f"{r['default']['fps']:.1f}, {r['default']['cpu_percent']:.0f}"])
+        lines += table(["screen", "content", "ours fps", "pipeline p50 / p95 ms",
+                        "grab / convert / encode / encrypt / hand-off p50 ms", "ours CPU ms/frame", "SDK fps",
+                        "SDK CPU ms/frame", "ratio", "ours / SDK CPU %", "default config: fps, CPU %"], rows)
     if results.get("idle"):
-        lines += ["| still 1920x1080 desktop | CPU % of one core | frames published | keyframes for a viewer joining |",
-                  "|---|---|---|---|"]
-        for r in results["idle"]:
-            lines.append(f"| {r['fps']} fps, skip_unchanged = {str(r['skip_unchanged']).lower()} | {r['cpu_percent']} | "
-                         f"{r['frames_published']} in {r['seconds']:.0f} s | {r['keyframes']} |")
-        lines.append("")
+        lines += table(["still 1920x1080 desktop", "CPU % of one core", "frames published", "keyframes for a viewer joining"],
+                       [[setting(r), str(r["cpu_percent"]), f"{r['frames_published']} in {r['seconds']:.0f} s",
+                         str(r["keyframes"])] for r in results["idle"]])
     if results.get("photon"):
-        lines += ["| input-to-photon, 1920x1080 | gap between inputs | p50 ms | p95 ms | max ms | seen |",
-                  "|---|---|---|---|---|---|"]
-        for r in results["photon"]:
-            lines.append(f"| {r['fps']} fps, skip_unchanged = {str(r['skip_unchanged']).lower()} | {r['gaps_ms'][0]}-{r['gaps_ms'][1]} ms | "
-                         f"{r['p50_ms']} | {r['p95_ms']} | {r['max_ms']} | {r['trials'] - r['missed']}/{r['trials']} |")
-        lines.append("")
+        lines += table(["input-to-photon, 1920x1080", "gap between inputs", "p50 ms", "p95 ms", "max ms", "seen"],
+                       [[setting(r), f"{r['gaps_ms'][0]}-{r['gaps_ms'][1]} ms", str(r["p50_ms"]), str(r["p95_ms"]),
+                         str(r["max_ms"]), f"{r['trials'] - r['missed']}/{r['trials']}"] for r in results["photon"]])
     if results.get("memory"):
         r = results["memory"]
         lines += [f"Resident memory, 1920x1080 scrolling @60 for {r['seconds'] / 60:.0f} min: start {r['rss_start_mb']} MB, "
