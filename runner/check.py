@@ -60,8 +60,7 @@ def check_encoder(settings: Settings) -> str:
     codec, passed_over = choose_codec(cfg.codec, fps=settings.capture.fps, bitrate=cfg.bitrate,
                                       max_bitrate=cfg.max_bitrate)
     try:
-        enc = H264Encoder(width, height, fps=settings.capture.fps, bitrate=cfg.bitrate, preset=cfg.preset,
-                          threads=cfg.threads, slices=cfg.slices, max_bitrate=cfg.max_bitrate, codec=codec)
+        enc = H264Encoder.configured(cfg, width, height, fps=settings.capture.fps, bitrate=cfg.bitrate, codec=codec)
         au = enc.encode(np.zeros((height, width, 4), np.uint8), keyframe=True)
     except EncoderError as exc:
         raise CheckFailed(str(exc)) from None

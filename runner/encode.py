@@ -16,11 +16,17 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 
+from typing import TYPE_CHECKING
+
 import av
 import numpy as np
 from av.video.frame import PictureType
+from livekit import rtc
 
 from runner.annexb import normalize_start_codes
+
+if TYPE_CHECKING:
+    from runner.config import EncoderSettings
 
 PTS_CLOCK_HZ = 90_000  # RTP's video clock; any fixed rate works for libx264's rate control
 # VBV buffer in seconds of the current bitrate: small enough that a burst (an IDR, a page of new
@@ -176,6 +182,14 @@ class H264Encoder:
         ]
         self.converter = "libyuv"  # swscale when libyuv is not available or the picture is scaled
 
+    @classmethod
+    def configured(cls, cfg: EncoderSettings, width: int, height: int, *, fps: float, bitrate: int,
+                   codec: str) -> H264Encoder:
+        """An encoder with the ``[encoder]`` settings (the runner's and ``check``'s)."""
+        return cls(width, height, fps=fps, bitrate=bitrate, preset=cfg.preset, threads=cfg.threads,
+                   slices=cfg.slices, keyframe_interval_s=cfg.keyframe_interval_s,
+                   max_bitrate=cfg.max_bitrate, codec=codec)
+
     def _bgra_frame(self, bgra: np.ndarray) -> av.VideoFrame:
         """The picture in a reused BGRA frame.
 
@@ -199,8 +213,6 @@ class H264Encoder:
         About 4x faster than swscale's BGRA -> YUV420P (1080p: 1.0 vs 3.8 ms CPU), with the same
         BT.601 limited-range matrix (channels agree within 1). None if libyuv cannot be used.
         """
-        from livekit import rtc
-
         if not (bgra.flags.c_contiguous and bgra.flags.writeable):
             bgra = np.array(bgra)  # the SDK takes a writable buffer
         try:

@@ -361,18 +361,7 @@ class Pipeline:
             self._codec, passed_over = choose_codec(cfg.codec, fps=self.fps, bitrate=bitrate,
                                                     max_bitrate=cfg.max_bitrate)
             log.info("encoder_selected", codec=self._codec, setting=cfg.codec, passed_over=passed_over)
-        return H264Encoder(
-            width,
-            height,
-            fps=self.fps,
-            bitrate=bitrate,
-            preset=cfg.preset,
-            threads=cfg.threads,
-            slices=cfg.slices,
-            keyframe_interval_s=cfg.keyframe_interval_s,
-            max_bitrate=cfg.max_bitrate,
-            codec=self._codec,
-        )
+        return H264Encoder.configured(cfg, width, height, fps=self.fps, bitrate=bitrate, codec=self._codec)
 
     def _count(self, au: AccessUnit, payload: bytes, accepted: bool) -> None:
         s = self.stats
