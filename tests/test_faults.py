@@ -15,8 +15,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -218,12 +218,31 @@ def own_livekit() -> Iterator[LiveKitServer]:
         yield server
 
 
+@asynccontextmanager
+async def live_runner(server: LiveKitServer, room: str, display: str, page, open_viewer) -> AsyncIterator[Runner]:
+    """A runner publishing ``display`` (painted with the quadrants) and the viewer showing it live;
+    the runner is stopped when the block ends (its log printed if the block failed)."""
+    paint(display, QUADRANTS)
+    with start_runner(server, room, display) as runner, explained(runner):
+        runner.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
+        await watch_live(page, server, room, display, open_viewer)
+        yield runner
+
+
+async def server_back_viewer_live(server: LiveKitServer, runner: Runner, page, display: str,
+                                  colour: tuple[int, int, int], label: str, recoveries) -> None:
+    """Start the server again; the viewer must show ``colour`` live within the bound (recorded)."""
+    await asyncio.to_thread(server.start)
+    back, back_unix = time.monotonic(), time.time()
+    with runner_return_recorded(runner, back_unix, label, recoveries):
+        recovered = await measure_return(page, colour, back, LIVEKIT_RETURN_DEADLINE_S, label, recoveries)
+        await assert_live(page, display, "after the server returned")
+    assert recovered <= LIVEKIT_RETURN_DEADLINE_S, f"viewer live {recovered:.2f} s after the server returned"
+
+
 async def test_livekit_restart_viewer_live_again_within_10s(own_livekit, xvfb, room_name, page,
                                                            open_viewer, recoveries) -> None:
-    paint(xvfb.display, QUADRANTS)
-    with start_runner(own_livekit, room_name, xvfb.display) as runner, explained(runner):
-        runner.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
-        await watch_live(page, own_livekit, room_name, xvfb.display, open_viewer)
+    async with live_runner(own_livekit, room_name, xvfb.display, page, open_viewer) as runner:
 
         own_livekit.kill()
         await until(lambda: bool(events(runner, "livekit_reconnecting") or events(runner, "livekit_disconnected")),
@@ -232,13 +251,8 @@ async def test_livekit_restart_viewer_live_again_within_10s(own_livekit, xvfb, r
         await asyncio.sleep(2.0)
         assert runner.returncode is None, "the runner exited while the server was away"
 
-        await asyncio.to_thread(own_livekit.start)
-        back, back_unix = time.monotonic(), time.time()
-        label = "LiveKit killed and restarted"
-        with runner_return_recorded(runner, back_unix, label, recoveries):
-            recovered = await measure_return(page, TEAL, back, LIVEKIT_RETURN_DEADLINE_S, label, recoveries)
-            await assert_live(page, xvfb.display, "after the server returned")
-        assert recovered <= LIVEKIT_RETURN_DEADLINE_S, f"viewer live {recovered:.2f} s after the server returned"
+        await server_back_viewer_live(own_livekit, runner, page, xvfb.display, TEAL,
+                                      "LiveKit killed and restarted", recoveries)
         assert len(events(runner, "starting")) == 1 and runner.returncode is None, "the runner restarted"
     assert runner.returncode == 0
 
@@ -247,10 +261,7 @@ async def test_livekit_back_after_a_long_outage_within_10s(own_livekit, xvfb, ro
                                                           open_viewer, recoveries) -> None:
     """The server stays away until the SDK gave up and the runner's own reconnect backoff has
     grown past the bound; the server's return must still be noticed within 10 s."""
-    paint(xvfb.display, QUADRANTS)
-    with start_runner(own_livekit, room_name, xvfb.display) as runner, explained(runner):
-        runner.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
-        await watch_live(page, own_livekit, room_name, xvfb.display, open_viewer)
+    async with live_runner(own_livekit, room_name, xvfb.display, page, open_viewer) as runner:
 
         own_livekit.kill()
         killed = time.monotonic()
@@ -266,13 +277,8 @@ async def test_livekit_back_after_a_long_outage_within_10s(own_livekit, xvfb, ro
               f"{time.monotonic() - killed:.1f} s after the kill")
         assert runner.returncode is None, "the runner exited while the server was away"
 
-        await asyncio.to_thread(own_livekit.start)
-        back, back_unix = time.monotonic(), time.time()
-        label = "LiveKit back after a long outage"
-        with runner_return_recorded(runner, back_unix, label, recoveries):
-            recovered = await measure_return(page, ORANGE, back, LIVEKIT_RETURN_DEADLINE_S, label, recoveries)
-            await assert_live(page, xvfb.display, "after the server returned")
-        assert recovered <= LIVEKIT_RETURN_DEADLINE_S, f"viewer live {recovered:.2f} s after the server returned"
+        await server_back_viewer_live(own_livekit, runner, page, xvfb.display, ORANGE,
+                                      "LiveKit back after a long outage", recoveries)
         assert len(events(runner, "starting")) == 1, "the runner restarted"
     assert runner.returncode == 0
 
@@ -282,10 +288,7 @@ async def test_livekit_back_after_a_long_outage_within_10s(own_livekit, xvfb, ro
 
 async def test_network_drop_of_30s_recovers_without_leaks(own_livekit, xvfb, room_name, page,
                                                           open_viewer, recoveries) -> None:
-    paint(xvfb.display, QUADRANTS)
-    with start_runner(own_livekit, room_name, xvfb.display) as runner, explained(runner):
-        runner.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
-        await watch_live(page, own_livekit, room_name, xvfb.display, open_viewer)
+    async with live_runner(own_livekit, room_name, xvfb.display, page, open_viewer) as runner:
         await asyncio.sleep(2.0)  # let the subscriber's peer connection settle before counting
         before = resources(runner.pid)
 
@@ -324,39 +327,58 @@ async def test_network_drop_of_30s_recovers_without_leaks(own_livekit, xvfb, roo
 # --- the X server goes away and comes back --------------------------------------------------------
 
 
-async def test_display_restart_viewer_live_again_within_5s(livekit_server, room_name, page,
-                                                           open_viewer, recoveries) -> None:
-    screen = Xvfb(1280, 720)
-    number = screen.display.lstrip(":")
-    replacement = None
-    paint(screen.display, QUADRANTS)
+class KillableDisplay:
+    """A 1280x720 Xvfb that a test kills and brings back (``replace``) on
+    the same display number."""
+
+    def __init__(self) -> None:
+        self.screen = Xvfb(1280, 720)
+        self.replacement: Xvfb | None = None
+
+    async def replace(self, width: int, height: int) -> Xvfb:
+        number = self.screen.display.lstrip(":")
+        self.replacement = await asyncio.to_thread(Xvfb, width, height, display=number)
+        return self.replacement
+
+    def stop(self) -> None:
+        self.screen.stop()
+        if self.replacement is not None:
+            self.replacement.stop()
+
+
+@asynccontextmanager
+async def runner_on_killable_display(server: LiveKitServer, room: str, page,
+                                     open_viewer) -> AsyncIterator[tuple[KillableDisplay, Runner]]:
+    """A runner on its own display with the viewer showing it live; the runner must stop with 0."""
+    display = KillableDisplay()
     try:
-        with start_runner(livekit_server, room_name, screen.display) as runner, explained(runner):
-            runner.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
-            await watch_live(page, livekit_server, room_name, screen.display, open_viewer)
-
-            screen.kill()
-            lost = runner.wait_for_event("capture_lost", timeout=10)
-            assert lost["reason"].startswith(f"grab failed on display {screen.display}")
-            await asyncio.sleep(1.5)
-            assert runner.returncode is None, "the runner exited when the display went away"
-
-            replacement = await asyncio.to_thread(Xvfb, 1280, 720, display=number)
-            back = time.monotonic()
-            paint(replacement.display, OLIVE)
-            await wait_for_colour(page, OLIVE, timeout=DISPLAY_RETURN_DEADLINE_S + MEASURE_GRACE_S,
-                                  what="the restarted display's picture")
-            recovered = time.monotonic() - back
-            record(recoveries, "X server killed and restarted -> viewer live", recovered)
-            assert recovered <= DISPLAY_RETURN_DEADLINE_S, \
-                f"viewer live {recovered:.2f} s after the display returned"
-            await assert_live(page, replacement.display, "after the display returned")
-            assert len(events(runner, "track_published")) == 1, "the track was republished"
+        async with live_runner(server, room, display.screen.display, page, open_viewer) as runner:
+            yield display, runner
         assert runner.returncode == 0
     finally:
-        screen.stop()
-        if replacement is not None:
-            replacement.stop()
+        display.stop()
+
+
+async def test_display_restart_viewer_live_again_within_5s(livekit_server, room_name, page,
+                                                           open_viewer, recoveries) -> None:
+    async with runner_on_killable_display(livekit_server, room_name, page, open_viewer) as (display, runner):
+        display.screen.kill()
+        lost = runner.wait_for_event("capture_lost", timeout=10)
+        assert lost["reason"].startswith(f"grab failed on display {display.screen.display}")
+        await asyncio.sleep(1.5)
+        assert runner.returncode is None, "the runner exited when the display went away"
+
+        replacement = await display.replace(1280, 720)
+        back = time.monotonic()
+        paint(replacement.display, OLIVE)
+        await wait_for_colour(page, OLIVE, timeout=DISPLAY_RETURN_DEADLINE_S + MEASURE_GRACE_S,
+                              what="the restarted display's picture")
+        recovered = time.monotonic() - back
+        record(recoveries, "X server killed and restarted -> viewer live", recovered)
+        assert recovered <= DISPLAY_RETURN_DEADLINE_S, \
+            f"viewer live {recovered:.2f} s after the display returned"
+        await assert_live(page, replacement.display, "after the display returned")
+        assert len(events(runner, "track_published")) == 1, "the track was republished"
 
 
 # --- the screen changes size -----------------------------------------------------------------------
@@ -371,34 +393,22 @@ async def wait_for_size(page, size: tuple[int, int], timeout: float) -> float:
 
 async def test_xvfb_restarted_with_another_geometry_viewer_follows(livekit_server, room_name, page,
                                                                    open_viewer, recoveries) -> None:
-    screen = Xvfb(1280, 720)
-    number = screen.display.lstrip(":")
-    replacement = None
-    paint(screen.display, QUADRANTS)
-    try:
-        with start_runner(livekit_server, room_name, screen.display) as runner, explained(runner):
-            runner.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
-            await watch_live(page, livekit_server, room_name, screen.display, open_viewer)
-            await wait_for_size(page, (1280, 720), 5)
+    async with runner_on_killable_display(livekit_server, room_name, page, open_viewer) as (display, runner):
+        await wait_for_size(page, (1280, 720), 5)
 
-            screen.kill()
-            runner.wait_for_event("capture_lost", timeout=10)
-            replacement = await asyncio.to_thread(Xvfb, 800, 600, display=number)
-            back = time.monotonic()
-            paint(replacement.display, QUADRANTS)
-            await wait_for_size(page, (800, 600), DISPLAY_RETURN_DEADLINE_S + MEASURE_GRACE_S)
-            await realenv.wait_for_picture(page, realenv.quadrant_colours(), timeout=5,
-                                           what="the quadrants at 800x600", tolerance=COLOR_TOLERANCE)
-            recovered = time.monotonic() - back
-            record(recoveries, "Xvfb restarted at 800x600 -> viewer shows 800x600", recovered)
-            assert recovered <= DISPLAY_RETURN_DEADLINE_S, \
-                f"new size shown {recovered:.2f} s after the display returned"
-            await assert_live(page, replacement.display, "at the new size")
-        assert runner.returncode == 0
-    finally:
-        screen.stop()
-        if replacement is not None:
-            replacement.stop()
+        display.screen.kill()
+        runner.wait_for_event("capture_lost", timeout=10)
+        replacement = await display.replace(800, 600)
+        back = time.monotonic()
+        paint(replacement.display, QUADRANTS)
+        await wait_for_size(page, (800, 600), DISPLAY_RETURN_DEADLINE_S + MEASURE_GRACE_S)
+        await realenv.wait_for_picture(page, realenv.quadrant_colours(), timeout=5,
+                                       what="the quadrants at 800x600", tolerance=COLOR_TOLERANCE)
+        recovered = time.monotonic() - back
+        record(recoveries, "Xvfb restarted at 800x600 -> viewer shows 800x600", recovered)
+        assert recovered <= DISPLAY_RETURN_DEADLINE_S, \
+            f"new size shown {recovered:.2f} s after the display returned"
+        await assert_live(page, replacement.display, "at the new size")
 
 
 @pytest.fixture
