@@ -61,6 +61,7 @@ fi
 # --- Node packages ---------------------------------------------------------------------------
 nstamp="node_modules/.installed-$(sha256sum package.json package-lock.json 2>/dev/null | sha256sum | cut -c1-16)"
 if [ ! -f "$nstamp" ]; then
+  command -v npm >/dev/null || { echo "setup: Node.js 20 with npm is required for the viewer tests (install it, e.g. from NodeSource; Debian 12's nodejs is 18)" >&2; exit 1; }
   say "installing Node packages"
   npm ci --no-audit --no-fund --loglevel=error
   touch "$nstamp"
