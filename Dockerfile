@@ -13,7 +13,7 @@
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends xvfb xauth x11-xserver-utils fonts-dejavu-core \
+ && apt-get install -y --no-install-recommends libyuv0 xvfb xauth x11-xserver-utils fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --create-home --uid 10001 runner

@@ -3,17 +3,27 @@
 A ``ScreenGrabber`` owns one mss connection to the X server. mss keeps per-thread X state, so
 every call on one grabber must come from the same thread: the pipeline runs it on a dedicated
 single-thread executor, never on the event loop.
+
+Two ways out: ``grab()`` returns a BGRA copy (tests, ``check``, and any server without MIT-SHM);
+``grab_picture()``, the pipeline's, converts the X server's shared-memory image straight into an
+I420 frame for the encoder with libyuv (``runner.yuv``), with no BGRA copy at all (at 1080p60
+that copy and mss's pure-Python pointer drawing cost about 1.5 ms per frame). The pointer is
+drawn by this module in both cases (XFixes), the same way.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import av
 import mss
 import numpy as np
 
+from runner import yuv
 from runner.logs import get_logger
 
 log = get_logger(__name__)
@@ -22,6 +32,7 @@ log = get_logger(__name__)
 # "drawable's visual not found"); the Xlib backend works there.
 BACKENDS = ("default", "xlib")
 BYTES_PER_PIXEL = 4  # mss hands out BGRA
+ALL_PLANES = 0xFFFFFFFF
 
 
 class DisplayError(RuntimeError):
@@ -30,22 +41,52 @@ class DisplayError(RuntimeError):
 
 @dataclass(frozen=True)
 class CapturedFrame:
-    """A BGRA picture of even width and height, as the H.264 encoder needs.
-
-    ``pixels`` has shape (height, width, 4); ``captured_at`` is ``time.monotonic()`` seconds.
+    """A picture of even width and height, as the H.264 encoder needs: either ``pixels``, BGRA
+    of shape (height, width, 4), or ``picture``, an I420 frame already converted (then
+    ``release()`` once it is encoded or dropped, so the grabber can fill it again).
+    ``captured_at`` is ``time.monotonic()`` seconds.
     """
 
-    pixels: np.ndarray
+    pixels: np.ndarray | None
     captured_at: float
     grab_s: float = 0.0  # how long the grab took
+    picture: av.VideoFrame | None = None
+    convert_s: float = 0.0  # BGRA -> I420 done by the grab (grab_picture), not in grab_s
+    _release: Callable[[av.VideoFrame], None] | None = None
 
     @property
     def width(self) -> int:
-        return int(self.pixels.shape[1])
+        return self.picture.width if self.picture is not None else int(self.pixels.shape[1])  # type: ignore[union-attr]
 
     @property
     def height(self) -> int:
-        return int(self.pixels.shape[0])
+        return self.picture.height if self.picture is not None else int(self.pixels.shape[0])  # type: ignore[union-attr]
+
+    def release(self) -> None:
+        """The picture is no longer needed (idempotent per frame only if called once: the
+        pipeline calls it exactly once, when the frame is encoded or replaced)."""
+        if self.picture is not None and self._release is not None:
+            self._release(self.picture)
+
+
+class PicturePool:
+    """I420 frames for ``grab_picture``, reused: a fresh 3 MB buffer per 1080p frame costs
+    page faults every time. At most three are in use at once (being filled, waiting in the
+    pipeline's mailbox, being encoded); when none is free a new one is made."""
+
+    def __init__(self) -> None:
+        self._free: deque[av.VideoFrame] = deque()  # append/pop are atomic: any thread may give
+
+    def take(self, width: int, height: int) -> av.VideoFrame:
+        while self._free:
+            frame = self._free.pop()
+            if (frame.width, frame.height) == (width, height):
+                return frame
+        return av.VideoFrame(width, height, "yuv420p")
+
+    def give(self, frame: av.VideoFrame) -> None:
+        if len(self._free) < 3:
+            self._free.append(frame)
 
 
 def even_crop(bgra: np.ndarray) -> np.ndarray:
@@ -68,6 +109,23 @@ def resolve_display(display: str | None) -> str:
     return chosen
 
 
+def blend_cursor(pixels: np.ndarray, image: np.ndarray, cx: int, cy: int, left: int, top: int) -> tuple[int, int, int, int] | None:
+    """Blend a pointer ``image`` (h, w, 4 BGRA, straight alpha) whose top-left is (cx, cy) on the
+    X screen into ``pixels`` (BGRA, top-left at (left, top)); the (x0, y0, x1, y1) of
+    ``pixels`` it touched, or None when the pointer is outside."""
+    ph, pw = pixels.shape[:2]
+    ch, cw = image.shape[:2]
+    x0, y0 = max(cx - left, 0), max(cy - top, 0)
+    x1, y1 = min(cx - left + cw, pw), min(cy - top + ch, ph)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    src = image[y0 - (cy - top):y1 - (cy - top), x0 - (cx - left):x1 - (cx - left)]
+    alpha = src[:, :, 3:4].astype(np.uint16)
+    dst = pixels[y0:y1, x0:x1, :3]
+    dst[...] = (src[:, :, :3] * alpha + dst * (255 - alpha) + 127) // 255
+    return x0, y0, x1, y1
+
+
 class ScreenGrabber:
     """Grabs one monitor of one X display. Not thread-safe: use from a single thread."""
 
@@ -82,15 +140,20 @@ class ScreenGrabber:
         self._region: dict[str, int] | None = None
         self._size: tuple[int, int] | None = None
         self.backend: str | None = None
+        self._pool = PicturePool()
+        self._cursor_broken = False  # XFixes failed once: grab without the pointer from then on
 
     def open(self) -> None:
         """Connect to the display and check the monitor; raise DisplayError on failure."""
         self.close()
         self.display = resolve_display(self._display_setting)
+        self._cursor_broken = False  # a new server (or the same one back) may draw it again
         errors: list[str] = []
         for backend in BACKENDS:
             try:
-                sct = mss.MSS(display=self.display, backend=backend, with_cursor=self.cursor)
+                # The pointer is drawn here (draw_cursor), not by mss: mss blends it pixel by
+                # pixel in Python, and grab_picture has no BGRA copy for it to draw into.
+                sct = mss.MSS(display=self.display, backend=backend, with_cursor=False)
             except Exception as exc:  # mss raises ScreenShotError, ctypes errors, OSError
                 errors.append(f"{backend}: {exc}")
                 continue
@@ -164,6 +227,7 @@ class ScreenGrabber:
         return self._size
 
     def grab(self) -> CapturedFrame:
+        """A BGRA copy of the region, the pointer drawn in."""
         if self._sct is None or self._region is None:
             raise DisplayError("grabber is not open")
         started = time.perf_counter()
@@ -173,8 +237,95 @@ class ScreenGrabber:
             raise DisplayError(f"grab failed on display {self.display}: {exc}") from exc
         captured_at = time.monotonic()
         w, h = shot.size
-        pixels = np.frombuffer(shot.raw, dtype=np.uint8).reshape(h, w, BYTES_PER_PIXEL)
+        pixels = np.frombuffer(shot.raw, dtype=np.uint8).reshape(h, w, BYTES_PER_PIXEL)  # writable: a bytearray
+        if self.cursor:
+            self._draw_cursor(pixels, self._region["left"], self._region["top"])
         return CapturedFrame(pixels=even_crop(pixels), captured_at=captured_at, grab_s=time.perf_counter() - started)
+
+    @property
+    def zero_copy(self) -> bool:
+        """Whether ``grab_picture`` converts from shared memory (else it falls back to ``grab``)."""
+        impl = getattr(self._sct, "_impl", None)
+        return (yuv.library() is not None and getattr(impl, "_buf", None) is not None
+                and getattr(getattr(impl, "shm_status", None), "name", "") == "AVAILABLE")
+
+    def grab_picture(self) -> CapturedFrame:
+        """The region as an I420 frame, converted from the X server's shared-memory image with
+        no copy in between, the pointer drawn in; ``grab()`` when that is not possible (no
+        MIT-SHM, no libyuv). ``release()`` the frame when done with it."""
+        if self._sct is None or self._region is None:
+            raise DisplayError("grabber is not open")
+        if not self.zero_copy:
+            return self.grab()
+        from mss.linux import xcb  # mss's own XCB binding and connection (mss is pinned)
+
+        impl = self._sct._impl  # type: ignore[attr-defined]
+        region = self._region
+        w, h = region["width"], region["height"]
+        started = time.perf_counter()
+        if w * h * BYTES_PER_PIXEL > impl._bufsize:
+            raise DisplayError(f"display {self.display} grew beyond the shared-memory buffer; reopening")
+        try:
+            xcb.shm_get_image(impl.conn, impl.drawable, region["left"], region["top"], w, h, ALL_PLANES,
+                              xcb.ImageFormat.ZPixmap, impl._shmseg, 0)
+        except Exception as exc:
+            raise DisplayError(f"grab failed on display {self.display}: {exc}") from exc
+        captured_at = time.monotonic()
+        grabbed = time.perf_counter()
+        width, height = w & ~1, h & ~1
+        picture = self._pool.take(width, height)
+        # A view of the shared memory for this call only: mss cannot close its buffer while a
+        # view exists, and the next grab overwrites it anyway.
+        shm = np.frombuffer(impl._buf, np.uint8, count=w * h * BYTES_PER_PIXEL).reshape(h, w, BYTES_PER_PIXEL)
+        try:
+            yuv.bgra_to_i420(shm.ctypes.data, w * BYTES_PER_PIXEL, width, height, picture)
+            if self.cursor:
+                self._draw_cursor_i420(shm, picture, region["left"], region["top"])
+        finally:
+            del shm
+        return CapturedFrame(pixels=None, picture=picture, captured_at=captured_at, grab_s=grabbed - started,
+                             convert_s=time.perf_counter() - grabbed, _release=self._pool.give)
+
+    def _cursor(self) -> tuple[np.ndarray, int, int] | None:
+        """The pointer's image (h, w, 4 BGRA, straight alpha) and its top-left on the X screen."""
+        if self._cursor_broken or self._sct is None:
+            return None
+        try:
+            shot = self._sct._impl.cursor()  # type: ignore[attr-defined]  # XFixesGetCursorImage
+        except Exception as exc:  # no XFixes, or a server that refuses: grab without the pointer
+            self._cursor_broken = True
+            log.warning("cursor_unavailable", display=self.display, reason=f"{type(exc).__name__}: {exc}")
+            return None
+        if shot is None:
+            return None
+        cw, ch = shot.size
+        left, top = shot.pos
+        return np.frombuffer(shot.raw, np.uint8).reshape(ch, cw, BYTES_PER_PIXEL), left, top
+
+    def _draw_cursor(self, pixels: np.ndarray, left: int, top: int) -> tuple[int, int, int, int] | None:
+        """Blend the pointer into ``pixels`` (a BGRA picture whose top-left is (left, top) on
+        the X screen); returns the (x0, y0, x1, y1) it touched, or None."""
+        cursor = self._cursor()
+        if cursor is None:
+            return None
+        return blend_cursor(pixels, *cursor, left, top)
+
+    def _draw_cursor_i420(self, shm: np.ndarray, picture: av.VideoFrame, left: int, top: int) -> None:
+        """Draw the pointer into a converted picture: the even-aligned patch under it is copied
+        from the screen (a few kB), blended, and converted over the same spot."""
+        cursor = self._cursor()
+        if cursor is None:
+            return
+        image, cx, cy = cursor
+        ch, cw = image.shape[:2]
+        x0, y0 = max(cx - left, 0) & ~1, max(cy - top, 0) & ~1
+        x1, y1 = min(cx - left + cw, picture.width), min(cy - top + ch, picture.height)
+        x1, y1 = min(x1 + (x1 & 1), picture.width), min(y1 + (y1 & 1), picture.height)
+        if x1 <= x0 or y1 <= y0:
+            return  # the pointer is outside this region
+        patch = np.array(shm[y0:y1, x0:x1])
+        blend_cursor(patch, image, cx, cy, left + x0, top + y0)
+        yuv.bgra_to_i420(patch.ctypes.data, patch.strides[0], x1 - x0, y1 - y0, picture, x0, y0)
 
     def close(self) -> None:
         if self._sct is not None:

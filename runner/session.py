@@ -130,7 +130,7 @@ class Pipeline:
         """Capture another rectangle (a monitor) from the next frame on; returns the new picture
         size. The encoder follows the size on its own, starting with an IDR; no reconnect."""
         await self.run_in_capture_thread(lambda: self.grabber.select(left, top, width, height))
-        self._latest = None
+        self._take_latest()
         self._force_keyframe = True
         return self.output_size(*self.grabber.size)
 
@@ -171,7 +171,7 @@ class Pipeline:
                 self._trailing_at = now + TRAILING_FRAME_S
             elif self._trailing_at is not None and now >= self._trailing_at:
                 self._trailing_at = None  # this was it
-            if self._latest is not None:
+            if self._take_latest() is not None:
                 self.stats.dropped += 1
             self._latest = frame
             self._new_frame.set()
@@ -240,7 +240,14 @@ class Pipeline:
             changed = watch.changed()  # always asked, so it tracks every change
             if not changed and not must:
                 return None
-        return self.grabber.grab()
+        return self.grabber.grab_picture()
+
+    def _take_latest(self) -> CapturedFrame | None:
+        """Empty the mailbox; a picture nobody will encode goes back to the grabber."""
+        frame, self._latest = self._latest, None
+        if frame is not None:
+            frame.release()
+        return frame
 
     def open_change_watch(self) -> None:
         """Capture thread: watch the display for changes (XDamage); reopened after display loss."""
@@ -277,6 +284,8 @@ class Pipeline:
             frame, self._latest = self._latest, None
             publisher = self.publisher
             if frame is None or publisher is None:
+                if frame is not None:
+                    frame.release()
                 continue
             # LiveKit's feedback was collected by the capture tick that grabbed this picture.
             requested, self._keyframe_requested = self._keyframe_requested, False
@@ -299,8 +308,8 @@ class Pipeline:
             self.watchdog.frame_published(time.monotonic())  # accepted or not: the path works
             if accepted:
                 if self.observe is not None:
-                    self.observe(FrameTimes(frame.grab_s, au.convert_s, au.encode_s - au.convert_s, encrypt_s,
-                                            handoff_s))
+                    self.observe(FrameTimes(frame.grab_s, frame.convert_s + au.convert_s, au.encode_s - au.convert_s,
+                                            encrypt_s, handoff_s))
 
     def _wants_keyframe(self, requested: bool, now: float) -> bool:
         """Whether the next picture must be an IDR.
@@ -332,7 +341,18 @@ class Pipeline:
             self.stats.bitrate_target = target
 
     def _encode_and_seal(self, frame: CapturedFrame, keyframe: bool, bitrate: int) -> tuple[AccessUnit, bytes, float]:
-        """Encode thread: (re)open the encoder for this size, encode, encrypt."""
+        """Encode thread: (re)open the encoder for this size, encode, encrypt. A pooled picture
+        goes back to the grabber once encoded, or when encoding failed."""
+        try:
+            au = self._encode(frame, keyframe, bitrate)
+        finally:
+            frame.release()
+        started = time.perf_counter()
+        payload = self.seal(au.data, au.keyframe)
+        return au, payload, time.perf_counter() - started
+
+    def _encode(self, frame: CapturedFrame, keyframe: bool, bitrate: int) -> AccessUnit:
+        picture = frame.picture if frame.picture is not None else frame.pixels
         enc = self._encoder
         width, height = self.output_size(frame.width, frame.height)
         if enc is None or (enc.width, enc.height, enc.fps) != (width, height, self.fps):
@@ -341,7 +361,7 @@ class Pipeline:
         elif enc.bitrate != bitrate:
             enc.set_bitrate(bitrate)
         try:
-            au = enc.encode(frame.pixels, keyframe=keyframe)
+            return enc.encode(picture, keyframe=keyframe)
         except EncoderError as exc:
             if enc.codec == "libx264":
                 raise
@@ -349,10 +369,7 @@ class Pipeline:
             log.error("encoder_failed", codec=enc.codec, error=str(exc), fallback="libx264")
             self._codec = "libx264"
             enc = self._encoder = self._open_encoder(width, height, bitrate)
-            au = enc.encode(frame.pixels, keyframe=True)
-        started = time.perf_counter()
-        payload = self.seal(au.data, au.keyframe)
-        return au, payload, time.perf_counter() - started
+            return enc.encode(picture, keyframe=True)
 
     def _open_encoder(self, width: int, height: int, bitrate: int) -> H264Encoder:
         """Encode thread: an encoder for this size; the codec is chosen once (encoder.codec)."""

@@ -122,3 +122,94 @@ def test_change_watch_fd_wakes_on_drawing_and_pointer_moves_only(xvfb_factory) -
     finally:
         watch.close()
         xs.close()
+
+
+def i420_planes(frame) -> list[np.ndarray]:
+    out = []
+    for i, plane in enumerate(frame.planes):
+        w, h = (frame.width, frame.height) if i == 0 else (frame.width // 2, frame.height // 2)
+        out.append(np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w].copy())
+    return out
+
+
+@pytest.mark.parametrize("pointer", [(100, 60), (0, 0), (318, 238)])
+def test_zero_copy_picture_equals_the_converted_copy_pointer_included(xvfb_factory, pointer) -> None:
+    """grab_picture (shared memory -> I420, pointer patched in) gives exactly the picture that
+    grab() + the same conversion gives, also with the pointer at the edges."""
+    import av
+
+    from runner import yuv
+
+    x = xvfb_factory(320, 240)
+    paint(x.display, (30, 140, 220))
+    xs = XState(x.display)
+    xs.warp(*pointer)
+    g = ScreenGrabber(x.display, 1, cursor=True)
+    g.open()
+    try:
+        assert g.zero_copy
+        fast = g.grab_picture()
+        copy = g.grab()
+    finally:
+        g.close()
+        xs.close()
+    assert fast.pixels is None and (fast.width, fast.height) == (320, 240)
+    expected = av.VideoFrame(320, 240, "yuv420p")
+    yuv.bgra_to_i420(copy.pixels.ctypes.data, copy.pixels.strides[0], 320, 240, expected)
+    for got, want in zip(i420_planes(fast.picture), i420_planes(expected)):
+        assert np.array_equal(got, want)
+    y = i420_planes(fast.picture)[0]
+    background = np.bincount(y.ravel()).argmax()
+    drawn = np.argwhere(y != background)  # the pointer, around its hot spot
+    assert len(drawn) > 10
+    (top, left), (bottom, right) = drawn.min(axis=0), drawn.max(axis=0)
+    px, py = min(pointer[0], 319), min(pointer[1], 239)
+    assert top <= py + 1 and py <= bottom + 1 and left <= px + 1 and px <= right + 1
+    assert bottom - top < 32 and right - left < 32
+
+
+def test_zero_copy_picture_has_even_size_of_an_odd_region(xvfb_factory) -> None:
+    x = xvfb_factory(320, 240)
+    g = ScreenGrabber(x.display, 1)
+    g.open()
+    try:
+        g.select(10, 10, 101, 51)
+        frame = g.grab_picture()
+    finally:
+        g.close()
+    assert (frame.width, frame.height) == (100, 50)
+
+
+def test_released_pictures_are_reused_and_held_ones_never(xvfb_factory) -> None:
+    x = xvfb_factory(320, 240)
+    g = ScreenGrabber(x.display, 1)
+    g.open()
+    try:
+        first = g.grab_picture()
+        second = g.grab_picture()  # first is still held: a different frame
+        assert second.picture is not first.picture
+        first.release()
+        third = g.grab_picture()
+        assert third.picture is first.picture
+        g.select(0, 0, 160, 120)
+        second.release()  # a frame of the old size is not handed out for the new size
+        fourth = g.grab_picture()
+        assert fourth.picture is not second.picture and (fourth.width, fourth.height) == (160, 120)
+    finally:
+        g.close()
+
+
+def test_without_libyuv_the_pipeline_grab_falls_back_to_a_bgra_copy(xvfb_factory, monkeypatch) -> None:
+    from runner import yuv
+
+    x = xvfb_factory(320, 240)
+    monkeypatch.setattr(yuv, "library", lambda: None)
+    g = ScreenGrabber(x.display, 1)
+    g.open()
+    try:
+        assert not g.zero_copy
+        frame = g.grab_picture()
+    finally:
+        g.close()
+    assert frame.picture is None and frame.pixels.shape == (240, 320, 4)
+    frame.release()  # nothing to give back; must not fail
