@@ -25,6 +25,7 @@ from livekit import rtc
 
 from runner import yuv
 from runner.annexb import normalize_start_codes
+from runner.h264 import SkipFrames
 
 if TYPE_CHECKING:
     from runner.config import EncoderSettings
@@ -182,6 +183,9 @@ class H264Encoder:
             for plane, (w, h) in zip(self._i420.planes, ((width, height), (width // 2, height // 2), (width // 2, height // 2)))
         ]
         self.converter = "libyuv"  # swscale when libyuv is not available or the picture is scaled
+        # "Show the last picture again" without encoding it (runner.h264); libx264 only, the
+        # encoder whose stream it has been checked against.
+        self._skips = SkipFrames() if codec == "libx264" else None
 
     @classmethod
     def configured(cls, cfg: EncoderSettings, width: int, height: int, *, fps: float, bitrate: int,
@@ -280,6 +284,12 @@ class H264Encoder:
             raise EncoderError(f"{self.codec} returned {len(packets)} packets for one picture")
         packet = packets[0]
         data = normalize_start_codes(bytes(packet))
+        if self._skips is not None:
+            try:
+                data = self._skips.follow(data)
+            except ValueError:  # cannot renumber after repeats: restart the stream with an IDR
+                self._skips = SkipFrames()
+                return self.encode(picture, keyframe=True)
         return AccessUnit(
             data=data,
             keyframe=bool(packet.is_keyframe),
@@ -288,6 +298,23 @@ class H264Encoder:
             encode_s=time.perf_counter() - started,
             convert_s=converted - started,
         )
+
+    @property
+    def can_repeat(self) -> bool:
+        """Whether ``repeat()`` can show the last picture again (after a first picture, for a
+        stream runner.h264 can describe)."""
+        skips = self._skips
+        return skips is not None and skips.info is not None and skips.info.skippable
+
+    def repeat(self) -> AccessUnit | None:
+        """The last picture again, as a delta frame of about 10 bytes, without encoding it;
+        None when this stream cannot take one (``can_repeat``)."""
+        started = time.perf_counter()
+        data = self._skips.skip() if self._skips is not None else None
+        if data is None:
+            return None
+        return AccessUnit(data=data, keyframe=False, width=self.width, height=self.height,
+                          encode_s=time.perf_counter() - started)
 
     def close(self) -> None:
         self._ctx = None  # type: ignore[assignment]

@@ -1,0 +1,290 @@
+"""The H.264 bits the runner writes itself: a "nothing changed" picture.
+
+On a still screen the runner still sends a picture every second (LiveKit's SFU marks a screen
+share stopped after 2 s without packets) and one more 50 ms after each change (the receiver
+otherwise sees a change's last packet only with the next frame). Encoding an unchanged 1080p
+picture costs libx264 about 7 ms of CPU, most of the idle cost. The same information fits in a
+P slice of about 10 bytes that skips every macroblock: the decoder shows the reference picture
+again, bit for bit (a skipped macroblock with no coded neighbour moves by (0, 0)).
+
+The skip picture is a reference picture, so any number of them may follow each other (picture
+order count type 2 forbids two non-reference pictures in a row). It takes the next frame_num,
+which libx264 does not know about: every later slice of the stream gets its frame_num moved on
+by the number of skip pictures since the last IDR (a fixed-width field: rewritten in place).
+With one reference frame (``ultrafast`` .. ``veryfast``) the skip picture replaces libx264's
+reference with an identical one, so libx264 predicts from exactly what the decoder holds.
+
+Only for streams this module can fully describe: CAVLC (Baseline), frames only, picture order
+count type 2 (libx264 without B-frames), one reference frame, sliding-window marking. Anything
+else gets ``None`` from ``skip()`` and a real encode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.annexb import h264_nal_type, is_h264_slice, iter_nalu_indices
+
+NAL_SLICE, NAL_IDR, NAL_SPS, NAL_PPS = 1, 5, 7, 8
+NAL_REF_SLICE = 0x40 | NAL_SLICE  # nal_ref_idc 2, as libx264 marks its P pictures
+SLICE_TYPE_P_ALL = 5  # P, and every slice of the picture is P
+HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
+START_CODE = b"\x00\x00\x00\x01"
+
+
+class BitReader:
+    """MSB-first bits of an RBSP (emulation prevention already removed)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._value = int.from_bytes(data, "big")
+        self._total = 8 * len(data)
+        self.pos = 0
+
+    def u(self, count: int) -> int:
+        if self.pos + count > self._total:
+            raise ValueError("H.264 header ends early")
+        self.pos += count
+        return (self._value >> (self._total - self.pos)) & ((1 << count) - 1)
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+            if zeros > 31:
+                raise ValueError("H.264 Exp-Golomb number too long")
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k & 1 else -(k // 2)
+
+
+class BitWriter:
+    def __init__(self) -> None:
+        self._value = 0
+        self._bits = 0
+
+    def u(self, count: int, value: int) -> None:
+        self._value = (self._value << count) | (value & ((1 << count) - 1))
+        self._bits += count
+
+    def ue(self, value: int) -> None:
+        code = value + 1
+        length = code.bit_length()
+        self.u(2 * length - 1, code)  # length - 1 zeros, then the number itself
+
+    def se(self, value: int) -> None:
+        self.ue(2 * value - 1 if value > 0 else -2 * value)
+
+    def rbsp(self) -> bytes:
+        """The bits with rbsp_trailing_bits (a stop bit, then zeros to a byte boundary)."""
+        self.u(1, 1)
+        pad = -self._bits % 8
+        value, bits = self._value << pad, self._bits + pad
+        return value.to_bytes(bits // 8, "big")
+
+
+def unescape(nal: bytes) -> bytes:
+    """Emulation prevention removed: every 00 00 03 becomes 00 00."""
+    return nal.replace(b"\x00\x00\x03", b"\x00\x00") if b"\x00\x00\x03" in nal else nal
+
+
+def escape(rbsp: bytes) -> bytes:
+    """Emulation prevention added: 00 00 followed by 00..03 gets a 03 in between."""
+    out = bytearray()
+    zeros = 0
+    for byte in rbsp:
+        if zeros >= 2 and byte <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(byte)
+        zeros = zeros + 1 if byte == 0 else 0
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What a slice header needs from the SPS and PPS."""
+
+    pps_id: int
+    log2_max_frame_num: int
+    poc_type: int
+    width_mbs: int
+    height_mbs: int
+    frame_mbs_only: bool
+    max_ref_frames: int
+    cabac: bool
+    redundant_pic_cnt: bool
+    deblocking_control: bool
+
+    @property
+    def skippable(self) -> bool:
+        return not self.cabac and self.poc_type == 2 and self.frame_mbs_only and self.max_ref_frames == 1
+
+
+def parse_sps(nal: bytes) -> dict[str, int]:
+    """The fields of a sequence parameter set (NAL header byte included) that slices need."""
+    r = BitReader(unescape(nal[1:]))
+    profile = r.u(8)
+    r.u(16)  # constraint flags, reserved bits, level_idc
+    sps_id = r.ue()
+    if profile in HIGH_PROFILES:
+        if r.ue() == 3:  # chroma_format_idc
+            r.u(1)
+        r.ue()
+        r.ue()  # bit depths
+        r.u(1)  # qpprime_y_zero_transform_bypass_flag
+        if r.u(1):  # seq_scaling_matrix_present_flag: not written by the encoders used here
+            raise ValueError("SPS with scaling matrices is not supported")
+    log2_max_frame_num = r.ue() + 4
+    poc_type = r.ue()
+    if poc_type == 0:
+        r.ue()
+    elif poc_type == 1:
+        raise ValueError("SPS with picture order count type 1 is not supported")
+    max_ref_frames = r.ue()
+    r.u(1)  # gaps_in_frame_num_value_allowed_flag
+    width_mbs = r.ue() + 1
+    height_units = r.ue() + 1
+    frame_mbs_only = r.u(1)
+    return {"sps_id": sps_id, "log2_max_frame_num": log2_max_frame_num, "poc_type": poc_type,
+            "width_mbs": width_mbs, "height_mbs": height_units * (2 - frame_mbs_only),
+            "frame_mbs_only": frame_mbs_only, "max_ref_frames": max_ref_frames}
+
+
+def parse_pps(nal: bytes) -> dict[str, int]:
+    r = BitReader(unescape(nal[1:]))
+    pps_id, sps_id, cabac = r.ue(), r.ue(), r.u(1)
+    r.u(1)  # bottom_field_pic_order_in_frame_present_flag
+    if r.ue():  # num_slice_groups_minus1
+        raise ValueError("PPS with slice groups is not supported")
+    r.ue()
+    r.ue()  # num_ref_idx_l0/l1_default_active_minus1
+    weighted_pred = r.u(1)
+    r.u(2)  # weighted_bipred_idc
+    r.se()
+    r.se()
+    r.se()  # pic_init_qp/qs, chroma_qp_index_offset
+    deblocking_control = r.u(1)
+    r.u(1)  # constrained_intra_pred_flag
+    redundant = r.u(1)
+    if weighted_pred:
+        raise ValueError("PPS with weighted prediction is not supported")
+    return {"pps_id": pps_id, "sps_id": sps_id, "cabac": cabac, "deblocking_control": deblocking_control,
+            "redundant_pic_cnt": redundant}
+
+
+def _nal_spans(au: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each NAL unit after its start code; end excludes the next start code."""
+    starts = list(iter_nalu_indices(au))
+    spans = []
+    for i, start in enumerate(starts):
+        end = starts[i + 1] - 3 if i + 1 < len(starts) else len(au)
+        while end > start and au[end - 1] == 0 and i + 1 < len(starts):
+            end -= 1  # the leading zero of a 4-byte start code
+        spans.append((start, end))
+    return spans
+
+
+class SkipFrames:
+    """Follows an encoder's output (``follow``: every access unit, in order) and writes skip
+    pictures that fit into it (``skip``)."""
+
+    def __init__(self) -> None:
+        self._sps: dict[int, dict[str, int]] = {}
+        self._pps: dict[int, dict[str, int]] = {}
+        self.info: StreamInfo | None = None
+        self._ref_frame_num: int | None = None  # frame_num of the last reference picture sent
+        self._shift = 0  # skip pictures since the last IDR: added to the encoder's frame_num
+
+    def follow(self, au: bytes) -> bytes:
+        """The access unit as it must be sent: slices renumbered after skip pictures. Anything
+        this module cannot parse turns skip pictures off until the next IDR."""
+        try:
+            return self._follow(au)
+        except (ValueError, IndexError, KeyError):
+            self.info, self._ref_frame_num = None, None
+            if self._shift:
+                raise ValueError("cannot renumber an access unit after skip pictures") from None
+            return au
+
+    def _follow(self, au: bytes) -> bytes:
+        pieces: list[bytes] = []
+        done = 0
+        for start, end in _nal_spans(au):
+            nal_type = h264_nal_type(au[start])
+            if nal_type == NAL_IDR:
+                self._shift = 0
+            if nal_type == NAL_SPS:
+                sps = parse_sps(au[start:end])
+                self._sps[sps["sps_id"]] = sps
+            elif nal_type == NAL_PPS:
+                pps = parse_pps(au[start:end])
+                self._pps[pps["pps_id"]] = pps
+            elif is_h264_slice(nal_type):
+                nal = self._slice(au[start:end], nal_type)
+                if nal is not None:
+                    pieces += [au[done:start], nal]
+                    done = end
+        if not pieces:
+            return au
+        pieces.append(au[done:])
+        return b"".join(pieces)
+
+    def _slice(self, nal: bytes, nal_type: int) -> bytes | None:
+        """Note the slice's frame_num; the slice renumbered, or None if it stays as it is."""
+        # A prefix that ends on a non-zero byte: no emulation-prevention sequence crosses its
+        # end, so it unescapes on its own, and re-escaping it cannot change what follows.
+        cut = min(len(nal), 16)
+        while cut < len(nal) and nal[cut - 1] == 0:
+            cut += 1
+        rbsp = unescape(nal[1:cut])
+        r = BitReader(rbsp)
+        r.ue()  # first_mb_in_slice
+        r.ue()  # slice_type
+        pps = self._pps[r.ue()]
+        sps = self._sps[pps["sps_id"]]
+        bits = sps["log2_max_frame_num"]
+        at = r.pos
+        frame_num = (r.u(bits) + self._shift) % (1 << bits)
+        self.info = StreamInfo(pps_id=pps["pps_id"], log2_max_frame_num=bits, poc_type=sps["poc_type"],
+                               width_mbs=sps["width_mbs"], height_mbs=sps["height_mbs"],
+                               frame_mbs_only=bool(sps["frame_mbs_only"]), max_ref_frames=sps["max_ref_frames"],
+                               cabac=bool(pps["cabac"]), redundant_pic_cnt=bool(pps["redundant_pic_cnt"]),
+                               deblocking_control=bool(pps["deblocking_control"]))
+        if nal[0] & 0x60:  # nal_ref_idc != 0: a reference picture
+            self._ref_frame_num = frame_num
+        if not self._shift:
+            return None
+        total = 8 * len(rbsp)
+        value = int.from_bytes(rbsp, "big")
+        shift = total - at - bits
+        value = (value & ~(((1 << bits) - 1) << shift)) | (frame_num << shift)
+        return nal[:1] + escape(value.to_bytes(len(rbsp), "big")) + nal[cut:]
+
+    def skip(self) -> bytes | None:
+        """An access unit that shows the last picture again, or None when this stream cannot
+        take one (see the module's docstring)."""
+        info = self.info
+        if info is None or self._ref_frame_num is None or not info.skippable:
+            return None
+        frame_num = (self._ref_frame_num + 1) % (1 << info.log2_max_frame_num)
+        w = BitWriter()
+        w.ue(0)  # first_mb_in_slice
+        w.ue(SLICE_TYPE_P_ALL)
+        w.ue(info.pps_id)
+        w.u(info.log2_max_frame_num, frame_num)
+        # frames only, not IDR, POC type 2: no field flag, idr_pic_id or POC fields
+        if info.redundant_pic_cnt:
+            w.ue(0)
+        w.u(1, 0)  # num_ref_idx_active_override_flag
+        w.u(1, 0)  # ref_pic_list_modification_flag_l0
+        w.u(1, 0)  # dec_ref_pic_marking: adaptive_ref_pic_marking_mode_flag 0 (sliding window)
+        # CAVLC: no cabac_init_idc
+        w.se(0)  # slice_qp_delta
+        if info.deblocking_control:
+            w.ue(1)  # disable_deblocking_filter_idc: nothing to filter in a copy
+        w.ue(info.width_mbs * info.height_mbs)  # mb_skip_run: every macroblock
+        self._ref_frame_num = frame_num
+        self._shift += 1
+        return START_CODE + bytes((NAL_REF_SLICE,)) + escape(w.rbsp())

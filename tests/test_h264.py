@@ -1,0 +1,147 @@
+"""runner.h264: skip pictures written into libx264's stream (pure logic, PyAV's decoder)."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from runner.annexb import h264_nal_type, is_h264_slice, iter_nalu_indices
+from runner.encode import H264Encoder
+from runner.h264 import BitReader, BitWriter, SkipFrames, unescape
+
+IDR = 5
+
+
+def picture(width: int, height: int, step: int) -> np.ndarray:
+    """A picture that moves with ``step``: every frame differs."""
+    y, x = np.mgrid[0:height, 0:width]
+    img = np.zeros((height, width, 4), np.uint8)
+    img[..., 0] = ((x + 3 * step) % 256).astype(np.uint8)
+    img[..., 1] = ((y * 2 + step) % 256).astype(np.uint8)
+    img[..., 2] = (step * 37 % 256)
+    return img
+
+
+def decode(stream: list[bytes]) -> list[np.ndarray]:
+    decoder = av.CodecContext.create("h264", "r")
+    out = []
+    for data in stream:
+        out += [f.to_ndarray(format="gray") for f in decoder.decode(av.Packet(data))]
+    return out
+
+
+def with_skips(width: int, height: int, frames: int, *, skip_after: set[int], idr_at: set[int] = frozenset(),
+               threads: int = 0) -> tuple[list[bytes], list[bytes], list[bool]]:
+    """(libx264's stream, the same with skip pictures inserted, which of those are skips)."""
+    enc = H264Encoder(width, height, fps=30, bitrate=1_000_000, threads=threads)
+    plain = [enc.encode(picture(width, height, i), keyframe=i in idr_at).data for i in range(frames)]
+    skips = SkipFrames()
+    stream, is_skip = [], []
+    for i, au in enumerate(plain):
+        stream.append(skips.follow(au))
+        is_skip.append(False)
+        if i in skip_after:
+            for _ in range(1 + i % 3):  # one to three in a row
+                stream.append(skips.skip())
+                is_skip.append(True)
+    return plain, stream, is_skip
+
+
+def slice_headers(au: bytes) -> list[tuple[int, int, int]]:
+    """(nal_ref_idc, nal_type, frame_num) of every slice; libx264 streams: log2_max_frame_num 4."""
+    out = []
+    for index in iter_nalu_indices(au):
+        nal_type = h264_nal_type(au[index])
+        if is_h264_slice(nal_type):
+            r = BitReader(unescape(au[index + 1:index + 24]))
+            r.ue(), r.ue(), r.ue()
+            out.append((au[index] >> 5 & 3, nal_type, r.u(4)))
+    return out
+
+
+@pytest.mark.parametrize("size", [(320, 240), (1920, 1080)])  # 1080p: three slices per picture
+def test_skip_pictures_show_the_last_picture_and_leave_the_rest_exactly_as_it_was(size) -> None:
+    plain, stream, is_skip = with_skips(*size, 60, skip_after={1, 2, 7, 20, 21, 40, 59}, idr_at={30})
+    decoded, reference = decode(stream), decode(plain)
+    assert len(decoded) == len(stream) and len(reference) == len(plain)
+    assert sum(is_skip) == 16
+    real = iter(reference)
+    previous = None
+    for frame, skip in zip(decoded, is_skip):
+        expected = previous if skip else next(real)
+        assert np.array_equal(frame, expected)
+        previous = frame
+
+
+def test_skip_pictures_are_about_ten_bytes() -> None:
+    _, stream, is_skip = with_skips(1920, 1080, 3, skip_after={2})
+    assert all(len(au) <= 12 for au, skip in zip(stream, is_skip) if skip)
+
+
+def test_frame_numbers_follow_the_rules_for_reference_pictures() -> None:
+    """H.264 7.4.3 without gaps: an IDR is 0, every later reference picture is the previous one
+    + 1 (mod 16 here), and all slices of a picture agree; checked over two wraps and an IDR."""
+    _, stream, _ = with_skips(640, 360, 50, skip_after={0, 3, 4, 5, 17, 33, 34}, idr_at={25}, threads=3)
+    previous = None
+    for au in stream:
+        headers = slice_headers(au)
+        assert len({h[2] for h in headers}) == 1 and len({h[:2] for h in headers}) == 1
+        ref_idc, nal_type, frame_num = headers[0]
+        assert ref_idc != 0  # every picture, skips included, is a reference picture
+        expected = 0 if nal_type == IDR else (previous + 1) % 16
+        assert frame_num == expected
+        previous = frame_num
+
+
+def test_streams_that_cannot_take_a_skip_picture_get_none() -> None:
+    # preset medium: three reference frames; a skip picture would shift libx264's reference list
+    enc = H264Encoder(320, 240, fps=30, bitrate=1_000_000, preset="medium")
+    enc.encode(picture(320, 240, 0))
+    assert not enc.can_repeat and enc.repeat() is None
+    fresh = H264Encoder(320, 240, fps=30, bitrate=1_000_000)
+    assert not fresh.can_repeat and fresh.repeat() is None  # nothing to repeat yet
+    fresh.encode(picture(320, 240, 0))
+    assert fresh.can_repeat and fresh.repeat() is not None
+
+
+def test_an_access_unit_that_cannot_be_renumbered_after_skips_is_refused() -> None:
+    enc = H264Encoder(320, 240, fps=30, bitrate=1_000_000)
+    w = BitWriter()
+    w.ue(0), w.ue(5), w.ue(30), w.u(8, 0xFF)
+    alien = b"\x00\x00\x00\x01\x41" + w.rbsp()  # a P slice of a PPS (id 30) never seen
+    skips = SkipFrames()
+    skips.follow(enc.encode(picture(320, 240, 0)).data)
+    assert skips.follow(alien) == alien  # no skips yet: passed on, skips off
+    assert skips.skip() is None
+    skips = SkipFrames()
+    skips.follow(enc.encode(picture(320, 240, 1), keyframe=True).data)
+    assert skips.skip() is not None
+    with pytest.raises(ValueError, match="renumber"):
+        skips.follow(alien)
+
+
+def test_the_encoder_restarts_with_an_idr_when_renumbering_fails(monkeypatch) -> None:
+    enc = H264Encoder(320, 240, fps=30, bitrate=1_000_000)
+    enc.encode(picture(320, 240, 0))
+    assert enc.repeat() is not None
+    failing = enc._skips
+
+    def refuse(au: bytes) -> bytes:
+        raise ValueError("cannot renumber an access unit after skip pictures")
+
+    monkeypatch.setattr(failing, "follow", refuse)
+    au = enc.encode(picture(320, 240, 1))
+    assert au.keyframe and enc._skips is not failing
+    assert decode([au.data])  # a whole IDR, decodable on its own
+
+
+@pytest.mark.parametrize("value", [0, 1, 2, 3, 7, 8, 254, 255, 8160, 65535])
+def test_exp_golomb_round_trip(value: int) -> None:
+    w = BitWriter()
+    w.ue(value)
+    w.se(value)
+    w.se(-value)
+    w.u(5, 19)
+    r = BitReader(w.rbsp())
+    assert (r.ue(), r.se(), r.se(), r.u(5), r.u(1)) == (value, value, -value, 19, 1)
