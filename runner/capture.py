@@ -43,7 +43,8 @@ class DisplayError(RuntimeError):
 class CapturedFrame:
     """A picture of even width and height, as the H.264 encoder needs: either ``pixels``, BGRA
     of shape (height, width, 4), or ``picture``, an I420 frame already converted (then
-    ``release()`` once it is encoded or dropped, so the grabber can fill it again).
+    ``release()`` once it is encoded or dropped, so the grabber can fill it again); or neither,
+    with ``repeat``: the last picture again.
     ``captured_at`` is ``time.monotonic()`` seconds.
     """
 
@@ -52,7 +53,13 @@ class CapturedFrame:
     grab_s: float = 0.0  # how long the grab took
     picture: av.VideoFrame | None = None
     convert_s: float = 0.0  # BGRA -> I420 done by the grab (grab_picture), not in grab_s
+    repeat: bool = False  # no picture: the screen did not change, show the last one again
     _release: Callable[[av.VideoFrame], None] | None = None
+
+    @classmethod
+    def again(cls) -> CapturedFrame:
+        """The screen did not change: the encoder shows its last picture again (runner.h264)."""
+        return cls(pixels=None, captured_at=time.monotonic(), repeat=True)
 
     @property
     def width(self) -> int:

@@ -63,6 +63,7 @@ class Stats:
 
     captured: int = 0
     unchanged: int = 0  # ticks skipped because nothing changed on screen
+    repeated: int = 0  # still-screen refreshes and trailing frames sent as skip pictures
     published: int = 0
     rejected: int = 0
     dropped: int = 0
@@ -99,6 +100,7 @@ class Pipeline:
         self._watch: Any = None  # runner.damage.ChangeWatch, on the capture thread
         self._echo_keyframe_at: float | None = None
         self._trailing_at: float | None = None  # see TRAILING_FRAME_S
+        self._grab_changed = False  # the last grab saw a change on screen (capture thread)
         self._echo_keyframes = settings.e2ee.frame_engine == "runner"
         # Skipping still ticks needs the runner's frame engine: Chrome drops some SDK-encrypted
         # IDRs (docs/e2ee.md) and then recovers only from a steady stream of frames (measured:
@@ -165,9 +167,9 @@ class Pipeline:
                 next_at = self._sleep_until_next(next_at)
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
                 continue
-            self.stats.captured += 1
+            self.stats.captured += not frame.repeat
             now = time.monotonic()
-            if not must:  # grabbed because the screen changed: a trailing frame follows
+            if self._grab_changed:  # the screen changed: a trailing frame follows
                 self._trailing_at = now + TRAILING_FRAME_S
             elif self._trailing_at is not None and now >= self._trailing_at:
                 self._trailing_at = None  # this was it
@@ -208,38 +210,62 @@ class Pipeline:
         if fd is None:
             return False
         loop = asyncio.get_running_loop()
-        woke = asyncio.Event()
-        loop.add_reader(fd, woke.set)
+        damaged = False
+        waiter: asyncio.Future[None] | None = None
+
+        def wake(by_damage: bool) -> None:
+            nonlocal damaged
+            damaged = damaged or by_damage
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+        # A future and a timer per poll: asyncio.wait_for would make a task and cancel it on
+        # every timeout, several times the cost, ten times a second for as long as it is still.
+        loop.add_reader(fd, wake, True)
         try:
-            while not woke.is_set() and self.publisher is not None:
+            while not damaged and self.publisher is not None:
                 self._poll_feedback()
                 if self._must_grab(time.monotonic()):
                     break
                 timeout = IDLE_POLL_S
                 if self._trailing_at is not None:
                     timeout = min(timeout, max(0.0, self._trailing_at - time.monotonic()))
+                waiter = loop.create_future()
+                timer = loop.call_later(timeout, wake, False)
                 try:
-                    await asyncio.wait_for(woke.wait(), timeout)
-                except TimeoutError:
-                    pass
+                    await waiter
+                finally:
+                    timer.cancel()
         finally:
             loop.remove_reader(fd)
         return True
 
     def _must_grab(self, now: float) -> bool:
         """Whether this tick needs a picture even if nothing changed on screen."""
-        echo_due = self._echo_keyframe_at is not None and now >= self._echo_keyframe_at
         stale = now - self.stats.last_published_at >= IDLE_REFRESH_S
         trailing = self._trailing_at is not None and now >= self._trailing_at
-        return self._force_keyframe or self._keyframe_requested or echo_due or stale or trailing
+        return self._needs_keyframe(now) or stale or trailing
+
+    def _needs_keyframe(self, now: float) -> bool:
+        """Whether the next frame must be an IDR (forced, requested, or an echo due)."""
+        echo_due = self._echo_keyframe_at is not None and now >= self._echo_keyframe_at
+        return self._force_keyframe or self._keyframe_requested or echo_due
 
     def _grab_if_changed(self, must: bool) -> CapturedFrame | None:
-        """Capture thread: a picture, or None when the screen did not change since the last one."""
+        """Capture thread: a picture, or None when the screen did not change since the last one,
+        or (a still screen's refresh or trailing frame) a repeat of the last one, which costs
+        no grab and no encode when the encoder can write it (runner.h264)."""
         watch = self._watch
+        self._grab_changed = not must
         if watch is not None and self.skip_unchanged:
-            changed = watch.changed()  # always asked, so it tracks every change
+            changed = self._grab_changed = watch.changed()  # always asked, so it tracks every change
             if not changed and not must:
                 return None
+            encoder = self._encoder  # read across threads: a stale answer only costs a real frame
+            if (not changed and encoder is not None and encoder.can_repeat
+                    and not self._needs_keyframe(time.monotonic())
+                    and self.output_size(*self.grabber.size) == (encoder.width, encoder.height)):
+                return CapturedFrame.again()
         return self.grabber.grab_picture()
 
     def _take_latest(self) -> CapturedFrame | None:
@@ -287,12 +313,17 @@ class Pipeline:
                 if frame is not None:
                     frame.release()
                 continue
+            if frame.repeat and self._needs_keyframe(time.monotonic()):
+                continue  # an IDR became due meanwhile: the next tick grabs a real picture
             # LiveKit's feedback was collected by the capture tick that grabbed this picture.
             requested, self._keyframe_requested = self._keyframe_requested, False
             keyframe = self._wants_keyframe(requested, time.monotonic())
-            au, payload, encrypt_s = await loop.run_in_executor(
+            sealed = await loop.run_in_executor(
                 self._encode_pool, self._encode_and_seal, frame, keyframe, self.stats.bitrate_target
             )
+            if sealed is None:
+                continue
+            au, payload, encrypt_s = sealed
             if self.publisher is not publisher:
                 continue  # the connection changed while we encoded; the next frame is an IDR
             handoff_started = time.perf_counter()
@@ -304,10 +335,10 @@ class Pipeline:
                 timestamp_us=publisher.next_timestamp_us(frame.captured_at),
             )
             handoff_s = time.perf_counter() - handoff_started
-            self._count(au, payload, accepted)
+            self._count(au, payload, accepted, repeat=frame.repeat)
             self.watchdog.frame_published(time.monotonic())  # accepted or not: the path works
             if accepted:
-                if self.observe is not None:
+                if self.observe is not None and not frame.repeat:
                     self.observe(FrameTimes(frame.grab_s, frame.convert_s + au.convert_s, au.encode_s - au.convert_s,
                                             encrypt_s, handoff_s))
 
@@ -340,20 +371,26 @@ class Pipeline:
             log.debug("bitrate_target", bitrate=target, previous=current)
             self.stats.bitrate_target = target
 
-    def _encode_and_seal(self, frame: CapturedFrame, keyframe: bool, bitrate: int) -> tuple[AccessUnit, bytes, float]:
+    def _encode_and_seal(self, frame: CapturedFrame, keyframe: bool,
+                         bitrate: int) -> tuple[AccessUnit, bytes, float] | None:
         """Encode thread: (re)open the encoder for this size, encode, encrypt. A pooled picture
-        goes back to the grabber once encoded, or when encoding failed."""
+        goes back to the grabber once encoded, or when encoding failed. None: a repeat the
+        encoder could not write (nothing is sent; the next tick grabs a real picture)."""
         try:
             au = self._encode(frame, keyframe, bitrate)
         finally:
             frame.release()
+        if au is None:
+            return None
         started = time.perf_counter()
         payload = self.seal(au.data, au.keyframe)
         return au, payload, time.perf_counter() - started
 
-    def _encode(self, frame: CapturedFrame, keyframe: bool, bitrate: int) -> AccessUnit:
-        picture = frame.picture if frame.picture is not None else frame.pixels
+    def _encode(self, frame: CapturedFrame, keyframe: bool, bitrate: int) -> AccessUnit | None:
         enc = self._encoder
+        if frame.repeat:  # the screen did not change (see _grab_if_changed)
+            return enc.repeat() if enc is not None else None
+        picture = frame.picture if frame.picture is not None else frame.pixels
         width, height = self.output_size(frame.width, frame.height)
         if enc is None or (enc.width, enc.height, enc.fps) != (width, height, self.fps):
             enc = self._encoder = self._open_encoder(width, height, bitrate)
@@ -380,10 +417,13 @@ class Pipeline:
             log.info("encoder_selected", codec=self._codec, setting=cfg.codec, passed_over=passed_over)
         return H264Encoder.configured(cfg, width, height, fps=self.fps, bitrate=bitrate, codec=self._codec)
 
-    def _count(self, au: AccessUnit, payload: bytes, accepted: bool) -> None:
+    def _count(self, au: AccessUnit, payload: bytes, accepted: bool, *, repeat: bool = False) -> None:
         s = self.stats
-        s.encoded += 1
-        s.encode_s += au.encode_s
+        if repeat:
+            s.repeated += 1
+        else:
+            s.encoded += 1
+            s.encode_s += au.encode_s
         if not accepted:
             s.rejected += 1
             return
@@ -411,6 +451,7 @@ class Pipeline:
                 keyframe_requests=now.keyframe_requests - before.keyframe_requests,
                 dropped=now.dropped - before.dropped,
                 unchanged=now.unchanged - before.unchanged,
+                repeated=now.repeated - before.repeated,
                 rejected=now.rejected - before.rejected,
                 subscribers=self.publisher.subscribers if self.publisher else 0,
             )

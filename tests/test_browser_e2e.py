@@ -141,3 +141,41 @@ async def test_odd_sized_screen_is_cropped_to_even_and_shown(
         await wait_for_picture(page, expected_quadrants(), timeout=STARTUP_TIMEOUT_S)
         state = await wait_for_viewer(page, lambda s: s["videoWidth"] > 0, timeout=5, what="size")
         assert (state["videoWidth"], state["videoHeight"]) == (1278, 720)
+
+
+async def test_still_screen_is_kept_alive_with_skip_pictures_and_later_changes_show_exactly(
+        livekit_server, room_name, xvfb, page, open_viewer):
+    """A still screen is re-sent as 10-byte skip pictures (runner/h264.py), not encoded: Chromium
+    decodes them (framesDecoded rises while nothing changes, the picture stays), and the real
+    pictures after them, renumbered, decode exactly, again and again."""
+    from realenv import Quadrants
+
+    paint(xvfb.display, QUADRANTS)
+    proc = Runner(livekit_url=livekit_server.url, api_key=livekit_server.api_key,
+                  api_secret=livekit_server.api_secret, room=room_name, passphrase=PASSPHRASE,
+                  display=xvfb.display, extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "1"})
+    with proc:
+        proc.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
+        await open_viewer(page, livekit_server.url, viewer_token(livekit_server, room_name), PASSPHRASE)
+        await wait_for_picture(page, expected_quadrants(), timeout=STARTUP_TIMEOUT_S)
+        patterns = [Quadrants((10, 200, 90), (250, 250, 0), (0, 0, 0), (120, 0, 200)),
+                    Quadrants((255, 255, 255), (0, 0, 255), (255, 0, 0), (0, 255, 0)), QUADRANTS]
+        shown = expected_quadrants()
+        for pattern in patterns:
+            before = await wait_for_viewer(page, lambda s: True, timeout=1, what="state")
+            await asyncio.sleep(3.5)  # still: three refreshes at least
+            still = await wait_for_viewer(page, lambda s: True, timeout=1, what="state")
+            assert still["framesDecoded"] >= before["framesDecoded"] + 3, (before, still)
+            await realenv.wait_for_picture(page, shown, timeout=0.5, tolerance=RUNNER_COLOR_TOLERANCE,
+                                           what="the same picture after the still time")
+            paint(xvfb.display, pattern)
+            shown = [pattern.at(x, y) for x, y in SCREEN_POINTS]
+            waited = await wait_for_picture(page, shown, timeout=5)
+            assert waited < CHANGE_DEADLINE_S
+        state = await wait_for_viewer(page, lambda s: True, timeout=1, what="state")
+        assert state["encryptionErrors"] == 0, state["lastError"]
+        repeated = sum(e.get("repeated", 0) for e in proc.events() if e.get("event") == "status")
+        encoded = sum(1 for e in proc.events() if e.get("event") == "status" and e.get("encode_ms"))
+    assert repeated >= 9, f"only {repeated} skip pictures were sent"
+    assert encoded >= 1
+    assert proc.returncode == 0

@@ -160,3 +160,63 @@ def test_still_ticks_are_skipped_only_with_the_runner_engine(
     finally:
         p._capture_pool.shutdown()
         p._encode_pool.shutdown()
+
+
+class FakeWatch:
+    def __init__(self, changed: bool) -> None:
+        self.answer = changed
+
+    def changed(self) -> bool:
+        return self.answer
+
+
+class FakeGrabber:
+    size = (1280, 720)
+
+    def __init__(self) -> None:
+        self.grabs = 0
+
+    def grab_picture(self):
+        from runner.capture import CapturedFrame
+
+        self.grabs += 1
+        return CapturedFrame(pixels=None, captured_at=0.0)
+
+
+class FakeEncoder:
+    width, height = 1280, 720
+
+    def __init__(self, can_repeat: bool) -> None:
+        self.can_repeat = can_repeat
+
+
+@pytest.mark.parametrize(("changed", "must", "can_repeat", "keyframe_due", "expected"), [
+    (False, False, True, False, None),        # still, nothing due: no frame at all
+    (False, True, True, False, "repeat"),     # still, refresh/trailing due: a skip picture
+    (False, True, False, False, "grab"),      # ... unless the encoder cannot write one
+    (False, True, True, True, "grab"),        # an IDR is due: a real picture
+    (True, False, True, False, "grab"),       # the screen changed
+    (True, True, True, False, "grab"),
+])
+def test_still_screen_refreshes_are_skip_pictures_when_possible(
+        pipeline: Pipeline, changed: bool, must: bool, can_repeat: bool, keyframe_due: bool,
+        expected: str | None) -> None:
+    grabber = FakeGrabber()
+    pipeline.grabber = grabber  # type: ignore[assignment]
+    pipeline._watch = FakeWatch(changed)
+    pipeline._encoder = FakeEncoder(can_repeat)  # type: ignore[assignment]
+    pipeline._force_keyframe = keyframe_due
+    frame = pipeline._grab_if_changed(must)
+    got = None if frame is None else "repeat" if frame.repeat else "grab"
+    assert got == expected
+    assert grabber.grabs == (expected == "grab")
+    assert pipeline._grab_changed is changed  # a change schedules a trailing frame
+
+
+def test_no_skip_picture_for_an_encoder_of_another_size(pipeline: Pipeline) -> None:
+    pipeline.grabber = FakeGrabber()  # type: ignore[assignment]
+    pipeline._watch = FakeWatch(False)
+    pipeline._encoder = FakeEncoder(True)  # type: ignore[assignment]
+    pipeline._force_keyframe = False
+    pipeline.max_size = (640, 0)  # a viewer asked for a smaller picture: the encoder is replaced
+    assert pipeline._grab_if_changed(True).repeat is False
