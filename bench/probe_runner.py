@@ -37,6 +37,23 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of this process's threads, in two groups: "python" (threads started
+    by Python: event loop, capture, encode, and the libx264 threads under them, which inherit
+    the name) and "sdk" (the LiveKit SDK's Rust and WebRTC threads, which name themselves)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    own = Path("/proc/self/comm").read_text().strip()
+    out = {"python": 0.0, "sdk": 0.0}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out["python" if comm == own else "sdk"] += (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -63,6 +80,7 @@ async def measure(service: Service, recorder: Recorder, warmup: float, seconds: 
         await asyncio.sleep(0.05)
     await asyncio.sleep(warmup)
     before, cpu0, t0, rss0 = stats.snapshot(), cpu_seconds(), time.monotonic(), rss_mb()
+    threads0 = thread_cpu_seconds()
     recorder.on = True
     rss_series = [(0.0, round(rss0, 1))]
     while (elapsed := time.monotonic() - t0) < seconds:
@@ -70,6 +88,7 @@ async def measure(service: Service, recorder: Recorder, warmup: float, seconds: 
         rss_series.append((round(time.monotonic() - t0, 1), round(rss_mb(), 1)))
     recorder.on = False
     after, cpu1, t1 = stats.snapshot(), cpu_seconds(), time.monotonic()
+    threads1 = thread_cpu_seconds()
     frames = after.published - before.published
     return {
         "seconds": round(t1 - t0, 3),
@@ -77,11 +96,14 @@ async def measure(service: Service, recorder: Recorder, warmup: float, seconds: 
         "fps": round(frames / (t1 - t0), 2),
         "captured": after.captured - before.captured,
         "unchanged_ticks": after.unchanged - before.unchanged,
+        "repeated": after.repeated - before.repeated,
         "dropped": after.dropped - before.dropped,
         "keyframes": after.keyframes - before.keyframes,
         "kbit_s": round((after.bytes_published - before.bytes_published) * 8 / (t1 - t0) / 1000, 1),
         "cpu_s": round(cpu1 - cpu0, 3),
         "cpu_percent": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
+        # Per group of threads, from /proc (clock ticks: coarser than getrusage above).
+        "cpu_percent_threads": {k: round(100 * (threads1[k] - threads0[k]) / (t1 - t0), 2) for k in threads0},
         "cpu_ms_per_frame": round(1000 * (cpu1 - cpu0) / frames, 3) if frames else None,
         "rss_mb": rss_series,
         "samples": [[round(v * 1000, 4) for v in s] for s in recorder.samples],
