@@ -1,9 +1,8 @@
 """The H.264 bits the runner writes itself: a "nothing changed" picture.
 
 On a still screen the runner still sends a picture every second (LiveKit's SFU marks a screen
-share stopped after 2 s without packets) and one more 50 ms after each change (the receiver
-otherwise sees a change's last packet only with the next frame). Encoding an unchanged 1080p
-picture costs libx264 about 7 ms of CPU, most of the idle cost. The same information fits in a
+share stopped after 2 s without packets). Encoding an unchanged 1080p picture costs libx264
+about 7 ms of CPU, most of the idle cost. The same information fits in a
 P slice of about 10 bytes that skips every macroblock: the decoder shows the reference picture
 again, bit for bit (a skipped macroblock with no coded neighbour moves by (0, 0)).
 

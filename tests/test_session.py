@@ -190,22 +190,26 @@ class FakeEncoder:
         self.can_repeat = can_repeat
 
 
-@pytest.mark.parametrize(("changed", "must", "can_repeat", "keyframe_due", "expected"), [
-    (False, False, True, False, None),        # still, nothing due: no frame at all
-    (False, True, True, False, "repeat"),     # still, refresh/trailing due: a skip picture
-    (False, True, False, False, "grab"),      # ... unless the encoder cannot write one
-    (False, True, True, True, "grab"),        # an IDR is due: a real picture
-    (True, False, True, False, "grab"),       # the screen changed
-    (True, True, True, False, "grab"),
+@pytest.mark.parametrize(("changed", "must", "can_repeat", "keyframe_due", "trailing_due", "expected"), [
+    (False, False, True, False, False, None),       # still, nothing due: no frame at all
+    (False, True, True, False, False, "repeat"),    # still, the refresh is due: a skip picture
+    (False, True, False, False, False, "grab"),     # ... unless the encoder cannot write one
+    (False, True, True, True, False, "grab"),       # an IDR is due: a real picture
+    (False, True, True, False, True, "grab"),       # a trailing frame stays real (latency)
+    (True, False, True, False, False, "grab"),      # the screen changed
+    (True, True, True, False, False, "grab"),
 ])
 def test_still_screen_refreshes_are_skip_pictures_when_possible(
         pipeline: Pipeline, changed: bool, must: bool, can_repeat: bool, keyframe_due: bool,
-        expected: str | None) -> None:
+        trailing_due: bool, expected: str | None) -> None:
+    import time
+
     grabber = FakeGrabber()
     pipeline.grabber = grabber  # type: ignore[assignment]
     pipeline._watch = FakeWatch(changed)
     pipeline._encoder = FakeEncoder(can_repeat)  # type: ignore[assignment]
     pipeline._force_keyframe = keyframe_due
+    pipeline._trailing_at = time.monotonic() - 0.01 if trailing_due else None
     frame = pipeline._grab_if_changed(must)
     got = None if frame is None else "repeat" if frame.repeat else "grab"
     assert got == expected
