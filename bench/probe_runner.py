@@ -72,7 +72,7 @@ class Recorder:
 
 
 async def measure(service: Service, recorder: Recorder, warmup: float, seconds: float,
-                  rss_every: float) -> dict:
+                  rss_every: float, samples: bool = True) -> dict:
     stats = service.pipeline.stats
     while stats.published == 0:
         if service.stop.is_set():
@@ -81,7 +81,7 @@ async def measure(service: Service, recorder: Recorder, warmup: float, seconds: 
     await asyncio.sleep(warmup)
     before, cpu0, t0, rss0 = stats.snapshot(), cpu_seconds(), time.monotonic(), rss_mb()
     threads0 = thread_cpu_seconds()
-    recorder.on = True
+    recorder.on = samples  # a long memory run records none: the list itself would grow
     rss_series = [(0.0, round(rss0, 1))]
     while (elapsed := time.monotonic() - t0) < seconds:
         await asyncio.sleep(min(rss_every, seconds - elapsed))
@@ -120,7 +120,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     service.pipeline.observe = recorder
     run = asyncio.create_task(service.run())
     try:
-        result = await measure(service, recorder, args.warmup, args.seconds, args.rss_every)
+        result = await measure(service, recorder, args.warmup, args.seconds, args.rss_every, not args.no_samples)
     finally:
         os.kill(os.getpid(), signal.SIGTERM)  # the service's own clean stop
         code = await run
@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rss-every", type=float, default=5.0)
+    parser.add_argument("--no-samples", action="store_true",
+                        help="do not record per-frame stage times (memory runs: about 200 bytes a frame)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
