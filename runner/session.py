@@ -265,8 +265,8 @@ class Pipeline:
             now = time.monotonic()
             # Only the refresh of a still screen: a trailing frame stays a real one. Measured
             # (bench input-to-photon, 30 trials a side, twice): with skip pictures as trailing
-            # frames too, p50 rose from 35-39 to 46-53 ms and the p95 after a still period
-            # from 60-82 to 150-200 ms; Chromium evidently needs a real delta frame there.
+            # frames too, p50 rose from 35-39 to 46-53 ms; why is not known (Chromium's frame-size
+            # based jitter estimate is a suspect).
             trailing_due = self._trailing_at is not None and now >= self._trailing_at
             if (not changed and not trailing_due and encoder is not None and encoder.can_repeat
                     and not self._needs_keyframe(now)
