@@ -148,6 +148,7 @@ class ScreenGrabber:
         self._size: tuple[int, int] | None = None
         self.backend: str | None = None
         self._pool = PicturePool()
+        self.screen_size: tuple[int, int] | None = None  # the whole X screen at the last open()
         self._cursor_broken = False  # XFixes failed once: grab without the pointer from then on
 
     def open(self) -> None:
@@ -185,6 +186,7 @@ class ScreenGrabber:
                 continue
             self._sct, self._region, self.backend = sct, region, backend
             self._size = region["width"] & ~1, region["height"] & ~1
+            self.screen_size = monitors[0]["width"], monitors[0]["height"]
             if backend != BACKENDS[0]:
                 log.warning("capture_backend_fallback", backend=backend, reasons=errors)
             return

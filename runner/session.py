@@ -156,7 +156,8 @@ class Pipeline:
             try:
                 frame = await loop.run_in_executor(self._capture_pool, self._grab_if_changed, must)
             except DisplayError as exc:
-                await self._recover_display(str(exc))
+                if not await self._follow_resize(str(exc)):
+                    await self._recover_display(str(exc))
                 next_at = time.monotonic()
                 continue
             if frame is None:  # nothing changed on screen: nothing to grab, encode or send
@@ -289,6 +290,33 @@ class Pipeline:
             self._watch.close()
         self._watch = ChangeWatch(self.grabber.display, cursor=self.settings.capture.cursor)
 
+    async def _follow_resize(self, reason: str) -> bool:
+        """A grab failed: if the X server is still there with a screen of another size (xrandr,
+        a resized virtual screen), follow it at once, logged at info level (``screen_resized``),
+        instead of the lost-display path (an error and a second's pause). False if the display
+        does not answer (it is lost) or its screen kept its size (an unexplained failure: the
+        lost-display path logs it and backs off)."""
+        before = self.grabber.screen_size
+        try:
+            await self.run_in_capture_thread(self.grabber.open)
+        except DisplayError:
+            return False
+        after = self.grabber.screen_size
+        if before is None or after == before:
+            return False
+        log.info("screen_resized", display=self.grabber.display, screen=after, previous=before,
+                 size=self.grabber.size, reason=reason)
+        await self._resume()
+        return True
+
+    async def _resume(self) -> None:
+        """Capture works again (display back or resized): watch it for changes, say so, IDR."""
+        if self.skip_unchanged:
+            await self.run_in_capture_thread(self.open_change_watch)
+        width, height = self.grabber.size
+        self.notifier.status(f"publishing {width}x{height} from {self.grabber.display}")
+        self._force_keyframe = True
+
     async def _recover_display(self, reason: str) -> None:
         log.error("capture_lost", reason=reason, retry_every_s=DISPLAY_RETRY_S)
         self.notifier.status(f"X display {self.grabber.display} lost, retrying every {DISPLAY_RETRY_S:g} s")
@@ -301,12 +329,8 @@ class Pipeline:
                 except DisplayError:
                     continue
                 break
-        if self.skip_unchanged:
-            await loop.run_in_executor(self._capture_pool, self.open_change_watch)
         log.info("capture_resumed", display=self.grabber.display, size=self.grabber.size)
-        width, height = self.grabber.size
-        self.notifier.status(f"publishing {width}x{height} from {self.grabber.display}")
-        self._force_keyframe = True
+        await self._resume()
 
     async def encode_loop(self) -> None:
         loop = asyncio.get_running_loop()

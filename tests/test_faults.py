@@ -447,6 +447,11 @@ async def test_xrandr_mode_change_viewer_follows(livekit_server, room_name, desk
             assert followed <= RESIZE_DEADLINE_S, f"{width}x{height} shown {followed:.2f} s after the mode change"
             await assert_live(page, desk.display, f"at {width}x{height}")
         assert len(events(runner, "track_published")) == 1, "the runner reconnected to change size"
+        # A mode change is not a lost display: followed at once, at info level, no error logged.
+        assert events(runner, "capture_lost") == []
+        resized = events(runner, "screen_resized")
+        assert resized and all(e["level"] == "info" for e in resized)
+        assert resized[0]["screen"] == [1024, 768] and resized[0]["previous"] == [1280, 720]
     assert runner.returncode == 0
 
 
