@@ -202,7 +202,7 @@ def normalize_start_codes(data: bytes) -> bytes:
     return b"\x00".join(pieces)
 
 
-def _nalu_spans(data: bytes) -> list[tuple[int, int]]:
+def nalu_spans(data: bytes) -> list[tuple[int, int]]:
     """(payload start, payload end) of each NALU, with libwebrtc's packetizer boundaries."""
     size = len(data)
     # libwebrtc scans i < size - 3: a start code needs a byte after it.
@@ -219,7 +219,7 @@ def split_nalus(data: bytes) -> list[bytes]:
     (4-byte) start code. The last NALU runs to the end of ``data``, trailing zeros included (they
     are sent over RTP). Bytes before the first start code are dropped, as the packetizer drops them.
     """
-    return [data[start:end] for start, end in _nalu_spans(data)]
+    return [data[start:end] for start, end in nalu_spans(data)]
 
 
 def join_nalus(nalus: Iterable[bytes]) -> bytes:
@@ -229,12 +229,12 @@ def join_nalus(nalus: Iterable[bytes]) -> bytes:
 
 def h264_nal_types(au: bytes) -> list[int]:
     """H.264 NAL unit types of the NALUs in ``au``, in order (empty NALUs are skipped)."""
-    return [h264_nal_type(au[start]) for start, end in _nalu_spans(au) if end > start]
+    return [h264_nal_type(au[start]) for start, end in nalu_spans(au) if end > start]
 
 
 def h265_nal_types(au: bytes) -> list[int]:
     """H.265 NAL unit types of the NALUs in ``au``, in order (empty NALUs are skipped)."""
-    return [h265_nal_type(au[start]) for start, end in _nalu_spans(au) if end > start]
+    return [h265_nal_type(au[start]) for start, end in nalu_spans(au) if end > start]
 
 
 def is_h264_keyframe(au: bytes) -> bool:

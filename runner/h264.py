@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.annexb import h264_nal_type, is_h264_slice, iter_nalu_indices
+from runner.annexb import h264_nal_type, is_h264_slice, nalu_spans
 
 NAL_SLICE, NAL_IDR, NAL_SPS, NAL_PPS = 1, 5, 7, 8
 NAL_REF_SLICE = 0x40 | NAL_SLICE  # nal_ref_idc 2, as libx264 marks its P pictures
@@ -173,26 +173,14 @@ def parse_pps(nal: bytes) -> dict[str, int]:
             "redundant_pic_cnt": redundant}
 
 
-def _nal_spans(au: bytes) -> list[tuple[int, int]]:
-    """(start, end) of each NAL unit after its start code; end excludes the next start code."""
-    starts = list(iter_nalu_indices(au))
-    spans = []
-    for i, start in enumerate(starts):
-        end = starts[i + 1] - 3 if i + 1 < len(starts) else len(au)
-        while end > start and au[end - 1] == 0 and i + 1 < len(starts):
-            end -= 1  # the leading zero of a 4-byte start code
-        spans.append((start, end))
-    return spans
-
-
 class SkipFrames:
     """Follows an encoder's output (``follow``: every access unit, in order) and writes skip
     pictures that fit into it (``skip``)."""
 
     def __init__(self) -> None:
         self._sps: dict[int, dict[str, int]] = {}
-        self._pps: dict[int, dict[str, int]] = {}
-        self.info: StreamInfo | None = None
+        self._streams: dict[int, StreamInfo] = {}  # by pps_id, made when the PPS arrives
+        self.info: StreamInfo | None = None  # of the last slice followed
         self._ref_frame_num: int | None = None  # frame_num of the last reference picture sent
         self._shift = 0  # skip pictures since the last IDR: added to the encoder's frame_num
 
@@ -210,7 +198,7 @@ class SkipFrames:
     def _follow(self, au: bytes) -> bytes:
         pieces: list[bytes] = []
         done = 0
-        for start, end in _nal_spans(au):
+        for start, end in nalu_spans(au):
             nal_type = h264_nal_type(au[start])
             if nal_type == NAL_IDR:
                 self._shift = 0
@@ -219,7 +207,13 @@ class SkipFrames:
                 self._sps[sps["sps_id"]] = sps
             elif nal_type == NAL_PPS:
                 pps = parse_pps(au[start:end])
-                self._pps[pps["pps_id"]] = pps
+                sps = self._sps[pps["sps_id"]]
+                self._streams[pps["pps_id"]] = StreamInfo(
+                    pps_id=pps["pps_id"], log2_max_frame_num=sps["log2_max_frame_num"], poc_type=sps["poc_type"],
+                    width_mbs=sps["width_mbs"], height_mbs=sps["height_mbs"],
+                    frame_mbs_only=bool(sps["frame_mbs_only"]), max_ref_frames=sps["max_ref_frames"],
+                    cabac=bool(pps["cabac"]), redundant_pic_cnt=bool(pps["redundant_pic_cnt"]),
+                    deblocking_control=bool(pps["deblocking_control"]))
             elif is_h264_slice(nal_type):
                 nal = self._slice(au[start:end], nal_type)
                 if nal is not None:
@@ -241,16 +235,10 @@ class SkipFrames:
         r = BitReader(rbsp)
         r.ue()  # first_mb_in_slice
         r.ue()  # slice_type
-        pps = self._pps[r.ue()]
-        sps = self._sps[pps["sps_id"]]
-        bits = sps["log2_max_frame_num"]
+        info = self.info = self._streams[r.ue()]
+        bits = info.log2_max_frame_num
         at = r.pos
         frame_num = (r.u(bits) + self._shift) % (1 << bits)
-        self.info = StreamInfo(pps_id=pps["pps_id"], log2_max_frame_num=bits, poc_type=sps["poc_type"],
-                               width_mbs=sps["width_mbs"], height_mbs=sps["height_mbs"],
-                               frame_mbs_only=bool(sps["frame_mbs_only"]), max_ref_frames=sps["max_ref_frames"],
-                               cabac=bool(pps["cabac"]), redundant_pic_cnt=bool(pps["redundant_pic_cnt"]),
-                               deblocking_control=bool(pps["deblocking_control"]))
         if nal[0] & 0x60:  # nal_ref_idc != 0: a reference picture
             self._ref_frame_num = frame_num
         if not self._shift:
