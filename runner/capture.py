@@ -70,8 +70,8 @@ class CapturedFrame:
         return self.picture.height if self.picture is not None else int(self.pixels.shape[0])  # type: ignore[union-attr]
 
     def release(self) -> None:
-        """The picture is no longer needed (idempotent per frame only if called once: the
-        pipeline calls it exactly once, when the frame is encoded or replaced)."""
+        """The picture is no longer needed: the grabber may fill it again. Call it exactly once
+        (the pipeline does, when the frame is encoded or replaced)."""
         if self.picture is not None and self._release is not None:
             self._release(self.picture)
 
@@ -116,21 +116,19 @@ def resolve_display(display: str | None) -> str:
     return chosen
 
 
-def blend_cursor(pixels: np.ndarray, image: np.ndarray, cx: int, cy: int, left: int, top: int) -> tuple[int, int, int, int] | None:
+def blend_cursor(pixels: np.ndarray, image: np.ndarray, cx: int, cy: int, left: int, top: int) -> None:
     """Blend a pointer ``image`` (h, w, 4 BGRA, straight alpha) whose top-left is (cx, cy) on the
-    X screen into ``pixels`` (BGRA, top-left at (left, top)); the (x0, y0, x1, y1) of
-    ``pixels`` it touched, or None when the pointer is outside."""
+    X screen into ``pixels`` (BGRA, top-left at (left, top)), where they overlap."""
     ph, pw = pixels.shape[:2]
     ch, cw = image.shape[:2]
     x0, y0 = max(cx - left, 0), max(cy - top, 0)
     x1, y1 = min(cx - left + cw, pw), min(cy - top + ch, ph)
     if x1 <= x0 or y1 <= y0:
-        return None
+        return
     src = image[y0 - (cy - top):y1 - (cy - top), x0 - (cx - left):x1 - (cx - left)]
     alpha = src[:, :, 3:4].astype(np.uint16)
     dst = pixels[y0:y1, x0:x1, :3]
     dst[...] = (src[:, :, :3] * alpha + dst * (255 - alpha) + 127) // 255
-    return x0, y0, x1, y1
 
 
 class ScreenGrabber:
@@ -311,13 +309,12 @@ class ScreenGrabber:
         left, top = shot.pos
         return np.frombuffer(shot.raw, np.uint8).reshape(ch, cw, BYTES_PER_PIXEL), left, top
 
-    def _draw_cursor(self, pixels: np.ndarray, left: int, top: int) -> tuple[int, int, int, int] | None:
+    def _draw_cursor(self, pixels: np.ndarray, left: int, top: int) -> None:
         """Blend the pointer into ``pixels`` (a BGRA picture whose top-left is (left, top) on
-        the X screen); returns the (x0, y0, x1, y1) it touched, or None."""
+        the X screen)."""
         cursor = self._cursor()
-        if cursor is None:
-            return None
-        return blend_cursor(pixels, *cursor, left, top)
+        if cursor is not None:
+            blend_cursor(pixels, *cursor, left, top)
 
     def _draw_cursor_i420(self, shm: np.ndarray, picture: av.VideoFrame, left: int, top: int) -> None:
         """Draw the pointer into a converted picture: the even-aligned patch under it is copied

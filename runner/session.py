@@ -63,7 +63,7 @@ class Stats:
 
     captured: int = 0
     unchanged: int = 0  # ticks skipped because nothing changed on screen
-    repeated: int = 0  # still-screen refreshes and trailing frames sent as skip pictures
+    repeated: int = 0  # still-screen refreshes sent as skip pictures
     published: int = 0
     rejected: int = 0
     dropped: int = 0
@@ -172,7 +172,7 @@ class Pipeline:
             now = time.monotonic()
             if self._grab_changed:  # the screen changed: a trailing frame follows
                 self._trailing_at = now + TRAILING_FRAME_S
-            elif self._trailing_at is not None and now >= self._trailing_at:
+            elif self._trailing_due(now):
                 self._trailing_at = None  # this was it
             if self._take_latest() is not None:
                 self.stats.dropped += 1
@@ -244,8 +244,10 @@ class Pipeline:
     def _must_grab(self, now: float) -> bool:
         """Whether this tick needs a picture even if nothing changed on screen."""
         stale = now - self.stats.last_published_at >= IDLE_REFRESH_S
-        trailing = self._trailing_at is not None and now >= self._trailing_at
-        return self._needs_keyframe(now) or stale or trailing
+        return self._needs_keyframe(now) or stale or self._trailing_due(now)
+
+    def _trailing_due(self, now: float) -> bool:
+        return self._trailing_at is not None and now >= self._trailing_at
 
     def _needs_keyframe(self, now: float) -> bool:
         """Whether the next frame must be an IDR (forced, requested, or an echo due)."""
@@ -268,8 +270,7 @@ class Pipeline:
             # (bench input-to-photon, 30 trials a side, twice): with skip pictures as trailing
             # frames too, p50 rose from 35-39 to 46-53 ms; why is not known (Chromium's frame-size
             # based jitter estimate is a suspect).
-            trailing_due = self._trailing_at is not None and now >= self._trailing_at
-            if (not changed and not trailing_due and encoder is not None and encoder.can_repeat
+            if (not changed and not self._trailing_due(now) and encoder is not None and encoder.can_repeat
                     and not self._needs_keyframe(now)
                     and self.output_size(*self.grabber.size) == (encoder.width, encoder.height)):
                 return CapturedFrame.again()
