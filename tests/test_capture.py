@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import i420
 from realenv import paint
 from runner.capture import ScreenGrabber
 from xstate import XState
@@ -15,6 +16,14 @@ pytestmark = pytest.mark.integration
 def lit(pixels: np.ndarray) -> np.ndarray:
     """(row, column) of every pixel that is not black."""
     return np.argwhere(pixels[:, :, :3].max(axis=2) > 0)
+
+
+def assert_pointer_around(drawn: np.ndarray, x: int, y: int, slack: int = 0) -> None:
+    """The (row, column) points ``drawn`` form a pointer-sized box (under 32 px) around (x, y),
+    give or take ``slack`` pixels (a chroma block at the picture's edge)."""
+    (top, left), (bottom, right) = drawn.min(axis=0), drawn.max(axis=0)
+    assert top <= y + slack and y <= bottom + slack and left <= x + slack and x <= right + slack
+    assert bottom - top < 32 and right - left < 32
 
 
 @pytest.mark.parametrize("cursor", [True, False])
@@ -34,9 +43,7 @@ def test_pointer_is_drawn_where_it_is_only_with_cursor_on(xvfb_factory, cursor: 
         assert len(drawn) == 0
         return
     assert len(drawn) > 20  # Xvfb's default cursor, around its hot spot
-    top, left = drawn.min(axis=0)
-    bottom, right = drawn.max(axis=0)
-    assert top <= 60 <= bottom and left <= 100 <= right and bottom - top < 32 and right - left < 32
+    assert_pointer_around(drawn, 100, 60)
 
 
 def test_selected_region_is_grabbed_and_clipped_to_the_screen(xvfb_factory) -> None:
@@ -124,22 +131,10 @@ def test_change_watch_fd_wakes_on_drawing_and_pointer_moves_only(xvfb_factory) -
         xs.close()
 
 
-def i420_planes(frame) -> list[np.ndarray]:
-    out = []
-    for i, plane in enumerate(frame.planes):
-        w, h = (frame.width, frame.height) if i == 0 else (frame.width // 2, frame.height // 2)
-        out.append(np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w].copy())
-    return out
-
-
 @pytest.mark.parametrize("pointer", [(100, 60), (0, 0), (318, 238)])
 def test_zero_copy_picture_equals_the_converted_copy_pointer_included(xvfb_factory, pointer) -> None:
     """grab_picture (shared memory -> I420, pointer patched in) gives exactly the picture that
     grab() + the same conversion gives, also with the pointer at the edges."""
-    import av
-
-    from runner import yuv
-
     x = xvfb_factory(320, 240)
     paint(x.display, (30, 140, 220))
     xs = XState(x.display)
@@ -154,18 +149,14 @@ def test_zero_copy_picture_equals_the_converted_copy_pointer_included(xvfb_facto
         g.close()
         xs.close()
     assert fast.pixels is None and (fast.width, fast.height) == (320, 240)
-    expected = av.VideoFrame(320, 240, "yuv420p")
-    yuv.bgra_to_i420(copy.pixels.ctypes.data, copy.pixels.strides[0], 320, 240, expected)
-    for got, want in zip(i420_planes(fast.picture), i420_planes(expected)):
+    expected = i420.from_bgra(copy.pixels)
+    for got, want in zip(i420.planes(fast.picture), i420.planes(expected)):
         assert np.array_equal(got, want)
-    y = i420_planes(fast.picture)[0]
+    y = i420.planes(fast.picture)[0]
     background = np.bincount(y.ravel()).argmax()
     drawn = np.argwhere(y != background)  # the pointer, around its hot spot
     assert len(drawn) > 10
-    (top, left), (bottom, right) = drawn.min(axis=0), drawn.max(axis=0)
-    px, py = min(pointer[0], 319), min(pointer[1], 239)
-    assert top <= py + 1 and py <= bottom + 1 and left <= px + 1 and px <= right + 1
-    assert bottom - top < 32 and right - left < 32
+    assert_pointer_around(drawn, min(pointer[0], 319), min(pointer[1], 239), slack=1)
 
 
 def test_zero_copy_picture_has_even_size_of_an_odd_region(xvfb_factory) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import i420
 from runner.annexb import h264_nal_types, short_start_code_offsets
 from runner.capture import even_crop
 from runner.encode import EncoderError, H264Encoder
@@ -153,17 +154,6 @@ def test_a_named_encoder_is_used_as_asked_and_fails_clearly() -> None:
         H264Encoder(320, 240, fps=30, bitrate=1_000_000, codec="vp8")
 
 
-def i420_of(bgra: np.ndarray):
-    import av
-
-    from runner import yuv
-
-    h, w = bgra.shape[:2]
-    frame = av.VideoFrame(w, h, "yuv420p")
-    yuv.bgra_to_i420(bgra.ctypes.data, bgra.strides[0], w, h, frame)
-    return frame
-
-
 def test_a_converted_picture_encodes_to_the_same_bytes_as_its_bgra() -> None:
     """The grab's I420 frame (grab_picture) and the BGRA picture take the same path to x264."""
     pictures = [picture(320, 240, 40 * i) for i in range(4)]
@@ -171,7 +161,7 @@ def test_a_converted_picture_encodes_to_the_same_bytes_as_its_bgra() -> None:
     from_i420 = H264Encoder(320, 240, fps=30, bitrate=1_000_000, threads=1)
     for i, bgra in enumerate(pictures):
         a = from_bgra.encode(bgra, keyframe=i == 2)
-        b = from_i420.encode(i420_of(bgra), keyframe=i == 2)
+        b = from_i420.encode(i420.from_bgra(bgra), keyframe=i == 2)
         assert (a.data, a.keyframe) == (b.data, b.keyframe)
 
 
@@ -179,7 +169,7 @@ def test_a_converted_picture_of_another_size_is_scaled_to_the_encoder() -> None:
     import av
 
     enc = H264Encoder(320, 180, fps=30, bitrate=1_000_000)
-    au = enc.encode(i420_of(picture(1280, 720)))
+    au = enc.encode(i420.from_bgra(picture(1280, 720)))
     decoder = av.CodecContext.create("h264", "r")
     (frame,) = decoder.decode(av.Packet(au.data))
     assert (frame.width, frame.height) == (320, 180)
