@@ -148,6 +148,7 @@ class ScreenGrabber:
         self._pool = PicturePool()
         self.screen_size: tuple[int, int] | None = None  # the whole X screen at the last open()
         self._cursor_broken = False  # XFixes failed once: grab without the pointer from then on
+        self._zero_copy = False
 
     def open(self) -> None:
         """Connect to the display and check the monitor; raise DisplayError on failure."""
@@ -185,6 +186,7 @@ class ScreenGrabber:
             self._sct, self._region, self.backend = sct, region, backend
             self._size = region["width"] & ~1, region["height"] & ~1
             self.screen_size = monitors[0]["width"], monitors[0]["height"]
+            self._zero_copy = self._can_zero_copy()
             if backend != BACKENDS[0]:
                 log.warning("capture_backend_fallback", backend=backend, reasons=errors)
             return
@@ -251,7 +253,11 @@ class ScreenGrabber:
 
     @property
     def zero_copy(self) -> bool:
-        """Whether ``grab_picture`` converts from shared memory (else it falls back to ``grab``)."""
+        """Whether ``grab_picture`` converts from shared memory (else it falls back to ``grab``);
+        decided at ``open()``, whose test grab tells whether MIT-SHM works."""
+        return self._zero_copy
+
+    def _can_zero_copy(self) -> bool:
         impl = getattr(self._sct, "_impl", None)
         return (yuv.library() is not None and getattr(impl, "_buf", None) is not None
                 and getattr(getattr(impl, "shm_status", None), "name", "") == "AVAILABLE")
@@ -342,3 +348,4 @@ class ScreenGrabber:
             finally:
                 self._sct = None
                 self._region = None
+                self._zero_copy = False
