@@ -24,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runner.annexb import h264_nal_types, is_h264_keyframe, normalize_start_codes  # noqa: E402
-from runner.e2ee import decrypt_frame, derive_key, encrypt_frame  # noqa: E402
+from runner.annexb import h264_nal_types, is_h264_keyframe, normalize_start_codes
+from runner.e2ee import decrypt_frame, derive_key, encrypt_frame
 
 WIDTH, HEIGHT = 1920, 1080
 GLYPH_W, GLYPH_H, LINE_H = 6, 9, 14

@@ -26,7 +26,7 @@ from livekit import rtc
 from livekit.rtc._proto import stats_pb2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from probe_runner import cpu_seconds, rss_mb  # noqa: E402
+from probe_runner import cpu_seconds, rss_mb
 
 
 async def encoder_stats(track: rtc.LocalVideoTrack) -> dict:

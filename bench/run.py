@@ -31,9 +31,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "tests")]
@@ -246,6 +247,7 @@ async ([trials, gapMin, gapMax, mon]) => {
 
 async def photon_section(lk: LiveKitServer, trials: int, idle_trials: int) -> list[dict]:
     from playwright.async_api import async_playwright
+
     from realenv import CHROMIUM_ARGS, CHROMIUM_PATH, wait_for_viewer
 
     rows = []

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from Xlib import X, display as xdisplay
+from Xlib import X
+from Xlib import display as xdisplay
 from Xlib.error import ConnectionClosedError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -59,7 +59,7 @@ async def _server_answers(url: str) -> bool:
     port = u.port or (443 if u.scheme in ("wss", "https") else 80)
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(u.hostname, port), timeout=1.0)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     writer.close()
     return True

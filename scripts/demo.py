@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from devstack import (  # noqa: E402
+from devstack import (
     QUADRANTS,
     REPO_ROOT,
     ComponentError,

@@ -410,7 +410,7 @@ def paint(display: str, picture: str | Rgb | Quadrants) -> None:
     Sets the root window's background pixmap, which the server keeps after this client has gone,
     so the picture stays until the next paint. Windows on top of the root still cover it.
     """
-    from Xlib import X, display as xdisplay  # python-xlib, a pynput dependency
+    from Xlib import display as xdisplay
 
     conn = xdisplay.Display(display)
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner.control import envelope as env  # noqa: E402
+from runner.control import envelope as env
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "control_envelope.json"
 

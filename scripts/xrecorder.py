@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from Xlib import X, XK
+from Xlib import XK, X
 from Xlib import display as xdisplay
 from Xlib import error as xerror
 

@@ -32,11 +32,29 @@ from devstack import (  # noqa: E402
 )
 
 __all__ = [
-    "CHROMIUM_ARGS", "CHROMIUM_PATH", "COLOR_TOLERANCE", "QUADRANTS", "ComponentError",
-    "LiveKitServer", "Quadrants", "Runner", "SdkScreenPublisher", "ViewerServer", "Xvfb",
-    "color_close", "mint_token", "paint", "parse_color", "sample_pixels", "viewer_link",
-    "viewer_state", "wait_for_viewer", "SCREEN_POINTS", "quadrant_colours",
-    "wait_for_picture", "until",
+    "CHROMIUM_ARGS",
+    "CHROMIUM_PATH",
+    "COLOR_TOLERANCE",
+    "QUADRANTS",
+    "SCREEN_POINTS",
+    "ComponentError",
+    "LiveKitServer",
+    "Quadrants",
+    "Runner",
+    "SdkScreenPublisher",
+    "ViewerServer",
+    "Xvfb",
+    "color_close",
+    "mint_token",
+    "paint",
+    "parse_color",
+    "quadrant_colours",
+    "sample_pixels",
+    "until",
+    "viewer_link",
+    "viewer_state",
+    "wait_for_picture",
+    "wait_for_viewer",
 ]
 
 Rgb = tuple[int, int, int]

@@ -16,8 +16,8 @@ from realenv import Runner, mint_token, wait_for_viewer
 from xstate import XState
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from xorgdummy import XorgDummy  # noqa: E402
-from xrecorder import XRecorder  # noqa: E402
+from xorgdummy import XorgDummy
+from xrecorder import XRecorder
 
 pytestmark = pytest.mark.integration
 

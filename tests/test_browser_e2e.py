@@ -17,11 +17,11 @@ import realenv
 from realenv import (
     QUADRANTS,
     SCREEN_POINTS,
-    quadrant_colours,
     Runner,
     color_close,
     mint_token,
     paint,
+    quadrant_colours,
     sample_pixels,
     wait_for_viewer,
 )

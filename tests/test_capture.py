@@ -101,7 +101,8 @@ def test_change_watch_says_changed_when_it_cannot_tell() -> None:
 def test_change_watch_fd_wakes_on_drawing_and_pointer_moves_only(xvfb_factory) -> None:
     import select
 
-    from Xlib import X, display as xdisplay
+    from Xlib import X
+    from Xlib import display as xdisplay
     from Xlib.ext import xtest
 
     from runner.damage import ChangeWatch

@@ -253,7 +253,7 @@ def test_close_while_get_text_waits_returns_none_promptly(
 def test_another_app_copying_is_reported_once(xvfb: Xvfb, clipboard: X11Clipboard,
                                               changes: Changes) -> None:
     started = time.monotonic()
-    xclip_in(xvfb, "copied elsewhere".encode())
+    xclip_in(xvfb, b"copied elsewhere")
     assert changes.wait_for(1, CHANGE_DEADLINE_S)
     assert time.monotonic() - started < CHANGE_DEADLINE_S + 0.5
     time.sleep(QUIET_PERIOD_S)

@@ -16,7 +16,7 @@ from realenv import Runner, mint_token, until
 from xstate import XState
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from xorgdummy import XorgDummy  # noqa: E402
+from xorgdummy import XorgDummy
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ import realenv
 from realenv import QUADRANTS, SCREEN_POINTS, LiveKitServer, Runner, Xvfb, mint_token, paint, wait_for_viewer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from xorgdummy import XorgDummy  # noqa: E402
+from xorgdummy import XorgDummy
 
 pytestmark = [
     pytest.mark.integration,

@@ -21,15 +21,15 @@ import pytest
 from realenv import (
     QUADRANTS,
     SCREEN_POINTS,
-    quadrant_colours,
-    wait_for_picture,
     Runner,
     color_close,
     mint_token,
     paint,
+    quadrant_colours,
     sample_pixels,
     viewer_link,
     viewer_state,
+    wait_for_picture,
     wait_for_viewer,
 )
 

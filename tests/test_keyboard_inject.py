@@ -32,9 +32,9 @@ from runner.control.keyboard import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-import xorgdummy  # noqa: E402
-from devstack import ComponentError, Xvfb  # noqa: E402
-from xrecorder import XRecorder  # noqa: E402
+import xorgdummy
+from devstack import ComponentError, Xvfb
+from xrecorder import XRecorder
 
 integration = pytest.mark.integration
 NONE: frozenset[str] = frozenset()

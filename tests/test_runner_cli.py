@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from realenv import LiveKitServer, Runner, Xvfb
 from devstack import free_tcp_port
+from realenv import LiveKitServer, Runner, Xvfb
 
 pytestmark = pytest.mark.integration
 

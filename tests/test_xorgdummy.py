@@ -14,8 +14,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-import xorgdummy  # noqa: E402
-from devstack import ComponentError  # noqa: E402
+import xorgdummy
+from devstack import ComponentError
 
 pytestmark = pytest.mark.integration
 

@@ -13,17 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from Xlib import X, XK
+from Xlib import XK, X
 from Xlib import display as xdisplay
 from Xlib.ext import xtest
 from Xlib.protocol import event as xevent
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-import xorgdummy  # noqa: E402
-import xrecorder  # noqa: E402
-from devstack import ComponentError, Xvfb  # noqa: E402
-from xrecorder import XRecorder  # noqa: E402
+import xorgdummy
+import xrecorder
+from devstack import ComponentError, Xvfb
+from xrecorder import XRecorder
 
 integration = pytest.mark.integration
 ISO_LEVEL3_SHIFT = 0xFE03

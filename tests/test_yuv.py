@@ -11,7 +11,6 @@ from i420 import planes
 from runner import yuv
 
 
-
 @pytest.fixture(autouse=True)
 def _libyuv_installed() -> None:
     """A missing libyuv fails these tests instead of skipping them (setup.sh installs it)."""

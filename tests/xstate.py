@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from Xlib import X, display as xdisplay
+from Xlib import X
+from Xlib import display as xdisplay
 
 BUTTON_MASKS = {"left": X.Button1Mask, "middle": X.Button2Mask, "right": X.Button3Mask}
 

@@ -149,7 +149,7 @@ class ReplayWindow:
     ``accept`` only after the envelope verified, so forgeries cannot move the window.
     """
 
-    __slots__ = ("highest", "_seen")
+    __slots__ = ("_seen", "highest")
 
     def __init__(self) -> None:
         self.highest = 0

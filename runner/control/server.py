@@ -83,7 +83,7 @@ class Session:
 
 
 class TokenBucket:
-    __slots__ = ("rate", "burst", "tokens", "last")
+    __slots__ = ("burst", "last", "rate", "tokens")
 
     def __init__(self, rate: float, burst: float) -> None:
         self.rate, self.burst, self.tokens, self.last = rate, burst, burst, time.monotonic()

@@ -29,8 +29,8 @@ from .frame import (
 from .keys import (
     DEFAULT_RING_SIZE,
     DEFAULT_SALT,
-    KeyRing,
     Kdf,
+    KeyRing,
     derive_key,
     key_fingerprint,
     ratchet,

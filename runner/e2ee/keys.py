@@ -93,7 +93,7 @@ def key_fingerprint(key: bytes) -> str:
 class _Slot:
     """Material and derived key at one ring index. Its repr shows only the fingerprint."""
 
-    __slots__ = ("material", "key", "fingerprint")
+    __slots__ = ("fingerprint", "key", "material")
 
     def __init__(self, material: bytes, key: bytes) -> None:
         self.material = material
