@@ -6,18 +6,14 @@ size the browser decodes."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from realenv import Runner, mint_token, wait_for_viewer
-from xstate import XState
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from xorgdummy import XorgDummy
 from xrecorder import XRecorder
+from xstate import XState
 
 pytestmark = pytest.mark.integration
 

@@ -5,18 +5,14 @@ without a reconnect, and a layout change at run time pushed to viewers."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from controlclient import ControlClient
 from realenv import Runner, mint_token, until
-from xstate import XState
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from xorgdummy import XorgDummy
+from xstate import XState
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,6 @@ import asyncio
 import datetime
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -23,8 +22,6 @@ import pytest
 
 import realenv
 from realenv import QUADRANTS, SCREEN_POINTS, LiveKitServer, Runner, Xvfb, mint_token, paint, wait_for_viewer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from xorgdummy import XorgDummy
 
 pytestmark = [

@@ -8,15 +8,15 @@ Xorg with the dummy driver switched to a German keymap.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import pytest
 from Xlib import X
 from Xlib import display as xdisplay
 
+import xorgdummy
+from devstack import ComponentError, Xvfb
 from runner.control import keyboard as kbd
 from runner.control.keyboard import (
     CHAR,
@@ -29,11 +29,6 @@ from runner.control.keyboard import (
     KeyboardInjector,
     keysym,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-
-import xorgdummy
-from devstack import ComponentError, Xvfb
 from xrecorder import XRecorder
 
 integration = pytest.mark.integration

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from Xlib import XK, X
 from Xlib import display as xdisplay
 from Xlib.ext import xtest
 from Xlib.protocol import event as xevent
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 import xorgdummy
 import xrecorder
