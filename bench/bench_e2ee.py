@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runner.annexb import h264_nal_types, is_h264_keyframe, normalize_start_codes
+from runner.bitstream.annexb import h264_nal_types, is_h264_keyframe, normalize_start_codes
 from runner.e2ee import decrypt_frame, derive_key, encrypt_frame
 
 WIDTH, HEIGHT = 1920, 1080

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from runner.config import load_settings  # noqa: E402
 from runner.logs import register_secrets, setup_logging  # noqa: E402
+from runner.media.pipeline import FrameTimes  # noqa: E402
 from runner.service import Service  # noqa: E402
-from runner.session import FrameTimes  # noqa: E402
 
 STAGES = ("capture", "convert", "encode", "encrypt", "handoff")
 

@@ -37,7 +37,7 @@ def _http_url(ws_url: str) -> str:
 
 
 def check_display(settings: Settings) -> str:
-    from runner.capture import DisplayError, ScreenGrabber
+    from runner.media.capture import DisplayError, ScreenGrabber
 
     grabber = ScreenGrabber(settings.capture.display, settings.capture.monitor, cursor=settings.capture.cursor)
     try:
@@ -53,7 +53,7 @@ def check_display(settings: Settings) -> str:
 def check_encoder(settings: Settings) -> str:
     import numpy as np
 
-    from runner.encode import EncoderError, H264Encoder, choose_codec
+    from runner.media.encode import EncoderError, H264Encoder, choose_codec
 
     width, height = 1280, 720
     cfg = settings.encoder

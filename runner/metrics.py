@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from runner.logs import get_logger
-from runner.session import FrameTimes
+from runner.media.pipeline import FrameTimes
 
 log = get_logger(__name__)
 

@@ -19,15 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from runner import e2ee
-from runner.capture import DisplayError, ScreenGrabber
 from runner.config import ConfigError, Settings, load_settings, parse_host_port
 from runner.control import envelope as control_envelope
 from runner.control.inject import Injector
 from runner.control.server import ControlServer
 from runner.logs import get_logger, register_secrets
+from runner.media.capture import DisplayError, ScreenGrabber
+from runner.media.pipeline import Pipeline, Sealer
 from runner.notify import Notifier, WatchdogGate, feed_watchdog
 from runner.publish import Publisher, SdkKey
-from runner.session import Pipeline, Sealer
 
 log = get_logger(__name__)
 

@@ -13,7 +13,7 @@ PYTHON="${PYTHON:-python3}"
 say() { printf '[setup] %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------------------------
-# libyuv0: the runner converts BGRA to I420 with it (runner/yuv.py; optional at run time).
+# libyuv0: the runner converts BGRA to I420 with it (runner/media/yuv.py; optional at run time).
 # Xorg with the dummy driver (+ xcvt, setxkbmap): several monitors and non-US keymaps in tests;
 # xclip: checks the clipboard from another X client; systemd: systemd-analyze verifies the units.
 APT_PACKAGES=(libyuv0 xvfb xauth chromium xdotool x11-utils x11-xserver-utils fonts-dejavu-core

@@ -6,7 +6,7 @@ from __future__ import annotations
 import av
 import numpy as np
 
-from runner import yuv
+from runner.media import yuv
 
 
 def from_bgra(bgra: np.ndarray) -> av.VideoFrame:

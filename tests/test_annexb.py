@@ -1,4 +1,4 @@
-"""runner.annexb: start codes, NALU boundaries and types, with literal byte strings.
+"""runner.bitstream.annexb: start codes, NALU boundaries and types, with literal byte strings.
 
 Vectors marked "naluUtils.test.ts" are ported from livekit-client 2.23
 (src/e2ee/worker/naluUtils.test.ts).
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.annexb import (
+from runner.bitstream.annexb import (
     find_nalu_indices,
     h264_nal_type,
     h264_nal_types,

@@ -7,7 +7,7 @@ import pytest
 
 import i420
 from realenv import paint
-from runner.capture import ScreenGrabber
+from runner.media.capture import ScreenGrabber
 from xstate import XState
 
 pytestmark = pytest.mark.integration
@@ -65,7 +65,7 @@ def test_selected_region_is_grabbed_and_clipped_to_the_screen(xvfb_factory) -> N
 def test_change_watch_reports_drawing_and_pointer_moves_once(xvfb_factory) -> None:
     import time
 
-    from runner.damage import ChangeWatch
+    from runner.media.damage import ChangeWatch
 
     x = xvfb_factory(320, 240)
     xs = XState(x.display)
@@ -92,7 +92,7 @@ def test_change_watch_reports_drawing_and_pointer_moves_once(xvfb_factory) -> No
 
 
 def test_change_watch_says_changed_when_it_cannot_tell() -> None:
-    from runner.damage import ChangeWatch
+    from runner.media.damage import ChangeWatch
 
     watch = ChangeWatch(":4093", cursor=True)  # no such display
     assert not watch.active and watch.changed() is True
@@ -105,7 +105,7 @@ def test_change_watch_fd_wakes_on_drawing_and_pointer_moves_only(xvfb_factory) -
     from Xlib import display as xdisplay
     from Xlib.ext import xtest
 
-    from runner.damage import ChangeWatch
+    from runner.media.damage import ChangeWatch
 
     x = xvfb_factory(320, 240)
     xs = XState(x.display)
@@ -192,7 +192,7 @@ def test_released_pictures_are_reused_and_held_ones_never(xvfb_factory) -> None:
 
 
 def test_without_libyuv_the_pipeline_grab_falls_back_to_a_bgra_copy(xvfb_factory, monkeypatch) -> None:
-    from runner import yuv
+    from runner.media import yuv
 
     x = xvfb_factory(320, 240)
     monkeypatch.setattr(yuv, "library", lambda: None)

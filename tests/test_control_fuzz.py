@@ -22,7 +22,7 @@ from runner.config import load_settings
 from runner.control import envelope as env
 from runner.control.pointer import layout_from_mss
 from runner.control.server import ControlServer
-from runner.session import Stats
+from runner.media.pipeline import Stats
 
 PASSPHRASE = "fuzz passphrase"
 RUNNER = "desktop-runner"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.e2ee.escaping import (
+from runner.bitstream.escaping import (
     escape_rbsp,
     needs_unescaping,
     unescape_rbsp,

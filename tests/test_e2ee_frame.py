@@ -153,7 +153,7 @@ def test_encrypt_reproduces_the_worker_bytes(codec, keyframe, plain, iv, wire):
 
 @pytest.mark.parametrize("codec, keyframe, plain, iv, wire", WORKER_VECTORS, ids=VECTOR_IDS)
 def test_decrypt_of_the_worker_bytes(codec, keyframe, plain, iv, wire):
-    from runner.annexb import normalize_start_codes
+    from runner.bitstream.annexb import normalize_start_codes
 
     plaintext = bytes.fromhex(plain)
     header_bytes, nalu = clear_header_length(plaintext, codec=codec, keyframe=keyframe)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from runner import e2ee
-from runner.annexb import normalize_start_codes
+from runner.bitstream.annexb import normalize_start_codes
 from runner.e2ee.frame import clear_header_length
 
 KEY = e2ee.derive_key("wire-bits")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import i420
-from runner.annexb import h264_nal_types, short_start_code_offsets
-from runner.capture import even_crop
-from runner.encode import EncoderError, H264Encoder
+from runner.bitstream.annexb import h264_nal_types, short_start_code_offsets
+from runner.media.capture import even_crop
+from runner.media.encode import EncoderError, H264Encoder
 
 SPS, PPS, IDR, NON_IDR = 7, 8, 5, 1
 
@@ -133,7 +133,7 @@ def test_read_only_picture_is_converted_too(encoder: H264Encoder) -> None:
 
 def test_auto_falls_back_to_libx264_and_says_why_each_hardware_encoder_was_passed_over() -> None:
     # This machine has no GPU: each hardware encoder is tried and refused with a reason.
-    from runner.encode import HARDWARE_CODECS, choose_codec
+    from runner.media.encode import HARDWARE_CODECS, choose_codec
 
     codec, passed_over = choose_codec("auto", fps=30, bitrate=2_000_000, max_bitrate=4_000_000)
     assert codec == "libx264"
@@ -144,7 +144,7 @@ def test_auto_falls_back_to_libx264_and_says_why_each_hardware_encoder_was_passe
 
 
 def test_a_named_encoder_is_used_as_asked_and_fails_clearly() -> None:
-    from runner.encode import choose_codec
+    from runner.media.encode import choose_codec
 
     assert choose_codec("libx264", fps=30, bitrate=2_000_000, max_bitrate=4_000_000) == ("libx264", {})
     assert choose_codec("h264_vaapi", fps=30, bitrate=2_000_000, max_bitrate=4_000_000) == ("h264_vaapi", {})

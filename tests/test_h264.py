@@ -1,4 +1,4 @@
-"""runner.h264: skip pictures written into libx264's stream (pure logic, PyAV's decoder)."""
+"""runner.media.h264: skip pictures written into libx264's stream (pure logic, PyAV's decoder)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import av
 import numpy as np
 import pytest
 
-from runner.annexb import h264_nal_type, is_h264_slice, iter_nalu_indices
-from runner.encode import H264Encoder
-from runner.h264 import BitReader, BitWriter, SkipFrames, unescape
+from runner.bitstream.annexb import h264_nal_type, is_h264_slice, iter_nalu_indices
+from runner.media.encode import H264Encoder
+from runner.media.h264 import BitReader, BitWriter, SkipFrames, unescape
 
 IDR = 5
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from runner.config import load_settings
+from runner.media.pipeline import Pipeline
 from runner.publish import MIN_TIMESTAMP_STEP_US, Publisher
-from runner.session import Pipeline
 
 
 @pytest.fixture
@@ -177,7 +177,7 @@ class FakeGrabber:
         self.grabs = 0
 
     def grab_picture(self):
-        from runner.capture import CapturedFrame
+        from runner.media.capture import CapturedFrame
 
         self.grabs += 1
         return CapturedFrame(pixels=None, captured_at=0.0)

@@ -1,4 +1,4 @@
-"""runner.yuv: the system libyuv through ctypes, against the LiveKit SDK's own libyuv."""
+"""runner.media.yuv: the system libyuv through ctypes, against the LiveKit SDK's own libyuv."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from livekit import rtc
 
 from i420 import planes
-from runner import yuv
+from runner.media import yuv
 
 
 @pytest.fixture(autouse=True)

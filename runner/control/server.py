@@ -31,7 +31,7 @@ from runner.control.held import BUTTON, KEY, Held, HeldInputs
 from runner.control.inject import Injector
 from runner.control.pointer import Layout, UnknownMonitor, WheelAccumulator, layout_from_mss
 from runner.logs import get_logger
-from runner.session import Pipeline
+from runner.media.pipeline import Pipeline
 
 log = get_logger(__name__)
 

@@ -13,7 +13,7 @@ How many bytes stay in clear (the "header"), per codec:
 
 - ``opus`` (any audio): 1 (the TOC byte).
 - ``vp8``: 10 for a key frame, 3 for a delta frame. ``vp9``: 0.
-- ``h264`` / ``h265``: the Annex B stream is scanned (see :func:`runner.annexb.find_nalu_indices`);
+- ``h264`` / ``h265``: the Annex B stream is scanned (see :func:`runner.bitstream.annexb.find_nalu_indices`);
   the first slice NALU decides, H.264 slice types first, then H.265, whatever ``codec`` says. The
   header runs to that slice's NAL header + 2 bytes. The encoder rewrites 3-byte start codes in the
   header to 4-byte ones (the receiving browser rebuilds NALUs with 4-byte codes) and escapes
@@ -34,7 +34,7 @@ from typing import Literal, get_args
 
 from cryptography.exceptions import InvalidTag
 
-from runner.annexb import (
+from runner.bitstream.annexb import (
     h264_nal_type,
     h265_nal_type,
     is_h264_slice,
@@ -42,10 +42,10 @@ from runner.annexb import (
     iter_nalu_indices,
     normalize_start_codes,
 )
+from runner.bitstream.escaping import escape_rbsp, unescape_rbsp_if_needed
 
 from ._aead import GCM_TAG_LENGTH, IV_LENGTH, cipher
 from .errors import DecryptionError
-from .escaping import escape_rbsp, unescape_rbsp_if_needed
 
 Codec = Literal["h264", "h265", "vp8", "vp9", "opus"]
 """Codecs livekit-client encrypts. ``opus`` stands for the audio rule (any audio codec)."""

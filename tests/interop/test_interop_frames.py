@@ -13,7 +13,7 @@ import re
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from runner.annexb import (
+from runner.bitstream.annexb import (
     H264_NAL_SEI,
     H264_NAL_SLICE_IDR,
     H264_NAL_SLICE_NON_IDR,

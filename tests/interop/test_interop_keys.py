@@ -32,7 +32,7 @@ def round_trips(js: WorkerHost, au: bytes, key: bytes, *, key_index: int = 0,
 
 @pytest.fixture
 def idr(x264_units) -> bytes:
-    from runner.annexb import normalize_start_codes
+    from runner.bitstream.annexb import normalize_start_codes
 
     return normalize_start_codes(x264_units[0][0])
 

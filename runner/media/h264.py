@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.annexb import h264_nal_type, is_h264_slice, nalu_spans
+from runner.bitstream.annexb import h264_nal_type, is_h264_slice, nalu_spans
 
 NAL_SLICE, NAL_IDR, NAL_SPS, NAL_PPS = 1, 5, 7, 8
 NAL_REF_SLICE = 0x40 | NAL_SLICE  # nal_ref_idc 2, as libx264 marks its P pictures

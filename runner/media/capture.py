@@ -6,7 +6,7 @@ single-thread executor, never on the event loop.
 
 Two ways out: ``grab()`` returns a BGRA copy (tests, ``check``, and any server without MIT-SHM);
 ``grab_picture()``, the pipeline's, converts the X server's shared-memory image straight into an
-I420 frame for the encoder with libyuv (``runner.yuv``), with no BGRA copy at all (at 1080p60
+I420 frame for the encoder with libyuv (``runner.media.yuv``), with no BGRA copy at all (at 1080p60
 that copy and mss's pure-Python pointer drawing cost about 1.5 ms per frame). The pointer is
 drawn by this module in both cases (XFixes), the same way.
 """
@@ -23,8 +23,8 @@ import av
 import mss
 import numpy as np
 
-from runner import yuv
 from runner.logs import get_logger
+from runner.media import yuv
 
 log = get_logger(__name__)
 
@@ -58,7 +58,7 @@ class CapturedFrame:
 
     @classmethod
     def again(cls) -> CapturedFrame:
-        """The screen did not change: the encoder shows its last picture again (runner.h264)."""
+        """The screen did not change: the encoder shows its last picture again (runner.media.h264)."""
         return cls(pixels=None, captured_at=time.monotonic(), repeat=True)
 
     @property

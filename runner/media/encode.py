@@ -22,9 +22,9 @@ import numpy as np
 from av.video.frame import PictureType
 from livekit import rtc
 
-from runner import yuv
-from runner.annexb import normalize_start_codes
-from runner.h264 import SkipFrames
+from runner.bitstream.annexb import normalize_start_codes
+from runner.media import yuv
+from runner.media.h264 import SkipFrames
 
 if TYPE_CHECKING:
     from runner.config import EncoderSettings
@@ -182,7 +182,7 @@ class H264Encoder:
             for plane, (w, h) in zip(self._i420.planes, ((width, height), (width // 2, height // 2), (width // 2, height // 2)))
         ]
         self.converter = "libyuv"  # swscale when libyuv is not available or the picture is scaled
-        # "Show the last picture again" without encoding it (runner.h264); libx264 only, the
+        # "Show the last picture again" without encoding it (runner.media.h264); libx264 only, the
         # encoder whose stream it has been checked against.
         self._skips = SkipFrames() if codec == "libx264" else None
 
@@ -212,7 +212,7 @@ class H264Encoder:
         return frame
 
     def _libyuv_i420(self, bgra: np.ndarray) -> av.VideoFrame | None:
-        """BGRA -> I420 with libyuv into the kept frame: the system's (``runner.yuv``), else
+        """BGRA -> I420 with libyuv into the kept frame: the system's (``runner.media.yuv``), else
         the copy the LiveKit SDK ships, behind its FFI (a copy in and out, about 1 ms more at
         1080p). About 4x faster than swscale's BGRA -> YUV420P with the same BT.601
         limited-range matrix (channels agree within 1). None if libyuv cannot be used."""
@@ -301,7 +301,7 @@ class H264Encoder:
     @property
     def can_repeat(self) -> bool:
         """Whether ``repeat()`` can show the last picture again (after a first picture, for a
-        stream runner.h264 can describe)."""
+        stream runner.media.h264 can describe)."""
         skips = self._skips
         return skips is not None and skips.info is not None and skips.info.skippable
 

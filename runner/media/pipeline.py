@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.capture import CapturedFrame, DisplayError, ScreenGrabber
 from runner.config import Settings
-from runner.encode import AccessUnit, EncoderError, H264Encoder, choose_codec
 from runner.logs import get_logger
+from runner.media.capture import CapturedFrame, DisplayError, ScreenGrabber
+from runner.media.encode import AccessUnit, EncoderError, H264Encoder, choose_codec
 from runner.notify import Notifier, WatchdogGate
 from runner.publish import Publisher
 
@@ -97,7 +97,7 @@ class Pipeline:
         self._latest: CapturedFrame | None = None
         self._force_keyframe = True
         self._keyframe_requested = False  # LiveKit asked; collected by _poll_feedback
-        self._watch: Any = None  # runner.damage.ChangeWatch, on the capture thread
+        self._watch: Any = None  # runner.media.damage.ChangeWatch, on the capture thread
         self._echo_keyframe_at: float | None = None
         self._trailing_at: float | None = None  # see TRAILING_FRAME_S
         self._grab_changed = False  # the last grab saw a change on screen (capture thread)
@@ -257,7 +257,7 @@ class Pipeline:
     def _grab_if_changed(self, must: bool) -> CapturedFrame | None:
         """Capture thread: a picture, or None when the screen did not change since the last one,
         or (a still screen's refresh) a repeat of the last one, which costs no grab and no
-        encode when the encoder can write it (runner.h264)."""
+        encode when the encoder can write it (runner.media.h264)."""
         watch = self._watch
         self._grab_changed = not must
         if watch is not None and self.skip_unchanged:
@@ -285,7 +285,7 @@ class Pipeline:
 
     def open_change_watch(self) -> None:
         """Capture thread: watch the display for changes (XDamage); reopened after display loss."""
-        from runner.damage import ChangeWatch
+        from runner.media.damage import ChangeWatch
 
         if self._watch is not None:
             self._watch.close()

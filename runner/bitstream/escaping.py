@@ -11,7 +11,7 @@ lets a caller escape a whole frame after its header without copying the body out
 
 from __future__ import annotations
 
-from runner.annexb import (
+from runner.bitstream.annexb import (
     EMULATION_PREVENTION_BYTE,
     emulation_prevention_offsets,
     zero_pair_offsets,

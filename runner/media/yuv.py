@@ -4,7 +4,7 @@ The system's libyuv (Debian/Ubuntu package ``libyuv0``) converts a 1080p BGRA pi
 0.2 ms, reading it where it lies (the X server's shared-memory image) and writing into the
 planes of the frame libx264 encodes: no copy on either side. The LiveKit SDK ships libyuv
 too, but only behind its FFI (a copy in, a new buffer out: about 1 ms more per 1080p frame), so
-that is the fallback when the system library is missing (``runner.encode``).
+that is the fallback when the system library is missing (``runner.media.encode``).
 
 Both functions use BT.601 limited range, the matrix the encoder's VUI declares.
 """

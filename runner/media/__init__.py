@@ -1,0 +1,1 @@
+"""The media pipeline: capture -> convert -> encode -> (encrypt, publish), and what schedules it."""
