@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from runner.bitstream.annexb import h264_nal_type, is_h264_slice, iter_nalu_indices
+from runner.bitstream.bits import BitReader, BitWriter
+from runner.bitstream.escaping import unescape_rbsp as unescape
 from runner.media.encode import H264Encoder
-from runner.media.h264 import BitReader, BitWriter, SkipFrames, unescape
+from runner.media.h264 import SkipFrames
 
 IDR = 5
 

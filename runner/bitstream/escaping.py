@@ -1,13 +1,12 @@
-"""Emulation prevention over the encrypted part of H.264/H.265 frames.
+"""Emulation prevention (ITU-T H.264 7.4.1, H.265 7.4.2): the ``03`` bytes that keep start codes out of a NALU.
 
-livekit-client escapes everything after the clear header (ciphertext, tag, IV, trailer) so that no
-start code shows up inside it: every ``00 00 0x`` with ``x <= 3`` becomes ``00 00 03 0x``, the way
-an encoder escapes a NALU payload. The receiver removes ``00 00 03`` -> ``00 00`` before it reads
-the trailer. These functions have the semantics of the JS ``writeRbsp`` / ``parseRbsp`` /
-``needsRbspUnescaping`` applied to ``data[start:]``; they visit only the ``00 00`` pairs (about one
-per 64 KiB of ciphertext), found by a vectorised scan, instead of looping over bytes. ``start``
-lets a caller escape a whole frame after its header without copying the body out first.
-"""
+An encoder escapes every ``00 00 0x`` with ``x <= 3`` as ``00 00 03 0x``; a decoder removes
+``00 00 03`` -> ``00 00``. One copy for the whole runner: the E2EE frame format escapes
+everything after the clear header with it (livekit-client's ``writeRbsp`` / ``parseRbsp`` /
+``needsRbspUnescaping`` applied to ``data[start:]``), and ``runner.media.h264`` with it reads
+and rewrites slice headers. The functions visit only the ``00 00`` pairs (about one per 64 KiB
+of ciphertext), found by a vectorised scan, instead of looping over bytes. ``start`` lets a
+caller escape a whole frame after its header without copying the body out first."""
 
 from __future__ import annotations
 

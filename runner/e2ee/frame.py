@@ -42,6 +42,7 @@ from runner.bitstream.annexb import (
     iter_nalu_indices,
     normalize_start_codes,
 )
+from runner.bitstream.bits import BitReader
 from runner.bitstream.escaping import escape_rbsp, unescape_rbsp_if_needed
 
 from ._aead import GCM_TAG_LENGTH, IV_LENGTH, cipher
@@ -197,27 +198,16 @@ def _h264_parsed_bits_past_clear(layout: _Layout) -> tuple[int, int] | None:
     frame, clear_bytes = layout.frame, layout.clear_bytes
     if not layout.nalu or not is_h264_slice(h264_nal_type(frame[clear_bytes - SLICE_HEADER_CLEAR_BYTES])):
         return None
-    slice_header = frame[clear_bytes - 1 : clear_bytes + 7]  # the clear byte + enough to parse
-    bit = 0
-    for _ in range(3):  # first_mb_in_slice, slice_type, pic_parameter_set_id
-        bit = _exp_golomb_end(slice_header, bit)
-        if bit is None:
-            return None
-    count = bit - 8
+    reader = BitReader(frame[clear_bytes - 1 : clear_bytes + 7])  # the clear byte + enough to parse
+    try:
+        for _ in range(3):  # first_mb_in_slice, slice_type, pic_parameter_set_id
+            reader.ue()
+    except ValueError:  # cut off by the end of the frame
+        return None
+    count = reader.pos - 8
     if count <= 0 or count > MAX_MATCHED_BITS:
         return None
     return _leading_bits(frame, count, clear_bytes), count
-
-
-def _exp_golomb_end(data: bytes, bit: int) -> int | None:
-    """Bit position after the ue(v) number starting at ``bit`` in ``data``, or None if cut off."""
-    total = 8 * len(data)
-    value = int.from_bytes(data, "big")
-    zeros = 0
-    while bit + zeros < total and not (value >> (total - 1 - bit - zeros)) & 1:
-        zeros += 1
-    end = bit + 2 * zeros + 1
-    return end if end <= total else None
 
 
 def _leading_bits(data: bytes, count: int, offset: int) -> int:

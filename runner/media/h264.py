@@ -22,83 +22,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.bitstream.annexb import h264_nal_type, is_h264_slice, nalu_spans
+from runner.bitstream.annexb import (
+    H264_NAL_PPS,
+    H264_NAL_SLICE_IDR,
+    H264_NAL_SLICE_NON_IDR,
+    H264_NAL_SPS,
+    START_CODE_4,
+    h264_nal_type,
+    is_h264_slice,
+    nalu_spans,
+)
+from runner.bitstream.bits import BitReader, BitWriter
+from runner.bitstream.escaping import escape_rbsp, unescape_rbsp
 
-NAL_SLICE, NAL_IDR, NAL_SPS, NAL_PPS = 1, 5, 7, 8
-NAL_REF_SLICE = 0x40 | NAL_SLICE  # nal_ref_idc 2, as libx264 marks its P pictures
+NAL_REF_SLICE = 0x40 | H264_NAL_SLICE_NON_IDR  # nal_ref_idc 2, as libx264 marks its P pictures
 SLICE_TYPE_P_ALL = 5  # P, and every slice of the picture is P
 HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
-START_CODE = b"\x00\x00\x00\x01"
-
-
-class BitReader:
-    """MSB-first bits of an RBSP (emulation prevention already removed)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._value = int.from_bytes(data, "big")
-        self._total = 8 * len(data)
-        self.pos = 0
-
-    def u(self, count: int) -> int:
-        if self.pos + count > self._total:
-            raise ValueError("H.264 header ends early")
-        self.pos += count
-        return (self._value >> (self._total - self.pos)) & ((1 << count) - 1)
-
-    def ue(self) -> int:
-        zeros = 0
-        while self.u(1) == 0:
-            zeros += 1
-            if zeros > 31:
-                raise ValueError("H.264 Exp-Golomb number too long")
-        return (1 << zeros) - 1 + self.u(zeros)
-
-    def se(self) -> int:
-        k = self.ue()
-        return (k + 1) // 2 if k & 1 else -(k // 2)
-
-
-class BitWriter:
-    def __init__(self) -> None:
-        self._value = 0
-        self._bits = 0
-
-    def u(self, count: int, value: int) -> None:
-        self._value = (self._value << count) | (value & ((1 << count) - 1))
-        self._bits += count
-
-    def ue(self, value: int) -> None:
-        code = value + 1
-        length = code.bit_length()
-        self.u(2 * length - 1, code)  # length - 1 zeros, then the number itself
-
-    def se(self, value: int) -> None:
-        self.ue(2 * value - 1 if value > 0 else -2 * value)
-
-    def rbsp(self) -> bytes:
-        """The bits with rbsp_trailing_bits (a stop bit, then zeros to a byte boundary)."""
-        self.u(1, 1)
-        pad = -self._bits % 8
-        value, bits = self._value << pad, self._bits + pad
-        return value.to_bytes(bits // 8, "big")
-
-
-def unescape(nal: bytes) -> bytes:
-    """Emulation prevention removed: every 00 00 03 becomes 00 00."""
-    return nal.replace(b"\x00\x00\x03", b"\x00\x00") if b"\x00\x00\x03" in nal else nal
-
-
-def escape(rbsp: bytes) -> bytes:
-    """Emulation prevention added: 00 00 followed by 00..03 gets a 03 in between."""
-    out = bytearray()
-    zeros = 0
-    for byte in rbsp:
-        if zeros >= 2 and byte <= 3:
-            out.append(3)
-            zeros = 0
-        out.append(byte)
-        zeros = zeros + 1 if byte == 0 else 0
-    return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -123,7 +62,7 @@ class StreamInfo:
 
 def parse_sps(nal: bytes) -> dict[str, int]:
     """The fields of a sequence parameter set (NAL header byte included) that slices need."""
-    r = BitReader(unescape(nal[1:]))
+    r = BitReader(unescape_rbsp(nal[1:]))
     profile = r.u(8)
     r.u(16)  # constraint flags, reserved bits, level_idc
     sps_id = r.ue()
@@ -152,7 +91,7 @@ def parse_sps(nal: bytes) -> dict[str, int]:
 
 
 def parse_pps(nal: bytes) -> dict[str, int]:
-    r = BitReader(unescape(nal[1:]))
+    r = BitReader(unescape_rbsp(nal[1:]))
     pps_id, sps_id, cabac = r.ue(), r.ue(), r.u(1)
     r.u(1)  # bottom_field_pic_order_in_frame_present_flag
     if r.ue():  # num_slice_groups_minus1
@@ -200,12 +139,12 @@ class SkipFrames:
         done = 0
         for start, end in nalu_spans(au):
             nal_type = h264_nal_type(au[start])
-            if nal_type == NAL_IDR:
+            if nal_type == H264_NAL_SLICE_IDR:
                 self._shift = 0
-            if nal_type == NAL_SPS:
+            if nal_type == H264_NAL_SPS:
                 sps = parse_sps(au[start:end])
                 self._sps[sps["sps_id"]] = sps
-            elif nal_type == NAL_PPS:
+            elif nal_type == H264_NAL_PPS:
                 pps = parse_pps(au[start:end])
                 sps = self._sps[pps["sps_id"]]
                 self._streams[pps["pps_id"]] = StreamInfo(
@@ -231,7 +170,7 @@ class SkipFrames:
         cut = min(len(nal), 16)
         while cut < len(nal) and nal[cut - 1] == 0:
             cut += 1
-        rbsp = unescape(nal[1:cut])
+        rbsp = unescape_rbsp(nal[1:cut])
         r = BitReader(rbsp)
         r.ue()  # first_mb_in_slice
         r.ue()  # slice_type
@@ -247,7 +186,7 @@ class SkipFrames:
         value = int.from_bytes(rbsp, "big")
         shift = total - at - bits
         value = (value & ~(((1 << bits) - 1) << shift)) | (frame_num << shift)
-        return nal[:1] + escape(value.to_bytes(len(rbsp), "big")) + nal[cut:]
+        return nal[:1] + escape_rbsp(value.to_bytes(len(rbsp), "big")) + nal[cut:]
 
     def skip(self) -> bytes | None:
         """An access unit that shows the last picture again, or None when this stream cannot
@@ -274,4 +213,4 @@ class SkipFrames:
         w.ue(info.width_mbs * info.height_mbs)  # mb_skip_run: every macroblock
         self._ref_frame_num = frame_num
         self._shift += 1
-        return START_CODE + bytes((NAL_REF_SLICE,)) + escape(w.rbsp())
+        return START_CODE_4 + bytes((NAL_REF_SLICE,)) + escape_rbsp(w.rbsp())
