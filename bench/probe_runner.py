@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from runner.config import load_settings  # noqa: E402
 from runner.logs import register_secrets, setup_logging  # noqa: E402
-from runner.media.pipeline import FrameTimes  # noqa: E402
+from runner.media.stats import FrameTimes  # noqa: E402
 from runner.service import Service  # noqa: E402
 
 STAGES = ("capture", "convert", "encode", "encrypt", "handoff")
@@ -73,13 +73,13 @@ class Recorder:
 
 async def measure(service: Service, recorder: Recorder, warmup: float, seconds: float,
                   rss_every: float, samples: bool = True) -> dict:
-    stats = service.pipeline.stats
-    while stats.published == 0:
+    pipeline = service.pipeline
+    while pipeline.stats.published == 0:
         if service.stop.is_set():
             raise RuntimeError("the service stopped before publishing a frame")
         await asyncio.sleep(0.05)
     await asyncio.sleep(warmup)
-    before, cpu0, t0, rss0 = stats.snapshot(), cpu_seconds(), time.monotonic(), rss_mb()
+    before, cpu0, t0, rss0 = pipeline.stats, cpu_seconds(), time.monotonic(), rss_mb()
     threads0 = thread_cpu_seconds()
     recorder.on = samples  # a long memory run records none: the list itself would grow
     rss_series = [(0.0, round(rss0, 1))]
@@ -87,7 +87,7 @@ async def measure(service: Service, recorder: Recorder, warmup: float, seconds: 
         await asyncio.sleep(min(rss_every, seconds - elapsed))
         rss_series.append((round(time.monotonic() - t0, 1), round(rss_mb(), 1)))
     recorder.on = False
-    after, cpu1, t1 = stats.snapshot(), cpu_seconds(), time.monotonic()
+    after, cpu1, t1 = pipeline.stats, cpu_seconds(), time.monotonic()
     threads1 = thread_cpu_seconds()
     frames = after.published - before.published
     return {
@@ -117,7 +117,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     register_secrets(settings.secrets())
     service = Service(settings)
     recorder = Recorder()
-    service.pipeline.observe = recorder
+    service.pipeline.observe_frames(recorder)
     run = asyncio.create_task(service.run())
     try:
         result = await measure(service, recorder, args.warmup, args.seconds, args.rss_every, not args.no_samples)

@@ -13,14 +13,13 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from runner.logs import get_logger
-from runner.media.pipeline import FrameTimes
+from runner.media.stats import FrameTimes
 
 log = get_logger(__name__)
 
@@ -34,6 +33,31 @@ MAX_REQUEST_LINE = 2048
 
 
 @dataclass(frozen=True)
+class MetricValues:
+    """What one scrape reports, read from the live objects (counters since start)."""
+
+    captured: int
+    encoded: int
+    published: int
+    keyframes: int
+    keyframe_requests: int
+    bytes: int  # of encoded, encrypted video published
+    dropped: int  # superseded by a newer picture
+    rejected: int  # refused by LiveKit's source
+    reconnects: int
+    input_accepted: int
+    input_rejected: dict[str, int]  # by reason
+    connected: bool
+    bitrate_target: int  # bit/s
+    fps: float  # captured per second (the target)
+    key_index: int
+    viewers: int
+    last_frame_age: float  # seconds; -1 before the first frame
+    frame_engine: str
+    key_fingerprint: str
+
+
+@dataclass(frozen=True)
 class Health:
     ok: bool
     reason: str
@@ -42,54 +66,54 @@ class Health:
 class RunnerCollector(Collector):
     """Reads counters and gauges from the running service when Prometheus scrapes."""
 
-    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, read: Callable[[], MetricValues]) -> None:
         self._read = read
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
         v = self._read()
         counters = {
-            "frames_captured": ("pictures grabbed from the screen", v["captured"]),
-            "frames_encoded": ("pictures encoded", v["encoded"]),
-            "frames_published": ("encoded frames handed to LiveKit", v["published"]),
-            "keyframes": ("IDR frames published", v["keyframes"]),
-            "keyframe_requests": ("keyframe requests received from LiveKit", v["keyframe_requests"]),
-            "published_bytes": ("bytes of encoded, encrypted video published", v["bytes"]),
-            "reconnects": ("LiveKit connections made after the first", v["reconnects"]),
-            "input_accepted": ("input messages authenticated, validated and injected", v["input_accepted"]),
+            "frames_captured": ("pictures grabbed from the screen", v.captured),
+            "frames_encoded": ("pictures encoded", v.encoded),
+            "frames_published": ("encoded frames handed to LiveKit", v.published),
+            "keyframes": ("IDR frames published", v.keyframes),
+            "keyframe_requests": ("keyframe requests received from LiveKit", v.keyframe_requests),
+            "published_bytes": ("bytes of encoded, encrypted video published", v.bytes),
+            "reconnects": ("LiveKit connections made after the first", v.reconnects),
+            "input_accepted": ("input messages authenticated, validated and injected", v.input_accepted),
         }
         for name, (doc, value) in counters.items():
             yield CounterMetricFamily(f"{PREFIX}_{name}", doc, value=value)
         dropped = CounterMetricFamily(f"{PREFIX}_frames_dropped", "pictures not published, by reason",
                                       labels=["reason"])
-        dropped.add_metric(["superseded"], v["dropped"])  # a newer picture replaced it
-        dropped.add_metric(["rejected"], v["rejected"])  # LiveKit's source refused it
+        dropped.add_metric(["superseded"], v.dropped)  # a newer picture replaced it
+        dropped.add_metric(["rejected"], v.rejected)  # LiveKit's source refused it
         yield dropped
         rejected = CounterMetricFamily(f"{PREFIX}_input_rejected", "input messages dropped, by reason",
                                        labels=["reason"])
-        for reason, count in sorted(v["input_rejected"].items()):
+        for reason, count in sorted(v.input_rejected.items()):
             rejected.add_metric([reason], count)
         yield rejected
-        gauges = {
-            "connected": ("1 while connected to LiveKit and publishing", v["connected"]),
-            "bitrate_target_bps": ("bitrate the encoder aims at, bit/s", v["bitrate_target"]),
-            "fps_target": ("frames per second captured", v["fps"]),
-            "e2ee_key_index": ("E2EE key index frames are encrypted at", v["key_index"]),
-            "viewers": ("remote participants in the room", v["viewers"]),
+        gauges: dict[str, tuple[str, float]] = {
+            "connected": ("1 while connected to LiveKit and publishing", int(v.connected)),
+            "bitrate_target_bps": ("bitrate the encoder aims at, bit/s", v.bitrate_target),
+            "fps_target": ("frames per second captured", v.fps),
+            "e2ee_key_index": ("E2EE key index frames are encrypted at", v.key_index),
+            "viewers": ("remote participants in the room", v.viewers),
             "last_frame_age_seconds": ("seconds since the last frame was published (-1: none yet)",
-                                       v["last_frame_age"]),
+                                       v.last_frame_age),
         }
-        for name, (doc, value) in gauges.items():
-            yield GaugeMetricFamily(f"{PREFIX}_{name}", doc, value=value)
+        for name, (doc, gauge) in gauges.items():
+            yield GaugeMetricFamily(f"{PREFIX}_{name}", doc, value=gauge)
         engine = GaugeMetricFamily(f"{PREFIX}_e2ee_info", "E2EE state (always 1; see labels)",
                                    labels=["frame_engine", "key"])
-        engine.add_metric([v["frame_engine"], v["key_fingerprint"]], 1)
+        engine.add_metric([v.frame_engine, v.key_fingerprint], 1)
         yield engine
 
 
 class Metrics:
     """The registry, the stage histograms and the HTTP endpoint."""
 
-    def __init__(self, read: Callable[[], dict[str, Any]], health: Callable[[], Health]) -> None:
+    def __init__(self, read: Callable[[], MetricValues], health: Callable[[], Health]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(RunnerCollector(read))
         self._health = health

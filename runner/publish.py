@@ -76,6 +76,7 @@ class Feedback:
 
     keyframe: bool
     target_bitrate: int | None
+    republished: bool = False  # the SDK republished the track: its new receivers need an IDR
 
 
 class Publisher:
@@ -96,7 +97,7 @@ class Publisher:
         room.on("local_track_republished", self._on_republished)
         self._frame_engine = frame_engine
         self._key_index = key_index  # the frame cryptor's index, re-applied after a republish
-        self.republished = False
+        self._republished = False  # handed out once by take_feedback
 
     def _on_republished(self, publication: rtc.LocalTrackPublication, previous_sid: str) -> None:
         """After a full reconnect of its own the SDK republishes the track under a new sid with
@@ -106,7 +107,7 @@ class Publisher:
             return
         self.track_sid = publication.sid
         self._configure_frame_cryptor(self._frame_engine, self._key_index)
-        self.republished = True
+        self._republished = True
         log.info("track_republished", track_sid=publication.sid, previous_sid=previous_sid)
 
     def _on_reconnecting(self) -> None:
@@ -221,10 +222,12 @@ class Publisher:
         return len(self.room.remote_participants)
 
     def take_feedback(self) -> Feedback:
+        """LiveKit's keyframe requests and bitrate target, and a republish, since the last call."""
         feedback = self.source.take_feedback()
         rate = feedback.rate_control
         target = rate.target_bitrate_bps if rate is not None and rate.target_bitrate_bps > 0 else None
-        return Feedback(keyframe=feedback.keyframe_requested, target_bitrate=target)
+        republished, self._republished = self._republished, False
+        return Feedback(keyframe=feedback.keyframe_requested, target_bitrate=target, republished=republished)
 
     def next_timestamp_us(self, captured_at_s: float) -> int:
         """Capture time in µs, forced to rise by at least 1 ms per frame."""

@@ -1,10 +1,12 @@
 """The daemon's life, top to bottom: startup -> main loop -> shutdown.
 
-Startup opens the display (a missing display is a clear, immediate error) and derives the
-E2EE key. The main loop is one ``asyncio.TaskGroup``: the connection supervisor (connect with
-capped backoff, hand the publisher to the pipeline, rebuild everything after the SDK gives
-up), the capture and encode tasks, and the status line. A crash in any of them stops the group
-and the process exits non-zero, logged. Signal handlers only set flags.
+Startup derives the E2EE key, opens the display (a missing display is a clear, immediate
+error), makes the control server and binds the metrics endpoint. The main loop is one
+``asyncio.TaskGroup``: the connection supervisor (connect with capped backoff, hand the
+publisher to the pipeline, rebuild everything after the SDK gives up), the pipeline's capture,
+encode and rates tasks, the systemd watchdog, control and metrics (each restarted after a
+crash by ``supervise``) and the status line. A crash of any other task stops the group and the
+process exits non-zero, logged. Signal handlers only set flags.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner import e2ee
 from runner.config import ConfigError, Settings, load_settings, parse_host_port
@@ -26,6 +28,9 @@ from runner.control.server import ControlServer
 from runner.logs import get_logger, register_secrets
 from runner.media.capture import DisplayError, ScreenGrabber
 from runner.media.pipeline import Pipeline, Sealer
+
+if TYPE_CHECKING:
+    from runner.metrics import Health, Metrics, MetricValues
 from runner.notify import Notifier, WatchdogGate, feed_watchdog
 from runner.publish import Publisher, SdkKey
 
@@ -39,7 +44,7 @@ EXIT_FATAL = 3  # LiveKit refused this runner for good (livekit.on_fatal = "exit
 FATAL_REASONS = frozenset({"DUPLICATE_IDENTITY", "PARTICIPANT_REMOVED", "ROOM_DELETED"})
 # A connection that lasted this long resets the backoff of the next reconnect.
 STABLE_CONNECTION_S = 60.0
-CODEC = "h264"
+CODEC: e2ee.Codec = "h264"
 
 
 def frame_sealer(ring: e2ee.KeyRing) -> Sealer:
@@ -122,7 +127,7 @@ class Service:
         self.pipeline = Pipeline(settings, self.grabber, seal, self.watchdog, self.notifier)
         self.control: ControlServer | None = None  # made once the display is open
         self.connects = 0
-        self.metrics: Any = None  # runner.metrics.Metrics when metrics.address is set
+        self.metrics: Metrics | None = None  # when metrics.address is set
 
     # --- signals: set flags, nothing else ----------------------------------------------------
     def _on_stop_signal(self, signame: str) -> None:
@@ -148,9 +153,7 @@ class Service:
     async def run(self) -> int:
         self._install_signals()
         try:
-            await self.pipeline.run_in_capture_thread(self.grabber.open)
-            if self.pipeline.skip_unchanged:
-                await self.pipeline.run_in_capture_thread(self.pipeline.open_change_watch)
+            await self.pipeline.open()
         except DisplayError as exc:
             log.error("display_unavailable", error=str(exc))
             self.pipeline.close()
@@ -185,6 +188,7 @@ class Service:
                     tg.create_task(self._connection_loop(), name="connection"),
                     tg.create_task(self.pipeline.capture_loop(), name="capture"),
                     tg.create_task(self.pipeline.encode_loop(), name="encode"),
+                    tg.create_task(self.pipeline.rates_loop(), name="rates"),
                     tg.create_task(feed_watchdog(self.notifier, self.watchdog), name="watchdog"),
                 ]
                 # Control and metrics are restarted on a crash: the picture need not stop for them.
@@ -210,32 +214,34 @@ class Service:
     async def _start_metrics(self, address: str) -> None:
         from runner.metrics import Metrics, frame_health
 
-        def health() -> Any:
+        def health() -> Health:
             publisher = self.pipeline.publisher
             return frame_health(self.pipeline.stats.last_published_at, publisher is not None and publisher.live)
 
-        self.metrics = Metrics(self.metric_values, health)
-        self.pipeline.observe = self.metrics.observe
-        await self.metrics.start(*parse_host_port(address))
+        metrics = self.metrics = Metrics(self.metric_values, health)
+        self.pipeline.observe_frames(metrics.observe)
+        await metrics.start(*parse_host_port(address))
 
-    def metric_values(self) -> dict[str, Any]:
+    def metric_values(self) -> MetricValues:
         """What /metrics reports, read from the live objects at scrape time."""
+        from runner.metrics import MetricValues
+
         s = self.pipeline.stats
         publisher = self.pipeline.publisher
         control = self.control
-        return {
-            "captured": s.captured, "encoded": s.encoded, "published": s.published,
-            "keyframes": s.keyframes, "keyframe_requests": s.keyframe_requests,
-            "bytes": s.bytes_published, "dropped": s.dropped, "rejected": s.rejected,
-            "reconnects": max(0, self.connects - 1),
-            "input_accepted": control.accepted if control else 0,
-            "input_rejected": dict(control.rejections.counts) if control else {},
-            "connected": int(publisher is not None and publisher.live), "bitrate_target": s.bitrate_target,
-            "fps": self.pipeline.fps, "key_index": self.keys.current_index,
-            "viewers": publisher.subscribers if publisher else 0,
-            "last_frame_age": (time.monotonic() - s.last_published_at) if s.last_published_at else -1,
-            "frame_engine": self._frame_engine, "key_fingerprint": self.keys.fingerprint(),
-        }
+        return MetricValues(
+            captured=s.captured, encoded=s.encoded, published=s.published,
+            keyframes=s.keyframes, keyframe_requests=s.keyframe_requests,
+            bytes=s.bytes_published, dropped=s.dropped, rejected=s.rejected,
+            reconnects=max(0, self.connects - 1),
+            input_accepted=control.accepted if control else 0,
+            input_rejected=dict(control.rejections.counts) if control else {},
+            connected=publisher is not None and publisher.live, bitrate_target=s.bitrate_target,
+            fps=self.pipeline.fps, key_index=self.keys.current_index,
+            viewers=publisher.subscribers if publisher else 0,
+            last_frame_age=(time.monotonic() - s.last_published_at) if s.last_published_at else -1.0,
+            frame_engine=self._frame_engine, key_fingerprint=self.keys.fingerprint(),
+        )
 
     async def _make_control(self) -> ControlServer:
         from runner.control.clipboard import X11Clipboard
@@ -253,7 +259,7 @@ class Service:
                 await asyncio.wait_for(self.control.close(), timeout=1.0)
             except (TimeoutError, Exception) as exc:
                 log.warning("control_close_failed", error=f"{type(exc).__name__}: {exc}")
-        publisher, self.pipeline.publisher = self.pipeline.publisher, None
+        publisher = self.pipeline.detach()
         if publisher is not None:
             try:
                 await asyncio.wait_for(publisher.close(), timeout=2.0)

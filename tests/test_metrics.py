@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from realenv import LiveKitServer, Runner, Xvfb
-from runner.metrics import Health, Metrics, frame_health
+from runner.metrics import Health, Metrics, MetricValues, frame_health
 
 PASSPHRASE = "metrics passphrase"
 
@@ -24,12 +24,12 @@ def test_health_needs_a_connection_and_a_recent_frame() -> None:
     assert frame_health(99.9, connected=True, now=100.0).ok
 
 
-def _values() -> dict:
-    return {"captured": 3, "encoded": 2, "published": 2, "keyframes": 1, "keyframe_requests": 0, "bytes": 10,
-            "dropped": 1, "rejected": 0, "reconnects": 0, "input_accepted": 5,
-            "input_rejected": {"auth": 7, "replay": 1}, "connected": 1, "bitrate_target": 4_000_000,
-            "fps": 30.0, "key_index": 2, "viewers": 1, "last_frame_age": 0.01, "frame_engine": "runner",
-            "key_fingerprint": "keyfp:12345678"}
+def _values() -> MetricValues:
+    return MetricValues(captured=3, encoded=2, published=2, keyframes=1, keyframe_requests=0, bytes=10,
+                        dropped=1, rejected=0, reconnects=0, input_accepted=5,
+                        input_rejected={"auth": 7, "replay": 1}, connected=True, bitrate_target=4_000_000,
+                        fps=30.0, key_index=2, viewers=1, last_frame_age=0.01, frame_engine="runner",
+                        key_fingerprint="keyfp:12345678")
 
 
 async def _get(port: int, request: bytes) -> bytes:

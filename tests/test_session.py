@@ -1,48 +1,131 @@
-"""Pipeline decisions that need no X server or LiveKit: bitrate following, timestamps."""
+"""Pipeline decisions that need no X server or LiveKit: the MediaControl seam, bitrate state,
+timestamps, the service's supervisor and token. The keyframe/refresh/trailing decisions are
+tested on their own in test_scheduling.py."""
 
 from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from runner.config import load_settings
-from runner.media.pipeline import Pipeline
+from runner.media.controls import Quality, QualityRequest, Rates, Region, ScreenMonitor, StreamInfo
+from runner.media.pipeline import Pipeline, layout_from_mss
+from runner.media.stats import NO_RATES, RateMeter, Stats, rates_between
 from runner.publish import MIN_TIMESTAMP_STEP_US, Publisher
 
 
+class FakeGrabber:
+    """What the pipeline reads of a grabber when nothing is grabbed."""
+
+    size = (1280, 720)
+    display = ":99"
+    region: dict[str, int] | None = None
+
+    def __init__(self) -> None:
+        self.grabs = 0
+
+    def grab_picture(self) -> Any:
+        from runner.media.capture import CapturedFrame
+
+        self.grabs += 1
+        return CapturedFrame(pixels=None, captured_at=0.0)
+
+    def close(self) -> None:
+        pass
+
+
+def make_pipeline(monkeypatch: pytest.MonkeyPatch, **sections: dict[str, Any]) -> Pipeline:
+    """A pipeline over a FakeGrabber with these settings sections on top of a minimal configuration."""
+    monkeypatch.delenv("RUNNER_CONFIG_FILE", raising=False)
+    overrides: dict[str, Any] = {"livekit": {"url": "ws://127.0.0.1:1", "token": "t"}, "e2ee": {"passphrase": "p"}}
+    for name, values in sections.items():
+        overrides[name] = {**overrides.get(name, {}), **values}
+    return Pipeline(load_settings(None, overrides), grabber=FakeGrabber(),  # type: ignore[arg-type]
+                    seal=lambda data, keyframe: data)
+
+
 @pytest.fixture
-def pipeline(monkeypatch: pytest.MonkeyPatch) -> Pipeline:
-    for name in ("RUNNER_CONFIG_FILE",):
-        monkeypatch.delenv(name, raising=False)
-    settings = load_settings(None, {
-        "livekit": {"url": "ws://127.0.0.1:1", "token": "t"},
-        "e2ee": {"passphrase": "p"},
-        "encoder": {"bitrate": 4_000_000, "min_bitrate": 1_000_000, "max_bitrate": 8_000_000},
-    })
-    p = Pipeline(settings, grabber=None, seal=lambda data, keyframe: data)  # type: ignore[arg-type]
+def pipeline(monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    p = make_pipeline(monkeypatch, encoder={"bitrate": 4_000_000, "min_bitrate": 1_000_000,
+                                            "max_bitrate": 8_000_000}, capture={"fps": 30})
     yield p
-    p._capture_pool.shutdown()
-    p._encode_pool.shutdown()
+    p.close()
 
 
 def test_bitrate_starts_at_the_configured_value(pipeline: Pipeline) -> None:
     assert pipeline.stats.bitrate_target == 4_000_000
 
 
-def test_bitrate_follows_a_target_inside_the_bounds(pipeline: Pipeline) -> None:
-    pipeline._follow_target(6_000_000)
-    assert pipeline.stats.bitrate_target == 6_000_000
-
-
-def test_bitrate_target_is_clamped_to_the_bounds(pipeline: Pipeline) -> None:
-    pipeline._follow_target(50_000_000)
+def test_bitrate_follows_the_receivers_within_the_cap(pipeline: Pipeline) -> None:
+    pipeline._publisher = SimpleNamespace(  # type: ignore[assignment]
+        take_feedback=lambda: SimpleNamespace(keyframe=False, target_bitrate=50_000_000, republished=False))
+    pipeline._poll_feedback()
     assert pipeline.stats.bitrate_target == 8_000_000
-    pipeline._follow_target(10_000)
-    assert pipeline.stats.bitrate_target == 1_000_000
 
 
-def test_small_target_changes_are_ignored(pipeline: Pipeline) -> None:
-    pipeline._follow_target(4_400_000)  # +10 %: inside the hysteresis band
-    assert pipeline.stats.bitrate_target == 4_000_000
+def test_quality_is_clamped_by_the_configuration(pipeline: Pipeline) -> None:
+    assert pipeline.set_quality(QualityRequest(fps=60, bitrate=100)) == Quality(
+        fps=30, bitrate=1_000_000, max_width=0, max_height=0)
+    assert pipeline.fps == 30
+    assert pipeline.stats.bitrate_target == 1_000_000  # lowered to the new cap at once
+
+
+def test_quality_leaves_what_is_not_asked_for(pipeline: Pipeline) -> None:
+    pipeline.set_quality(QualityRequest(fps=10, bitrate=2_000_000, max_width=640))
+    assert pipeline.set_quality(QualityRequest(max_height=360)) == Quality(
+        fps=10, bitrate=2_000_000, max_width=640, max_height=360)
+    assert pipeline.stats.bitrate_target == 2_000_000
+
+
+def test_a_higher_cap_does_not_raise_the_target(pipeline: Pipeline) -> None:
+    pipeline.set_quality(QualityRequest(bitrate=2_000_000))
+    pipeline.set_quality(QualityRequest(bitrate=6_000_000))
+    assert pipeline.stats.bitrate_target == 2_000_000
+
+
+def test_stream_info_reports_the_encoded_size_and_counters(pipeline: Pipeline) -> None:
+    pipeline.set_quality(QualityRequest(max_width=640))
+    assert pipeline.stream_info() == StreamInfo(width=640, height=360, keyframes=0, dropped=0, rates=NO_RATES)
+
+
+def test_region_and_display_come_from_the_grabber(pipeline: Pipeline) -> None:
+    assert pipeline.display == ":99"
+    assert pipeline.region is None
+    pipeline._grabber.region = {"left": 10, "top": 20, "width": 300, "height": 200}  # type: ignore[misc]
+    assert pipeline.region == Region(10, 20, 300, 200)
+
+
+def test_screen_layout_from_mss_monitors() -> None:
+    layout = layout_from_mss([
+        {"left": 0, "top": 0, "width": 3200, "height": 1080},
+        {"left": 0, "top": 0, "width": 1920, "height": 1080, "output": "DP-1", "name": "Dell", "is_primary": True},
+        {"left": 1920, "top": 0, "width": 1280, "height": 1024, "output": ""},
+    ])
+    assert layout.union == Region(0, 0, 3200, 1080)
+    assert layout.monitors == (ScreenMonitor(Region(0, 0, 1920, 1080), output="DP-1", name="Dell", primary=True),
+                               ScreenMonitor(Region(1920, 0, 1280, 1024), output=None, name=None, primary=False))
+
+
+def test_rates_between_two_snapshots() -> None:
+    before = Stats(published=10, bytes_published=1000, encode_s=0.5, encoded=10)
+    after = Stats(published=40, bytes_published=126_000, encode_s=0.8, encoded=40)
+    assert rates_between(before, after, 1.0) == Rates(fps=30.0, bitrate=1_000_000, encode_ms=10.0)
+    assert rates_between(after, after, 1.0) == Rates(fps=0.0, bitrate=0, encode_ms=None)
+
+
+def test_rate_meter_reports_the_last_interval() -> None:
+    stats = Stats()
+    meter = RateMeter(100.0, stats)
+    assert meter.rates == NO_RATES
+    stats.published, stats.bytes_published = 30, 250_000
+    interval = meter.update(102.0, stats)
+    assert interval.rates == Rates(fps=15.0, bitrate=1_000_000, encode_ms=None)
+    assert (interval.before.published, interval.after.published) == (0, 30)
+    assert meter.update(103.0, stats).rates == Rates(fps=0.0, bitrate=0, encode_ms=None)
 
 
 def test_timestamps_rise_by_at_least_a_millisecond() -> None:
@@ -50,45 +133,7 @@ def test_timestamps_rise_by_at_least_a_millisecond() -> None:
     publisher._last_ts_us = 0
     stamps = [publisher.next_timestamp_us(t) for t in (10.0, 10.0, 10.0005, 9.0, 10.5)]
     assert stamps == [10_000_000, 10_001_000, 10_002_000, 10_003_000, 10_500_000]
-    assert all(b - a >= MIN_TIMESTAMP_STEP_US for a, b in zip(stamps, stamps[1:]))
-
-
-def test_first_picture_is_a_keyframe(pipeline: Pipeline) -> None:
-    assert pipeline._wants_keyframe(False, 100.0) is True
-    assert pipeline._wants_keyframe(False, 100.1) is False
-
-
-def test_requested_keyframe_is_sent_at_once_and_echoed_once(pipeline: Pipeline) -> None:
-    pipeline._wants_keyframe(False, 100.0)  # the start-up IDR
-    decisions = [pipeline._wants_keyframe(requested, t) for requested, t in [
-        (True, 101.0), (False, 101.1), (False, 101.29), (False, 101.3), (False, 101.4), (False, 102.0)]]
-    assert decisions == [True, False, False, True, False, False]
-
-
-def test_requests_in_a_row_push_the_echo_back(pipeline: Pipeline) -> None:
-    pipeline._wants_keyframe(False, 100.0)
-    decisions = [pipeline._wants_keyframe(requested, t) for requested, t in [
-        (True, 101.0), (True, 101.2), (False, 101.3), (False, 101.5), (False, 101.6)]]
-    assert decisions == [True, True, False, True, False]
-
-
-def test_forced_keyframe_is_sent_without_echo(pipeline: Pipeline) -> None:
-    pipeline._wants_keyframe(False, 100.0)
-    pipeline.request_keyframe()
-    assert [pipeline._wants_keyframe(False, t) for t in (101.0, 101.3, 101.6)] == [True, False, False]
-
-
-def test_no_echo_with_the_sdk_engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = load_settings(None, {"livekit": {"url": "ws://127.0.0.1:1", "token": "t"},
-                                    "e2ee": {"passphrase": "p", "frame_engine": "sdk"}})
-    p = Pipeline(settings, grabber=None, seal=lambda data, keyframe: data)  # type: ignore[arg-type]
-    try:
-        p._wants_keyframe(False, 100.0)
-        assert [p._wants_keyframe(r, t) for r, t in [(True, 101.0), (False, 101.3), (False, 101.6)]] == [
-            True, False, False]
-    finally:
-        p._capture_pool.shutdown()
-        p._encode_pool.shutdown()
+    assert all(b - a >= MIN_TIMESTAMP_STEP_US for a, b in itertools.pairwise(stamps))
 
 
 async def test_supervised_task_is_restarted_then_given_up() -> None:
@@ -150,16 +195,11 @@ def test_runner_token_has_the_claims_livekit_api_would_write(monkeypatch: pytest
     ("runner", True, True), ("runner", False, False), ("sdk", True, False)])
 def test_still_ticks_are_skipped_only_with_the_runner_engine(
         monkeypatch: pytest.MonkeyPatch, engine: str, configured: bool, effective: bool) -> None:
-    monkeypatch.delenv("RUNNER_CONFIG_FILE", raising=False)
-    settings = load_settings(None, {"livekit": {"url": "ws://127.0.0.1:1", "token": "t"},
-                                    "e2ee": {"passphrase": "p", "frame_engine": engine},
-                                    "capture": {"skip_unchanged": configured}})
-    p = Pipeline(settings, grabber=None, seal=lambda data, keyframe: data)  # type: ignore[arg-type]
+    p = make_pipeline(monkeypatch, e2ee={"frame_engine": engine}, capture={"skip_unchanged": configured})
     try:
         assert p.skip_unchanged is effective
     finally:
-        p._capture_pool.shutdown()
-        p._encode_pool.shutdown()
+        p.close()
 
 
 class FakeWatch:
@@ -169,58 +209,27 @@ class FakeWatch:
     def changed(self) -> bool:
         return self.answer
 
-
-class FakeGrabber:
-    size = (1280, 720)
-
-    def __init__(self) -> None:
-        self.grabs = 0
-
-    def grab_picture(self):
-        from runner.media.capture import CapturedFrame
-
-        self.grabs += 1
-        return CapturedFrame(pixels=None, captured_at=0.0)
+    def close(self) -> None:
+        pass
 
 
 class FakeEncoder:
-    width, height = 1280, 720
-
-    def __init__(self, can_repeat: bool) -> None:
-        self.can_repeat = can_repeat
+    width, height, can_repeat = 1280, 720, True
 
 
-@pytest.mark.parametrize(("changed", "must", "can_repeat", "keyframe_due", "trailing_due", "expected"), [
-    (False, False, True, False, False, None),       # still, nothing due: no frame at all
-    (False, True, True, False, False, "repeat"),    # still, the refresh is due: a skip picture
-    (False, True, False, False, False, "grab"),     # ... unless the encoder cannot write one
-    (False, True, True, True, False, "grab"),       # an IDR is due: a real picture
-    (False, True, True, False, True, "grab"),       # a trailing frame stays real (latency)
-    (True, False, True, False, False, "grab"),      # the screen changed
-    (True, True, True, False, False, "grab"),
-])
-def test_still_screen_refreshes_are_skip_pictures_when_possible(
-        pipeline: Pipeline, changed: bool, must: bool, can_repeat: bool, keyframe_due: bool,
-        trailing_due: bool, expected: str | None) -> None:
-    import time
-
-    grabber = FakeGrabber()
-    pipeline.grabber = grabber  # type: ignore[assignment]
-    pipeline._watch = FakeWatch(changed)
-    pipeline._encoder = FakeEncoder(can_repeat)  # type: ignore[assignment]
-    pipeline._force_keyframe = keyframe_due
-    pipeline._trailing_at = time.monotonic() - 0.01 if trailing_due else None
-    frame = pipeline._grab_if_changed(must)
-    got = None if frame is None else "repeat" if frame.repeat else "grab"
-    assert got == expected
-    assert grabber.grabs == (expected == "grab")
-    assert pipeline._grab_changed is changed  # a change schedules a trailing frame
+def test_a_still_screen_refresh_is_a_repeat(pipeline: Pipeline) -> None:
+    pipeline._watch = FakeWatch(False)  # type: ignore[assignment]
+    pipeline._encoders.encoder = FakeEncoder()  # type: ignore[assignment]
+    pipeline._schedule.take_keyframe(0.0)  # the start-up IDR is out
+    frame, changed = pipeline._grab_if_changed(True)
+    assert frame is not None and frame.repeat is True
+    assert changed is False
 
 
 def test_no_skip_picture_for_an_encoder_of_another_size(pipeline: Pipeline) -> None:
-    pipeline.grabber = FakeGrabber()  # type: ignore[assignment]
-    pipeline._watch = FakeWatch(False)
-    pipeline._encoder = FakeEncoder(True)  # type: ignore[assignment]
-    pipeline._force_keyframe = False
-    pipeline.max_size = (640, 0)  # a viewer asked for a smaller picture: the encoder is replaced
-    assert pipeline._grab_if_changed(True).repeat is False
+    pipeline._watch = FakeWatch(False)  # type: ignore[assignment]
+    pipeline._encoders.encoder = FakeEncoder()  # type: ignore[assignment]
+    pipeline._schedule.take_keyframe(0.0)
+    pipeline.set_quality(QualityRequest(max_width=640))  # a smaller picture: the encoder is replaced
+    frame, _ = pipeline._grab_if_changed(True)
+    assert frame is not None and frame.repeat is False

@@ -31,7 +31,7 @@ from runner.control.held import BUTTON, KEY, Held, HeldInputs
 from runner.control.inject import Injector
 from runner.control.pointer import Layout, UnknownMonitor, WheelAccumulator, layout_from_mss
 from runner.logs import get_logger
-from runner.media.pipeline import Pipeline
+from runner.media.controls import MediaControl, QualityRequest, Region
 
 log = get_logger(__name__)
 
@@ -119,7 +119,7 @@ class ControlServer:
     def __init__(
         self,
         settings: Settings,
-        pipeline: Pipeline,
+        pipeline: MediaControl,
         injector: Injector,
         clipboard_factory: ClipboardFactory | None = None,
     ) -> None:
@@ -143,8 +143,6 @@ class ControlServer:
         self.layout = Layout([])
         self.selected: str | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._rate_snapshot = (time.monotonic(), pipeline.stats.snapshot())
-        self._rates: dict[str, Any] = {}
         self._methods: dict[str, tuple[type[msg._Msg], bool, Callable[[Session, Any], Awaitable[dict[str, Any]]]]] = {
             "dr.ping": (msg.PingParams, False, self._ping),
             "dr.monitors.list": (msg.NoParams, False, self._monitors_list),
@@ -211,16 +209,13 @@ class ControlServer:
             tg.create_task(self._tick_loop(), name="control-tick")
 
     async def _tick_loop(self) -> None:
-        last_layout = last_rates = time.monotonic()
+        last_layout = time.monotonic()
         while True:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
             for item in self._held.expired(now):
                 log.info("input_released", reason="heartbeat_expired", kind=item.kind)
                 self._release(item)
-            if now - last_rates >= 1.0:
-                last_rates = now
-                self._update_rates(now)
             if now - last_layout >= LAYOUT_POLL_S:
                 last_layout = now
                 await self._refresh_layout()
@@ -236,13 +231,14 @@ class ControlServer:
 
     # --- layout -----------------------------------------------------------------------------
     async def _refresh_layout(self, *, initial: bool = False) -> None:
-        grabber = self.pipeline.grabber
         try:
-            raw = await self.pipeline.run_in_capture_thread(lambda: grabber.raw_monitors(refresh=not initial))
+            screen = await self.pipeline.screen_layout(refresh=not initial)
         except Exception as exc:  # display away: keep the last layout; capture reports the loss
             log.debug("layout_unavailable", error=f"{type(exc).__name__}: {exc}")
             return
-        layout = layout_from_mss(raw)  # type: ignore[arg-type]
+        raw: list[dict[str, Any]] = [vars(screen.union)] + [
+            {**vars(m.region), "output": m.output, "name": m.name, "is_primary": m.primary} for m in screen.monitors]
+        layout = layout_from_mss(raw)
         if layout == self.layout and not initial:
             return
         self.layout = layout
@@ -265,10 +261,10 @@ class ControlServer:
             chosen = next((m for m in self.layout.monitors if m.primary), None)
             if chosen is None:
                 return
-        region = self.pipeline.grabber.region
+        region = Region(chosen.x, chosen.y, chosen.width, chosen.height)
         self.selected = chosen.id
-        if region != {"left": chosen.x, "top": chosen.y, "width": chosen.width, "height": chosen.height}:
-            await self.pipeline.select_region(chosen.x, chosen.y, chosen.width, chosen.height)
+        if self.pipeline.region != region:
+            await self.pipeline.select_region(region)
 
     def _monitor_list(self) -> list[dict[str, Any]]:
         return [m.wire() for m in self.layout.monitors]
@@ -595,7 +591,7 @@ class ControlServer:
             m = self.layout.get(p.id)
         except UnknownMonitor:
             raise RpcFailure("unknown_monitor", "no monitor with that id (dr.monitors.list)") from None
-        width, height = await self.pipeline.select_region(m.x, m.y, m.width, m.height)
+        width, height = await self.pipeline.select_region(Region(m.x, m.y, m.width, m.height))
         self.selected = m.id
         log.info("monitor_selected", monitor=m.id, width=width, height=height, by=session.identity)
         self._push_all({"t": "monitors", "monitors": self._monitor_list(), "selected": self.selected})
@@ -606,40 +602,22 @@ class ControlServer:
         return {}
 
     async def _quality_set(self, session: Session, p: msg.QualityParams) -> dict[str, Any]:
-        pl, enc = self.pipeline, self.settings.encoder
-        if p.fps is not None:
-            pl.fps = min(p.fps, self.settings.capture.fps)
-        if p.bitrate is not None:
-            pl.bitrate_cap = min(max(p.bitrate, enc.min_bitrate), enc.max_bitrate)
-            pl.stats.bitrate_target = min(pl.stats.bitrate_target, pl.bitrate_cap)
-        if p.max_width is not None or p.max_height is not None:
-            w, h = pl.max_size
-            pl.max_size = (p.max_width if p.max_width is not None else w, p.max_height if p.max_height is not None else h)
-        log.info("quality_set", fps=pl.fps, bitrate=pl.bitrate_cap, max_size=pl.max_size, by=session.identity)
-        return {"fps": pl.fps, "bitrate": pl.bitrate_cap, "max_width": pl.max_size[0], "max_height": pl.max_size[1]}
-
-    def _update_rates(self, now: float) -> None:
-        t0, before = self._rate_snapshot
-        stats = self.pipeline.stats.snapshot()
-        dt = max(now - t0, 1e-6)
-        encoded = stats.encoded - before.encoded
-        self._rates = {
-            "fps": round((stats.published - before.published) / dt, 1),
-            "bitrate": int(8 * (stats.bytes_published - before.bytes_published) / dt),
-            "encode_ms": round(1000 * (stats.encode_s - before.encode_s) / encoded, 2) if encoded else None,
-        }
-        self._rate_snapshot = (now, stats)
+        q = self.pipeline.set_quality(QualityRequest(fps=p.fps, bitrate=p.bitrate, max_width=p.max_width,
+                                                     max_height=p.max_height))
+        log.info("quality_set", fps=q.fps, bitrate=q.bitrate, max_size=(q.max_width, q.max_height),
+                 by=session.identity)
+        return {"fps": q.fps, "bitrate": q.bitrate, "max_width": q.max_width, "max_height": q.max_height}
 
     async def _stats(self, session: Session, p: msg.NoParams) -> dict[str, Any]:
-        s = self.pipeline.stats
-        width, height = self.pipeline.output_size(*self.pipeline.grabber.size)
+        info = self.pipeline.stream_info()
         return {
-            **{"fps": 0.0, "bitrate": 0, "encode_ms": None},
-            **self._rates,
-            "width": width,
-            "height": height,
-            "keyframes": s.keyframes,
-            "dropped": s.dropped,
+            "fps": info.rates.fps,
+            "bitrate": info.rates.bitrate,
+            "encode_ms": info.rates.encode_ms,
+            "width": info.width,
+            "height": info.height,
+            "keyframes": info.keyframes,
+            "dropped": info.dropped,
             "input": {
                 "accepted": self.accepted,
                 "rejected": dict(self.rejections.counts),
@@ -675,7 +653,7 @@ class ControlServer:
 
         assert self._clipboard_factory is not None
         try:
-            self._clipboard = await asyncio.to_thread(self._clipboard_factory, self.pipeline.grabber.display, changed)
+            self._clipboard = await asyncio.to_thread(self._clipboard_factory, self.pipeline.display, changed)
         except Exception as exc:
             log.warning("clipboard_unavailable", error=f"{type(exc).__name__}: {exc}")
 

@@ -192,8 +192,9 @@ class ScreenGrabber:
             return
         raise DisplayError(f"cannot open X display {self.display}: {'; '.join(errors)}")
 
-    def raw_monitors(self, *, refresh: bool = False) -> list[dict[str, int]]:
-        """mss's monitor list (index 0 = all combined); ``refresh`` asks the X server again."""
+    def raw_monitors(self, *, refresh: bool = False) -> list[dict[str, object]]:
+        """mss's monitor list (index 0 = all combined; left, top, width, height, and on RandR
+        servers output, name, is_primary); ``refresh`` asks the X server again."""
         if self._sct is None:
             raise DisplayError("grabber is not open")
         if refresh:

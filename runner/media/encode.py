@@ -23,11 +23,14 @@ from av.video.frame import PictureType
 from livekit import rtc
 
 from runner.bitstream.annexb import normalize_start_codes
+from runner.logs import get_logger
 from runner.media import yuv
 from runner.media.h264 import SkipFrames
 
 if TYPE_CHECKING:
     from runner.config import EncoderSettings
+
+log = get_logger(__name__)
 
 PTS_CLOCK_HZ = 90_000  # RTP's video clock; any fixed rate works for libx264's rate control
 # VBV buffer in seconds of the current bitrate: small enough that a burst (an IDR, a page of new
@@ -68,7 +71,8 @@ BT601_VUI = {"color_primaries": "smpte170m", "color_trc": "smpte170m", "colorspa
              "color_range": "tv"}
 
 
-def _codec_options(codec: str, *, preset: str, slices: int, bitrate: int, max_bitrate: int) -> tuple[dict[str, str], str]:
+def _codec_options(codec: str, *, preset: str, slices: int, bitrate: int,
+                   max_bitrate: int) -> tuple[dict[str, str], str]:
     """(AVOptions, input pixel format) for one encoder, all set for one-in-one-out latency,
     Constrained Baseline, no B-frames, IDRs on request with SPS/PPS in band."""
     # PyAV cannot change the VBV ceiling of an open encoder (only bit_rate, which the encoders
@@ -179,7 +183,9 @@ class H264Encoder:
         self._i420 = av.VideoFrame(width, height, "yuv420p")
         self._i420_views = [
             np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, :w]
-            for plane, (w, h) in zip(self._i420.planes, ((width, height), (width // 2, height // 2), (width // 2, height // 2)))
+            for plane, (w, h) in zip(self._i420.planes,
+                                     ((width, height), (width // 2, height // 2), (width // 2, height // 2)),
+                                     strict=True)
         ]
         self.converter = "libyuv"  # swscale when libyuv is not available or the picture is scaled
         # "Show the last picture again" without encoding it (runner.media.h264); libx264 only, the
@@ -317,3 +323,52 @@ class H264Encoder:
 
     def close(self) -> None:
         self._ctx = None  # type: ignore[assignment]
+
+
+class EncoderSlot:
+    """The pipeline's current encoder, on the encode thread: (re)opened for each picture size and
+    frame rate, the codec chosen once (``encoder.codec``), and libx264 from the first failure of
+    a hardware encoder on."""
+
+    def __init__(self, cfg: EncoderSettings) -> None:
+        self._cfg = cfg
+        self._codec: str | None = None  # chosen by the first encoder opened (encoder.codec = auto)
+        self.encoder: H264Encoder | None = None
+
+    def can_repeat(self, width: int, height: int) -> bool:
+        """Whether ``repeat()`` would show the last picture again at this encoded size. Read from
+        the capture thread: a stale answer only costs a real frame."""
+        enc = self.encoder
+        return enc is not None and enc.can_repeat and (enc.width, enc.height) == (width, height)
+
+    def repeat(self) -> AccessUnit | None:
+        """The last picture again (a skip picture), or None when it cannot be written."""
+        return self.encoder.repeat() if self.encoder is not None else None
+
+    def encode(self, picture: np.ndarray | av.VideoFrame, width: int, height: int, *, fps: float,
+               bitrate: int, keyframe: bool) -> AccessUnit:
+        """Encode at (width, height); another size or frame rate opens a new encoder (an IDR)."""
+        enc = self.encoder
+        if enc is None or (enc.width, enc.height, enc.fps) != (width, height, fps):
+            enc = self.encoder = self._open(width, height, fps, bitrate)
+            keyframe = True
+        elif enc.bitrate != bitrate:
+            enc.set_bitrate(bitrate)
+        try:
+            return enc.encode(picture, keyframe=keyframe)
+        except EncoderError as exc:
+            if enc.codec == "libx264":
+                raise
+            # A hardware encoder that stops working (driver reset, GPU gone): libx264 from now on.
+            log.error("encoder_failed", codec=enc.codec, error=str(exc), fallback="libx264")
+            self._codec = "libx264"
+            enc = self.encoder = self._open(width, height, fps, bitrate)
+            return enc.encode(picture, keyframe=True)
+
+    def _open(self, width: int, height: int, fps: float, bitrate: int) -> H264Encoder:
+        cfg = self._cfg
+        if self._codec is None:
+            self._codec, passed_over = choose_codec(cfg.codec, fps=fps, bitrate=bitrate,
+                                                    max_bitrate=cfg.max_bitrate)
+            log.info("encoder_selected", codec=self._codec, setting=cfg.codec, passed_over=passed_over)
+        return H264Encoder.configured(cfg, width, height, fps=fps, bitrate=bitrate, codec=self._codec)

@@ -5,6 +5,11 @@ the capture task grabs at a steady ``capture.fps`` into a one-slot mailbox, the 
 takes the newest picture, encodes and encrypts it off the loop, and hands it to the publisher.
 A grab therefore overlaps the previous frame's encode, and when encoding falls behind the
 oldest picture is dropped, never queued (latency beats completeness on a remote desktop).
+
+What to send when is decided by ``runner.media.scheduling.FrameSchedule``, which encoder writes
+it by ``runner.media.encode.EncoderSlot``; this module is the thread plumbing between them.
+The pipeline implements ``runner.media.controls.MediaControl``, the only way control changes it,
+and is the only writer of its own state (frame rate, size limit, bitrate cap and target).
 """
 
 from __future__ import annotations
@@ -13,70 +18,38 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 from runner.config import Settings
 from runner.logs import get_logger
 from runner.media.capture import CapturedFrame, DisplayError, ScreenGrabber
-from runner.media.encode import AccessUnit, EncoderError, H264Encoder, choose_codec
+from runner.media.controls import (
+    Quality,
+    QualityRequest,
+    Region,
+    ScreenLayout,
+    ScreenMonitor,
+    StreamInfo,
+)
+from runner.media.damage import ChangeWatch
+from runner.media.encode import AccessUnit, EncoderSlot
+from runner.media.scheduling import FrameSchedule, Grab, follow_target
+from runner.media.stats import FrameTimes, RateMeter, Stats, log_status
 from runner.notify import Notifier, WatchdogGate
 from runner.publish import Publisher
 
 log = get_logger(__name__)
 
-# Follow the receivers' bitrate target only when it moved by more than this fraction, so the
-# encoder is not reconfigured on every wobble of the estimate.
-BITRATE_HYSTERESIS = 0.15
+T = TypeVar("T")
+
 DISPLAY_RETRY_S = 1.0
-# A requested IDR is sent again this much later (see Pipeline._wants_keyframe).
-KEYFRAME_ECHO_S = 0.3
-# A still screen is sent again this often (a tiny delta frame), so the track never looks dead.
-IDLE_REFRESH_S = 1.0
-# While waiting on a still screen, LiveKit's keyframe requests are collected this often.
-IDLE_POLL_S = 0.1
-# After a change on an otherwise still screen, one more frame follows this much later. Measured
-# (bench input-to-photon, skip_unchanged): the runner handed every change to LiveKit within
-# 10-30 ms, yet about 1 change in 20 reached Chromium only with the next frame, the idle refresh
-# a second later (the receiver seems to learn that a frame is complete, or that its last
-# packet is missing, only from the next frame's packets). A trailing frame bounds that wait.
-TRAILING_FRAME_S = 0.05
-
-@dataclass(frozen=True)
-class FrameTimes:
-    """Where one published frame's time went, in seconds (for metrics histograms)."""
-
-    capture_s: float
-    convert_s: float
-    encode_s: float  # libx264 only, without the conversion
-    encrypt_s: float
-    handoff_s: float = 0.0  # EncodedVideoSource.capture_frame: into the SDK's send path
-
+RATES_INTERVAL_S = 1.0  # StreamInfo.rates are over this interval
 
 Sealer = Callable[[bytes, bool], bytes]
 """Encrypts one access unit (data, keyframe) for the wire; identity for the SDK engine."""
 
-
-@dataclass
-class Stats:
-    """Counters since start; the status line reports their rates over each interval."""
-
-    captured: int = 0
-    unchanged: int = 0  # ticks skipped because nothing changed on screen
-    repeated: int = 0  # still-screen refreshes sent as skip pictures
-    published: int = 0
-    rejected: int = 0
-    dropped: int = 0
-    keyframes: int = 0
-    keyframe_requests: int = 0
-    bytes_published: int = 0
-    encode_s: float = 0.0
-    encoded: int = 0
-    bitrate_target: int = 0
-    last_published_at: float = field(default=0.0)
-
-    def snapshot(self) -> Stats:
-        return Stats(**self.__dict__)
+FrameObserver = Callable[[FrameTimes], None]
+"""Called on the event loop with the stage times of every published (not repeated) frame."""
 
 
 class Pipeline:
@@ -84,98 +57,157 @@ class Pipeline:
 
     def __init__(self, settings: Settings, grabber: ScreenGrabber, seal: Sealer,
                  watchdog: WatchdogGate | None = None, notifier: Notifier | None = None) -> None:
-        self.settings = settings
-        self.grabber = grabber
-        self.seal = seal
+        self._settings = settings
+        self._grabber = grabber
+        self._seal = seal
         # Fed by every frame handed to LiveKit; WatchdogGate(None)/Notifier(None) do nothing.
-        self.watchdog = watchdog if watchdog is not None else WatchdogGate(None)
-        self.notifier = notifier if notifier is not None else Notifier(None)
-        self.stats = Stats(bitrate_target=settings.encoder.bitrate)
-        self.publisher: Publisher | None = None
+        self._watchdog = watchdog if watchdog is not None else WatchdogGate(None)
+        self._notifier = notifier if notifier is not None else Notifier(None)
+        self._observers: list[FrameObserver] = []
+        self._stats = Stats(bitrate_target=settings.encoder.bitrate)
+        self._meter = RateMeter(time.monotonic(), self._stats)
+        self._publisher: Publisher | None = None
         self._attached = asyncio.Event()
         self._new_frame = asyncio.Event()
         self._latest: CapturedFrame | None = None
-        self._force_keyframe = True
-        self._keyframe_requested = False  # LiveKit asked; collected by _poll_feedback
-        self._watch: Any = None  # runner.media.damage.ChangeWatch, on the capture thread
-        self._echo_keyframe_at: float | None = None
-        self._trailing_at: float | None = None  # see TRAILING_FRAME_S
-        self._grab_changed = False  # the last grab saw a change on screen (capture thread)
-        self._echo_keyframes = settings.e2ee.frame_engine == "runner"
+        self._schedule = FrameSchedule(echo_keyframes=settings.e2ee.frame_engine == "runner")
+        self._watch: ChangeWatch | None = None  # on the capture thread
         # Skipping still ticks needs the runner's frame engine: Chrome drops some SDK-encrypted
         # IDRs (docs/e2ee.md) and then recovers only from a steady stream of frames (measured:
         # with sparse frames a change often did not show within 5 s).
         self.skip_unchanged = settings.capture.skip_unchanged and settings.e2ee.frame_engine == "runner"
-        self._encoder: H264Encoder | None = None
-        self._codec: str | None = None  # chosen by the first encoder opened (encoder.codec = auto)
-        self.fps = settings.capture.fps
-        self.max_size = (0, 0)  # (width, height) the picture is scaled to fit; 0 = no limit
-        self.bitrate_cap = settings.encoder.max_bitrate  # a viewer may lower it (dr.quality.set)
+        self._encoders = EncoderSlot(settings.encoder)
+        self._fps = settings.capture.fps
+        self._max_size = (0, 0)  # (width, height) the picture is scaled to fit; 0 = no limit
+        self._bitrate_cap = settings.encoder.max_bitrate  # a viewer may lower it (dr.quality.set)
         self._capture_pool = ThreadPoolExecutor(1, thread_name_prefix="capture")
         self._encode_pool = ThreadPoolExecutor(1, thread_name_prefix="encode")
-        self.observe: Callable[[FrameTimes], None] | None = None  # metrics, when enabled
 
-    # --- publisher hand-over (called by the service) -------------------------------------
+    # --- read-only views (service, metrics) -------------------------------------------------
+    @property
+    def stats(self) -> Stats:
+        """A copy of the counters now."""
+        return self._stats.snapshot()
+
+    @property
+    def fps(self) -> float:
+        """The frame rate captured now (capture.fps, or lower after dr.quality.set)."""
+        return self._fps
+
+    @property
+    def publisher(self) -> Publisher | None:
+        return self._publisher
+
+    def observe_frames(self, observer: FrameObserver) -> None:
+        """Report every published frame's stage times to ``observer`` (metrics, the bench probe)."""
+        self._observers.append(observer)
+
+    # --- life (called by the service) ---------------------------------------------------------
+    async def open(self) -> None:
+        """Open the display (and watch it for changes); DisplayError when it cannot be opened."""
+        await self._in_capture_thread(self._grabber.open)
+        if self.skip_unchanged:
+            await self._in_capture_thread(self._open_change_watch)
+
     def attach(self, publisher: Publisher) -> None:
-        self.publisher = publisher
-        self._force_keyframe = True  # every (re)publish starts with an IDR
+        self._publisher = publisher
+        self._schedule.force_keyframe()  # every (re)publish starts with an IDR
         self._attached.set()
 
-    def detach(self) -> None:
-        self.publisher = None
+    def detach(self) -> Publisher | None:
+        """Stop publishing; returns the publisher that was attached."""
+        publisher, self._publisher = self._publisher, None
         self._attached.clear()
+        return publisher
 
-    def request_keyframe(self) -> None:
-        self._force_keyframe = True
+    def close(self) -> None:
+        if self._watch is not None:
+            self._capture_pool.submit(self._watch.close)
+        self._capture_pool.submit(self._grabber.close)
+        self._capture_pool.shutdown(wait=True, cancel_futures=True)
+        self._encode_pool.shutdown(wait=True, cancel_futures=True)
 
-    async def select_region(self, left: int, top: int, width: int, height: int) -> tuple[int, int]:
+    # --- MediaControl ---------------------------------------------------------------------------
+    @property
+    def display(self) -> str:
+        return self._grabber.display
+
+    @property
+    def region(self) -> Region | None:
+        r = self._grabber.region
+        return Region(r["left"], r["top"], r["width"], r["height"]) if r is not None else None
+
+    async def screen_layout(self, *, refresh: bool) -> ScreenLayout:
+        raw = await self._in_capture_thread(lambda: self._grabber.raw_monitors(refresh=refresh))
+        return layout_from_mss(raw)
+
+    async def select_region(self, region: Region) -> tuple[int, int]:
         """Capture another rectangle (a monitor) from the next frame on; returns the new picture
         size. The encoder follows the size on its own, starting with an IDR; no reconnect."""
-        await self.run_in_capture_thread(lambda: self.grabber.select(left, top, width, height))
+        await self._in_capture_thread(
+            lambda: self._grabber.select(region.left, region.top, region.width, region.height))
         self._take_latest()
-        self._force_keyframe = True
-        return self.output_size(*self.grabber.size)
+        self._schedule.force_keyframe()
+        return self.output_size(*self._grabber.size)
+
+    def request_keyframe(self) -> None:
+        self._schedule.force_keyframe()
+
+    def set_quality(self, request: QualityRequest) -> Quality:
+        enc = self._settings.encoder
+        if request.fps is not None:
+            self._fps = min(request.fps, self._settings.capture.fps)
+        if request.bitrate is not None:
+            self._bitrate_cap = min(max(request.bitrate, enc.min_bitrate), enc.max_bitrate)
+            self._stats.bitrate_target = min(self._stats.bitrate_target, self._bitrate_cap)
+        width, height = self._max_size
+        self._max_size = (request.max_width if request.max_width is not None else width,
+                          request.max_height if request.max_height is not None else height)
+        return Quality(fps=self._fps, bitrate=self._bitrate_cap, max_width=self._max_size[0],
+                       max_height=self._max_size[1])
+
+    def stream_info(self) -> StreamInfo:
+        width, height = self.output_size(*self._grabber.size)
+        s = self._stats
+        return StreamInfo(width=width, height=height, keyframes=s.keyframes, dropped=s.dropped,
+                          rates=self._meter.rates)
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
-        """The encoded size for a captured size: scaled down to fit ``max_size``, even."""
-        max_w, max_h = self.max_size
+        """The encoded size for a captured size: scaled down to fit the size limit, even."""
+        max_w, max_h = self._max_size
         scale = min(max_w / width if max_w else 1.0, max_h / height if max_h else 1.0, 1.0)
         return max(2, int(width * scale) & ~1), max(2, int(height * scale) & ~1)
 
-    async def run_in_capture_thread(self, fn: Callable[[], object]) -> object:
+    async def _in_capture_thread(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._capture_pool, fn)
 
-    # --- tasks ---------------------------------------------------------------------------
+    # --- capture task -----------------------------------------------------------------------
     async def capture_loop(self) -> None:
         loop = asyncio.get_running_loop()
         next_at = time.monotonic()
         while True:
             await self._attached.wait()
             self._poll_feedback()
-            must = self._must_grab(time.monotonic())
+            must = self._schedule.must_grab(time.monotonic(), self._stats.last_published_at)
             try:
-                frame = await loop.run_in_executor(self._capture_pool, self._grab_if_changed, must)
+                frame, changed = await loop.run_in_executor(self._capture_pool, self._grab_if_changed, must)
             except DisplayError as exc:
                 if not await self._follow_resize(str(exc)):
                     await self._recover_display(str(exc))
                 next_at = time.monotonic()
                 continue
             if frame is None:  # nothing changed on screen: nothing to grab, encode or send
-                self.stats.unchanged += 1
+                self._stats.unchanged += 1
                 if await self._wait_for_damage():
                     next_at = time.monotonic()  # grab now: a change ends the wait at once
                     continue
                 next_at = self._sleep_until_next(next_at)
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
                 continue
-            self.stats.captured += not frame.repeat
-            now = time.monotonic()
-            if self._grab_changed:  # the screen changed: a trailing frame follows
-                self._trailing_at = now + TRAILING_FRAME_S
-            elif self._trailing_due(now):
-                self._trailing_at = None  # this was it
+            self._stats.captured += not frame.repeat
+            self._schedule.grabbed(time.monotonic(), changed=changed)
             if self._take_latest() is not None:
-                self.stats.dropped += 1
+                self._stats.dropped += 1
             self._latest = frame
             self._new_frame.set()
             next_at = self._sleep_until_next(next_at)
@@ -183,24 +215,28 @@ class Pipeline:
 
     def _sleep_until_next(self, next_at: float) -> float:
         """The next tick; after falling behind, restart the clock instead of bursting."""
-        next_at += 1.0 / self.fps
+        next_at += 1.0 / self._fps
         return next_at if next_at > time.monotonic() else time.monotonic()
 
     def _poll_feedback(self) -> None:
         """Collect LiveKit's keyframe requests and bitrate target on every tick, also when the
         screen is still, so a request is answered within a tick."""
-        publisher = self.publisher
+        publisher = self._publisher
         if publisher is None:
             return
         feedback = publisher.take_feedback()
-        if publisher.republished:
-            publisher.republished = False
-            self._force_keyframe = True
+        if feedback.republished:
+            self._schedule.force_keyframe()
         if feedback.keyframe:
-            self.stats.keyframe_requests += 1
-            self._keyframe_requested = True
+            self._stats.keyframe_requests += 1
+            self._schedule.keyframe_requested()
         if feedback.target_bitrate is not None:
-            self._follow_target(feedback.target_bitrate)
+            current = self._stats.bitrate_target
+            target = follow_target(current, feedback.target_bitrate, floor=self._settings.encoder.min_bitrate,
+                                   cap=self._bitrate_cap)
+            if target != current:
+                log.debug("bitrate_target", bitrate=target, previous=current)
+                self._stats.bitrate_target = target
 
     async def _wait_for_damage(self) -> bool:
         """On a still screen, sleep until the X server reports a change instead of asking it
@@ -224,15 +260,13 @@ class Pipeline:
         # every timeout, several times the cost, ten times a second for as long as it is still.
         loop.add_reader(fd, wake, True)
         try:
-            while not damaged and self.publisher is not None:
+            while not damaged and self._publisher is not None:
                 self._poll_feedback()
-                if self._must_grab(time.monotonic()):
+                now = time.monotonic()
+                if self._schedule.must_grab(now, self._stats.last_published_at):
                     break
-                timeout = IDLE_POLL_S
-                if self._trailing_at is not None:
-                    timeout = min(timeout, max(0.0, self._trailing_at - time.monotonic()))
                 waiter = loop.create_future()
-                timer = loop.call_later(timeout, wake, False)
+                timer = loop.call_later(self._schedule.idle_wait(now), wake, False)
                 try:
                     await waiter
                 finally:
@@ -241,40 +275,22 @@ class Pipeline:
             loop.remove_reader(fd)
         return True
 
-    def _must_grab(self, now: float) -> bool:
-        """Whether this tick needs a picture even if nothing changed on screen."""
-        stale = now - self.stats.last_published_at >= IDLE_REFRESH_S
-        return self._needs_keyframe(now) or stale or self._trailing_due(now)
-
-    def _trailing_due(self, now: float) -> bool:
-        return self._trailing_at is not None and now >= self._trailing_at
-
-    def _needs_keyframe(self, now: float) -> bool:
-        """Whether the next frame must be an IDR (forced, requested, or an echo due)."""
-        echo_due = self._echo_keyframe_at is not None and now >= self._echo_keyframe_at
-        return self._force_keyframe or self._keyframe_requested or echo_due
-
-    def _grab_if_changed(self, must: bool) -> CapturedFrame | None:
-        """Capture thread: a picture, or None when the screen did not change since the last one,
-        or (a still screen's refresh) a repeat of the last one, which costs no grab and no
-        encode when the encoder can write it (runner.media.h264)."""
+    def _grab_if_changed(self, must: bool) -> tuple[CapturedFrame | None, bool]:
+        """Capture thread: (a picture, whether the screen changed). The picture is None when the
+        screen did not change since the last one, or (a still screen's refresh) a repeat of the
+        last one, which costs no grab and no encode when the encoder can write it (runner.media.h264)."""
         watch = self._watch
-        self._grab_changed = not must
-        if watch is not None and self.skip_unchanged:
-            changed = self._grab_changed = watch.changed()  # always asked, so it tracks every change
-            if not changed and not must:
-                return None
-            encoder = self._encoder  # read across threads: a stale answer only costs a real frame
-            now = time.monotonic()
-            # Only the refresh of a still screen: a trailing frame stays a real one. Measured
-            # (bench input-to-photon, 30 trials a side, twice): with skip pictures as trailing
-            # frames too, p50 rose from 35-39 to 46-53 ms; why is not known (Chromium's frame-size
-            # based jitter estimate is a suspect).
-            if (not changed and not self._trailing_due(now) and encoder is not None and encoder.can_repeat
-                    and not self._needs_keyframe(now)
-                    and self.output_size(*self.grabber.size) == (encoder.width, encoder.height)):
-                return CapturedFrame.again()
-        return self.grabber.grab_picture()
+        if watch is None or not self.skip_unchanged:
+            return self._grabber.grab_picture(), not must
+        changed = watch.changed()  # always asked, so it tracks every change
+        can_repeat = self._encoders.can_repeat(*self.output_size(*self._grabber.size))
+        match self._schedule.grab(time.monotonic(), changed=changed, must=must, can_repeat=can_repeat):
+            case Grab.NOTHING:
+                return None, changed
+            case Grab.REPEAT:
+                return CapturedFrame.again(), changed
+            case Grab.PICTURE:
+                return self._grabber.grab_picture(), changed
 
     def _take_latest(self) -> CapturedFrame | None:
         """Empty the mailbox; a picture nobody will encode goes back to the grabber."""
@@ -283,13 +299,11 @@ class Pipeline:
             frame.release()
         return frame
 
-    def open_change_watch(self) -> None:
+    def _open_change_watch(self) -> None:
         """Capture thread: watch the display for changes (XDamage); reopened after display loss."""
-        from runner.media.damage import ChangeWatch
-
         if self._watch is not None:
             self._watch.close()
-        self._watch = ChangeWatch(self.grabber.display, cursor=self.settings.capture.cursor)
+        self._watch = ChangeWatch(self._grabber.display, cursor=self._settings.capture.cursor)
 
     async def _follow_resize(self, reason: str) -> bool:
         """A grab failed: if the X server is still there with a screen of another size (xrandr,
@@ -297,65 +311,66 @@ class Pipeline:
         instead of the lost-display path (an error and a second's pause). False if the display
         does not answer (it is lost) or its screen kept its size (an unexplained failure: the
         lost-display path logs it and backs off)."""
-        before = self.grabber.screen_size
+        grabber = self._grabber
+        before = grabber.screen_size
         try:
-            await self.run_in_capture_thread(self.grabber.open)
+            await self._in_capture_thread(grabber.open)
         except DisplayError:
             return False
-        after = self.grabber.screen_size
+        after = grabber.screen_size
         if before is None or after == before:
             return False
-        log.info("screen_resized", display=self.grabber.display, screen=after, previous=before,
-                 size=self.grabber.size, reason=reason)
+        log.info("screen_resized", display=grabber.display, screen=after, previous=before,
+                 size=grabber.size, reason=reason)
         await self._resume()
         return True
 
     async def _resume(self) -> None:
         """Capture works again (display back or resized): watch it for changes, say so, IDR."""
         if self.skip_unchanged:
-            await self.run_in_capture_thread(self.open_change_watch)
-        width, height = self.grabber.size
-        self.notifier.status(f"publishing {width}x{height} from {self.grabber.display}")
-        self._force_keyframe = True
+            await self._in_capture_thread(self._open_change_watch)
+        width, height = self._grabber.size
+        self._notifier.status(f"publishing {width}x{height} from {self._grabber.display}")
+        self._schedule.force_keyframe()
 
     async def _recover_display(self, reason: str) -> None:
+        grabber = self._grabber
         log.error("capture_lost", reason=reason, retry_every_s=DISPLAY_RETRY_S)
-        self.notifier.status(f"X display {self.grabber.display} lost, retrying every {DISPLAY_RETRY_S:g} s")
-        loop = asyncio.get_running_loop()
-        with self.watchdog.waiting("display"):  # a restart would wait for the same display
+        self._notifier.status(f"X display {grabber.display} lost, retrying every {DISPLAY_RETRY_S:g} s")
+        with self._watchdog.waiting("display"):  # a restart would wait for the same display
             while True:
                 await asyncio.sleep(DISPLAY_RETRY_S)
                 try:
-                    await loop.run_in_executor(self._capture_pool, self.grabber.open)
+                    await self._in_capture_thread(grabber.open)
                 except DisplayError:
                     continue
                 break
-        log.info("capture_resumed", display=self.grabber.display, size=self.grabber.size)
+        log.info("capture_resumed", display=grabber.display, size=grabber.size)
         await self._resume()
 
+    # --- encode task ------------------------------------------------------------------------
     async def encode_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await self._new_frame.wait()
             self._new_frame.clear()
             frame, self._latest = self._latest, None
-            publisher = self.publisher
+            publisher = self._publisher
             if frame is None or publisher is None:
                 if frame is not None:
                     frame.release()
                 continue
-            if frame.repeat and self._needs_keyframe(time.monotonic()):
+            if frame.repeat and self._schedule.needs_keyframe(time.monotonic()):
                 continue  # an IDR became due meanwhile: the next tick grabs a real picture
             # LiveKit's feedback was collected by the capture tick that grabbed this picture.
-            requested, self._keyframe_requested = self._keyframe_requested, False
-            keyframe = self._wants_keyframe(requested, time.monotonic())
+            keyframe = self._schedule.take_keyframe(time.monotonic())
             sealed = await loop.run_in_executor(
-                self._encode_pool, self._encode_and_seal, frame, keyframe, self.stats.bitrate_target
+                self._encode_pool, self._encode_and_seal, frame, keyframe, self._stats.bitrate_target
             )
             if sealed is None:
                 continue
             au, payload, encrypt_s = sealed
-            if self.publisher is not publisher:
+            if self._publisher is not publisher:
                 continue  # the connection changed while we encoded; the next frame is an IDR
             handoff_started = time.perf_counter()
             accepted = publisher.push(
@@ -367,40 +382,12 @@ class Pipeline:
             )
             handoff_s = time.perf_counter() - handoff_started
             self._count(au, payload, accepted, repeat=frame.repeat)
-            self.watchdog.frame_published(time.monotonic())  # accepted or not: the path works
-            if accepted:
-                if self.observe is not None and not frame.repeat:
-                    self.observe(FrameTimes(frame.grab_s, frame.convert_s + au.convert_s, au.encode_s - au.convert_s,
-                                            encrypt_s, handoff_s))
-
-    def _wants_keyframe(self, requested: bool, now: float) -> bool:
-        """Whether the next picture must be an IDR.
-
-        Forced ones (start, republish, display back, key rotation) and requested ones (PLI/FIR,
-        new subscribers) are sent at once. Each requested one is echoed once KEYFRAME_ECHO_S
-        later: right after a viewer joins, Chrome sometimes decodes the first IDR and then drops
-        the following delta frames ("has no GoP"), freezing until it asks again 3 s later. A
-        second IDR shortly after ends that freeze (measured: 1 join in 4 froze for 3.5 s without
-        the echo, none in 30 with it). An IDR costs a few hundred kB at 1080p, on joins and losses
-        only. Not with the sdk engine: Chrome drops half of the SDK-encrypted IDRs (docs/e2ee.md),
-        each dropped one freezes the picture, so more IDRs there means more freezes.
-        """
-        echo = self._echo_keyframe_at is not None and now >= self._echo_keyframe_at
-        if requested and self._echo_keyframes:
-            self._echo_keyframe_at = now + KEYFRAME_ECHO_S
-        elif echo:
-            self._echo_keyframe_at = None
-        keyframe = self._force_keyframe or requested or echo
-        self._force_keyframe = False
-        return keyframe
-
-    def _follow_target(self, target: int) -> None:
-        enc = self.settings.encoder
-        target = min(max(target, enc.min_bitrate), self.bitrate_cap)
-        current = self.stats.bitrate_target
-        if abs(target - current) > BITRATE_HYSTERESIS * current:
-            log.debug("bitrate_target", bitrate=target, previous=current)
-            self.stats.bitrate_target = target
+            self._watchdog.frame_published(time.monotonic())  # accepted or not: the path works
+            if accepted and not frame.repeat:
+                times = FrameTimes(frame.grab_s, frame.convert_s + au.convert_s, au.encode_s - au.convert_s,
+                                   encrypt_s, handoff_s)
+                for observe in self._observers:
+                    observe(times)
 
     def _encode_and_seal(self, frame: CapturedFrame, keyframe: bool,
                          bitrate: int) -> tuple[AccessUnit, bytes, float] | None:
@@ -408,48 +395,24 @@ class Pipeline:
         goes back to the grabber once encoded, or when encoding failed. None: a repeat the
         encoder could not write (nothing is sent; the next tick grabs a real picture)."""
         try:
-            au = self._encode(frame, keyframe, bitrate)
+            if frame.repeat:  # the screen did not change (see _grab_if_changed)
+                au = self._encoders.repeat()
+            else:
+                picture = frame.picture if frame.picture is not None else frame.pixels
+                assert picture is not None  # a CapturedFrame that is no repeat holds one or the other
+                width, height = self.output_size(frame.width, frame.height)
+                au = self._encoders.encode(picture, width, height, fps=self._fps, bitrate=bitrate,
+                                           keyframe=keyframe)
         finally:
             frame.release()
         if au is None:
             return None
         started = time.perf_counter()
-        payload = self.seal(au.data, au.keyframe)
+        payload = self._seal(au.data, au.keyframe)
         return au, payload, time.perf_counter() - started
 
-    def _encode(self, frame: CapturedFrame, keyframe: bool, bitrate: int) -> AccessUnit | None:
-        enc = self._encoder
-        if frame.repeat:  # the screen did not change (see _grab_if_changed)
-            return enc.repeat() if enc is not None else None
-        picture = frame.picture if frame.picture is not None else frame.pixels
-        width, height = self.output_size(frame.width, frame.height)
-        if enc is None or (enc.width, enc.height, enc.fps) != (width, height, self.fps):
-            enc = self._encoder = self._open_encoder(width, height, bitrate)
-            keyframe = True
-        elif enc.bitrate != bitrate:
-            enc.set_bitrate(bitrate)
-        try:
-            return enc.encode(picture, keyframe=keyframe)
-        except EncoderError as exc:
-            if enc.codec == "libx264":
-                raise
-            # A hardware encoder that stops working (driver reset, GPU gone): libx264 from now on.
-            log.error("encoder_failed", codec=enc.codec, error=str(exc), fallback="libx264")
-            self._codec = "libx264"
-            enc = self._encoder = self._open_encoder(width, height, bitrate)
-            return enc.encode(picture, keyframe=True)
-
-    def _open_encoder(self, width: int, height: int, bitrate: int) -> H264Encoder:
-        """Encode thread: an encoder for this size; the codec is chosen once (encoder.codec)."""
-        cfg = self.settings.encoder
-        if self._codec is None:
-            self._codec, passed_over = choose_codec(cfg.codec, fps=self.fps, bitrate=bitrate,
-                                                    max_bitrate=cfg.max_bitrate)
-            log.info("encoder_selected", codec=self._codec, setting=cfg.codec, passed_over=passed_over)
-        return H264Encoder.configured(cfg, width, height, fps=self.fps, bitrate=bitrate, codec=self._codec)
-
     def _count(self, au: AccessUnit, payload: bytes, accepted: bool, *, repeat: bool = False) -> None:
-        s = self.stats
+        s = self._stats
         if repeat:
             s.repeated += 1
         else:
@@ -463,34 +426,35 @@ class Pipeline:
         s.keyframes += au.keyframe
         s.last_published_at = time.monotonic()
 
+    # --- rates and the status line -------------------------------------------------------------
+    async def rates_loop(self) -> None:
+        """Close a rates interval every second: what StreamInfo.rates (dr.stats) reports."""
+        while True:
+            await asyncio.sleep(RATES_INTERVAL_S)
+            self._meter.update(time.monotonic(), self._stats)
+
     async def status_loop(self, interval_s: float) -> None:
         """One line every interval: what a person watching the logs wants to know."""
-        before, t0 = self.stats.snapshot(), time.monotonic()
+        meter = RateMeter(time.monotonic(), self._stats)
         while True:
             await asyncio.sleep(interval_s)
-            now, t1 = self.stats.snapshot(), time.monotonic()
-            dt = max(t1 - t0, 1e-6)
-            encoded = now.encoded - before.encoded
-            log.info(
-                "status",
-                connected=self.publisher is not None and self.publisher.live,
-                fps=round((now.published - before.published) / dt, 1),
-                encode_ms=round(1000 * (now.encode_s - before.encode_s) / encoded, 2) if encoded else None,
-                bitrate=int(8 * (now.bytes_published - before.bytes_published) / dt),
-                bitrate_target=now.bitrate_target,
-                keyframes=now.keyframes - before.keyframes,
-                keyframe_requests=now.keyframe_requests - before.keyframe_requests,
-                dropped=now.dropped - before.dropped,
-                unchanged=now.unchanged - before.unchanged,
-                repeated=now.repeated - before.repeated,
-                rejected=now.rejected - before.rejected,
-                subscribers=self.publisher.subscribers if self.publisher else 0,
-            )
-            before, t0 = now, t1
+            publisher = self._publisher
+            log_status(meter.update(time.monotonic(), self._stats),
+                       connected=publisher is not None and publisher.live,
+                       subscribers=publisher.subscribers if publisher else 0)
 
-    def close(self) -> None:
-        if self._watch is not None:
-            self._capture_pool.submit(self._watch.close)
-        self._capture_pool.submit(self.grabber.close)
-        self._capture_pool.shutdown(wait=True, cancel_futures=True)
-        self._encode_pool.shutdown(wait=True, cancel_futures=True)
+
+def layout_from_mss(monitors: list[dict[str, object]]) -> ScreenLayout:
+    """mss's monitor list (index 0: the union of all) as a ScreenLayout."""
+
+    def region(m: dict[str, object]) -> Region:
+        return Region(int(m["left"]), int(m["top"]), int(m["width"]), int(m["height"]))  # type: ignore[call-overload]
+
+    def text(value: object) -> str | None:
+        return value if isinstance(value, str) else None
+
+    return ScreenLayout(
+        union=region(monitors[0]),
+        monitors=tuple(ScreenMonitor(region(m), output=text(m.get("output")) or None, name=text(m.get("name")),
+                                     primary=bool(m.get("is_primary", False))) for m in monitors[1:]),
+    )

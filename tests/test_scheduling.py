@@ -1,0 +1,148 @@
+"""runner.media.scheduling: keyframe, refresh, trailing-frame and bitrate decisions, with literal times.
+
+No threads, no sleeps: every decision takes ``now`` and the tests pass it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.media.scheduling import (
+    IDLE_POLL_S,
+    IDLE_REFRESH_S,
+    KEYFRAME_ECHO_S,
+    TRAILING_FRAME_S,
+    FrameSchedule,
+    Grab,
+    follow_target,
+)
+
+
+def started(*, echo: bool = True, at: float = 100.0) -> FrameSchedule:
+    """A schedule whose start-up IDR went out at ``at``."""
+    schedule = FrameSchedule(echo_keyframes=echo)
+    assert schedule.take_keyframe(at) is True
+    return schedule
+
+
+def decisions(schedule: FrameSchedule, steps: list[tuple[bool, float]]) -> list[bool]:
+    """take_keyframe at each time, after a receiver's request where the step says so."""
+    out = []
+    for requested, now in steps:
+        if requested:
+            schedule.keyframe_requested()
+        out.append(schedule.take_keyframe(now))
+    return out
+
+
+# --- keyframes ---------------------------------------------------------------------------------
+def test_first_picture_is_a_keyframe() -> None:
+    schedule = FrameSchedule(echo_keyframes=True)
+    assert schedule.needs_keyframe(100.0) is True
+    assert schedule.take_keyframe(100.0) is True
+    assert schedule.take_keyframe(100.1) is False
+
+
+def test_requested_keyframe_is_sent_at_once_and_echoed_once() -> None:
+    steps = [(True, 101.0), (False, 101.1), (False, 101.29), (False, 101.3), (False, 101.4), (False, 102.0)]
+    assert decisions(started(), steps) == [True, False, False, True, False, False]
+
+
+def test_requests_in_a_row_push_the_echo_back() -> None:
+    steps = [(True, 101.0), (True, 101.2), (False, 101.3), (False, 101.5), (False, 101.6)]
+    assert decisions(started(), steps) == [True, True, False, True, False]
+
+
+def test_forced_keyframe_is_sent_without_echo() -> None:
+    schedule = started()
+    schedule.force_keyframe()
+    assert [schedule.take_keyframe(t) for t in (101.0, 101.3, 101.6)] == [True, False, False]
+
+
+def test_no_echo_with_the_sdk_engine() -> None:
+    steps = [(True, 101.0), (False, 101.3), (False, 101.6)]
+    assert decisions(started(echo=False), steps) == [True, False, False]
+
+
+def test_an_echo_due_counts_as_a_needed_keyframe() -> None:
+    schedule = started()
+    schedule.keyframe_requested()
+    assert schedule.needs_keyframe(101.0) is True  # the request itself
+    schedule.take_keyframe(101.0)
+    assert schedule.needs_keyframe(101.0 + KEYFRAME_ECHO_S / 2) is False
+    assert schedule.needs_keyframe(101.0 + KEYFRAME_ECHO_S) is True
+
+
+# --- idle refresh and trailing frames ------------------------------------------------------------
+def test_a_still_screen_is_refreshed_once_a_second() -> None:
+    schedule = started()
+    assert schedule.must_grab(100.5, last_published_at=100.0) is False
+    assert schedule.must_grab(100.0 + IDLE_REFRESH_S, last_published_at=100.0) is True
+
+
+def test_a_due_keyframe_makes_a_tick_grab() -> None:
+    schedule = started()
+    schedule.force_keyframe()
+    assert schedule.must_grab(100.1, last_published_at=100.0) is True
+
+
+def test_a_change_is_followed_by_one_trailing_frame() -> None:
+    schedule = started()
+    schedule.grabbed(100.0, changed=True)
+    assert schedule.must_grab(100.0 + TRAILING_FRAME_S / 2, last_published_at=100.0) is False
+    due = 100.0 + TRAILING_FRAME_S
+    assert schedule.trailing_due(due) is True
+    assert schedule.must_grab(due, last_published_at=100.0) is True
+    schedule.grabbed(due, changed=False)  # this was it
+    assert schedule.trailing_due(due + 0.5) is False
+    assert schedule.must_grab(due + 0.5, last_published_at=due) is False
+
+
+def test_a_picture_before_the_trailing_frame_is_due_keeps_it_pending() -> None:
+    schedule = started()
+    schedule.grabbed(100.0, changed=True)
+    schedule.grabbed(100.01, changed=False)  # a refresh that happened to come first
+    assert schedule.trailing_due(100.0 + TRAILING_FRAME_S) is True
+
+
+def test_the_idle_wait_ends_when_the_trailing_frame_is_due() -> None:
+    schedule = started()
+    assert schedule.idle_wait(100.0) == IDLE_POLL_S
+    schedule.grabbed(100.0, changed=True)
+    assert schedule.idle_wait(100.02) == pytest.approx(TRAILING_FRAME_S - 0.02)
+    assert schedule.idle_wait(101.0) == 0.0
+
+
+# --- what a tick produces ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("changed", "must", "can_repeat", "keyframe_due", "trailing_due", "expected"), [
+    (False, False, True, False, False, Grab.NOTHING),   # still, nothing due: no frame at all
+    (False, True, True, False, False, Grab.REPEAT),     # still, the refresh is due: a skip picture
+    (False, True, False, False, False, Grab.PICTURE),   # ... unless the encoder cannot write one
+    (False, True, True, True, False, Grab.PICTURE),     # an IDR is due: a real picture
+    (False, True, True, False, True, Grab.PICTURE),     # a trailing frame stays real (latency)
+    (True, False, True, False, False, Grab.PICTURE),    # the screen changed
+    (True, True, True, False, False, Grab.PICTURE),
+])
+def test_still_screen_refreshes_are_skip_pictures_when_possible(
+        changed: bool, must: bool, can_repeat: bool, keyframe_due: bool, trailing_due: bool,
+        expected: Grab) -> None:
+    schedule = started()
+    if keyframe_due:
+        schedule.force_keyframe()
+    if trailing_due:
+        schedule.grabbed(101.0 - TRAILING_FRAME_S - 0.01, changed=True)
+    assert schedule.grab(101.0, changed=changed, must=must, can_repeat=can_repeat) is expected
+
+
+# --- bitrate ----------------------------------------------------------------------------------------
+def test_bitrate_follows_a_target_inside_the_bounds() -> None:
+    assert follow_target(4_000_000, 6_000_000, floor=1_000_000, cap=8_000_000) == 6_000_000
+
+
+def test_bitrate_target_is_clamped_to_the_bounds() -> None:
+    assert follow_target(4_000_000, 50_000_000, floor=1_000_000, cap=8_000_000) == 8_000_000
+    assert follow_target(8_000_000, 10_000, floor=1_000_000, cap=8_000_000) == 1_000_000
+
+
+def test_small_target_changes_are_ignored() -> None:
+    assert follow_target(4_000_000, 4_400_000, floor=1_000_000, cap=8_000_000) == 4_000_000  # +10 %
