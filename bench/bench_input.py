@@ -54,7 +54,7 @@ async def run(trials: int) -> dict:
                 fx, fy, target = POSITIONS[i % 2]
                 seen = threading.Event()
 
-                def poll(target: tuple[int, int] = target) -> None:
+                def poll(target: tuple[int, int] = target, seen: threading.Event = seen) -> None:
                     while xs.pointer() != target:
                         pass
                     seen.set()

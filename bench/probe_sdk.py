@@ -100,7 +100,8 @@ async def run(args: argparse.Namespace) -> dict:
         "cpu_s": round(cpu1 - cpu0, 3),
         "cpu_percent": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
         "cpu_ms_per_frame": round(1000 * (cpu1 - cpu0) / frames_encoded, 3) if frames_encoded else None,
-        "encode_ms_mean": round(1000 * (s1["encode_s"] - s0["encode_s"]) / frames_encoded, 3) if frames_encoded else None,
+        "encode_ms_mean": (round(1000 * (s1["encode_s"] - s0["encode_s"]) / frames_encoded, 3)
+                           if frames_encoded else None),
         "encoder": s1["implementation"],
         "limited_by": s1["limited_by"],
         "rss_mb": [(0.0, round(rss0, 1)), (round(t1 - t0, 1), round(rss1, 1))],

@@ -58,8 +58,8 @@ def pct(values: list[float], q: float) -> float:
 def summarize(samples: list[list[float]], stages: list[str]) -> dict[str, dict[str, float]]:
     """Median and p95 per stage and of the per-frame total, in ms."""
     out: dict[str, dict[str, float]] = {}
-    columns = list(zip(*samples)) if samples else [[] for _ in stages]
-    for name, column in zip(stages, columns):
+    columns = list(zip(*samples, strict=False)) if samples else [[] for _ in stages]
+    for name, column in zip(stages, columns, strict=False):
         out[name] = {"p50": round(pct(list(column), 0.5), 3), "p95": round(pct(list(column), 0.95), 3)}
     totals = [sum(s) for s in samples]
     out["total"] = {"p50": round(pct(totals, 0.5), 3), "p95": round(pct(totals, 0.95), 3)}
@@ -172,8 +172,10 @@ async def pipeline_section(lk: LiveKitServer, resolutions: list[tuple[int, int]]
                     d = await ours(lk, x.display, room + "-default", runner_env(FPS, bitrate),
                                    warmup=warmup, seconds=seconds)
                 row = {"resolution": f"{width}x{height}", "scene": name, "fps_target": FPS, "bitrate": bitrate,
-                       "ours": {k: v for k, v in a.items() if k != "samples"} | {"stages_ms": summarize(a["samples"], a["stages"])},
-                       "sdk": {k: v for k, v in b.items() if k != "samples"} | {"stages_ms": summarize(b["samples"], b["stages"])}}
+                       "ours": {k: v for k, v in a.items() if k != "samples"}
+                       | {"stages_ms": summarize(a["samples"], a["stages"])},
+                       "sdk": {k: v for k, v in b.items() if k != "samples"}
+                       | {"stages_ms": summarize(b["samples"], b["stages"])}}
                 row["default"] = {k: d[k] for k in ("fps", "cpu_percent", "frames", "kbit_s")}
                 ratio = (a["cpu_ms_per_frame"] / b["cpu_ms_per_frame"]
                          if a["cpu_ms_per_frame"] and b["cpu_ms_per_frame"] else None)
@@ -197,7 +199,8 @@ async def idle_section(lk: LiveKitServer, warmup: float, seconds: float) -> list
                        "skip_pictures": r["repeated"], "keyframes": r["keyframes"], "seconds": r["seconds"]}
                 rows.append(row)
                 split = r["cpu_percent_threads"]
-                print(f"  idle 1920x1080 @{fps} skip_unchanged={str(skip).lower():5}: {r['cpu_percent']:5.1f} % of a core "
+                print(f"  idle 1920x1080 @{fps} skip_unchanged={str(skip).lower():5}: "
+                      f"{r['cpu_percent']:5.1f} % of a core "
                       f"(Python threads {split['python']:.1f}, SDK threads {split['sdk']:.1f}), "
                       f"{r['frames']} frames in {r['seconds']:.0f} s ({r['repeated']} skip pictures), "
                       f"{r['keyframes']} keyframe(s) for the late viewer", flush=True)
@@ -266,13 +269,16 @@ async def photon_section(lk: LiveKitServer, trials: int, idle_trials: int) -> li
                     token = mint_token(lk.api_key, lk.api_secret, room, "bench-photon-viewer")
                     await page.goto(viewer_link(vs.url, lk.url, token, PASSPHRASE))
                     await page.wait_for_function("() => window.viewer !== undefined", timeout=10_000)
-                    await wait_for_viewer(page, lambda s: s.get("videoWidth", 0) > 2 and (s.get("control") or {}).get("you") is True,
+                    await wait_for_viewer(page, lambda s: s.get("videoWidth", 0) > 2
+                                          and (s.get("control") or {}).get("you") is True,
                                           timeout=30, what="the viewer showing video with control")
                     monitors = await page.evaluate("() => window.viewer.call('dr.monitors.list')")
                     mon = monitors["monitors"][0]["id"]
                     # After a still second or two the first change is what a user waits for; that
                     # only differs from the busy case when the runner skips unchanged frames.
-                    variants = [("busy", trials, (100, 200))] + ([("after 2 s still", idle_trials, (2000, 2200))] if skip else [])
+                    variants = [("busy", trials, (100, 200))]
+                    if skip:
+                        variants.append(("after 2 s still", idle_trials, (2000, 2200)))
                     for label, n, gap in variants:
                         values = await page.evaluate(PHOTON_JS, [n, gap[0], gap[1], mon])
                         ok = [v for v in values if v is not None]
@@ -282,7 +288,8 @@ async def photon_section(lk: LiveKitServer, trials: int, idle_trials: int) -> li
                                "mean_ms": round(statistics.mean(ok), 1) if ok else None,
                                "max_ms": round(max(ok), 1) if ok else None}
                         rows.append(row)
-                        print(f"  input-to-photon @{fps} skip_unchanged={str(skip).lower():5} {label:16}: p50 {row['p50_ms']:6.1f} ms"
+                        print(f"  input-to-photon @{fps} skip_unchanged={str(skip).lower():5} {label:16}: "
+                              f"p50 {row['p50_ms']:6.1f} ms"
                               f"  p95 {row['p95_ms']:6.1f} ms  max {row['max_ms']} ms  ({len(ok)}/{len(values)} seen)",
                               flush=True)
                     await page.close()
@@ -314,8 +321,9 @@ async def memory_section(lk: LiveKitServer, seconds: float) -> dict:
 def print_pipeline_row(row: dict) -> None:
     a, b = row["ours"], row["sdk"]
     st = a["stages_ms"]
-    print(f"  {row['resolution']:>9} {row['scene']:9}  ours {a['fps']:5.1f} fps, pipeline p50 {st['total']['p50']:5.2f} "
-          f"p95 {st['total']['p95']:5.2f} ms, {a['cpu_ms_per_frame'] or float('nan'):6.2f} CPU ms/frame | sdk {b['fps']:5.1f} fps "
+    print(f"  {row['resolution']:>9} {row['scene']:9}  ours {a['fps']:5.1f} fps, "
+          f"pipeline p50 {st['total']['p50']:5.2f} p95 {st['total']['p95']:5.2f} ms, "
+          f"{a['cpu_ms_per_frame'] or float('nan'):6.2f} CPU ms/frame | sdk {b['fps']:5.1f} fps "
           f"{b['cpu_ms_per_frame'] or float('nan'):6.2f} CPU ms/frame | ratio {row['cpu_ratio']} | default config "
           f"{row['default']['fps']:5.1f} fps {row['default']['cpu_percent']:5.1f} % CPU", flush=True)
 
@@ -328,7 +336,8 @@ def machine(lk: LiveKitServer) -> dict:
                 if line.startswith("model name")), platform.processor())
     server = subprocess.run([lk.binary, "--version"], capture_output=True, text=True).stdout.strip()
     return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
-            "pyav": av.__version__, "ffmpeg": av.library_versions.get("libavcodec"), "livekit_sdk": livekit.rtc.__version__,
+            "pyav": av.__version__, "ffmpeg": av.library_versions.get("libavcodec"),
+            "livekit_sdk": livekit.rtc.__version__,
             "livekit_server": server, "date": time.strftime("%Y-%m-%d")}
 
 
@@ -351,7 +360,8 @@ def markdown(results: dict) -> str:
         for r in results["pipeline"]:
             a, b, st = r["ours"], r["sdk"], r["ours"]["stages_ms"]
             stages = " / ".join(f"{st[s]['p50']:.2f}" for s in ("capture", "convert", "encode", "encrypt", "handoff"))
-            rows.append([r["resolution"], r["scene"], f"{a['fps']:.1f}", f"{st['total']['p50']:.2f} / {st['total']['p95']:.2f}",
+            rows.append([r["resolution"], r["scene"], f"{a['fps']:.1f}",
+                         f"{st['total']['p50']:.2f} / {st['total']['p95']:.2f}",
                          stages, str(a["cpu_ms_per_frame"]), f"{b['fps']:.1f}", str(b["cpu_ms_per_frame"]),
                          str(r["cpu_ratio"]), f"{a['cpu_percent']:.0f} / {b['cpu_percent']:.0f}",
                          f"{r['default']['fps']:.1f}, {r['default']['cpu_percent']:.0f}"])
@@ -371,7 +381,8 @@ def markdown(results: dict) -> str:
                          str(r["max_ms"]), f"{r['trials'] - r['missed']}/{r['trials']}"] for r in results["photon"]])
     if results.get("memory"):
         r = results["memory"]
-        lines += [f"Resident memory, 1920x1080 scrolling @60 for {r['seconds'] / 60:.0f} min: start {r['rss_start_mb']} MB, "
+        lines += [f"Resident memory, 1920x1080 scrolling @60 for {r['seconds'] / 60:.0f} min: "
+                  f"start {r['rss_start_mb']} MB, "
                   f"end {r['rss_end_mb']} MB, max {r['rss_max_mb']} MB, growth {r['growth_mb']} MB "
                   f"({r.get('growth_after_1min_mb')} MB from the first minute on).", ""]
     return "\n".join(lines)

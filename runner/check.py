@@ -47,7 +47,8 @@ def check_display(settings: Settings) -> str:
         raise CheckFailed(str(exc)) from None
     finally:
         grabber.close()
-    return f"{grabber.display}, monitor {settings.capture.monitor}: {frame.width}x{frame.height} ({grabber.backend} backend)"
+    return (f"{grabber.display}, monitor {settings.capture.monitor}: {frame.width}x{frame.height} "
+            f"({grabber.backend} backend)")
 
 
 def check_encoder(settings: Settings) -> str:

@@ -189,7 +189,7 @@ class XorgDummy(_ManagedProcess):
             raise ValueError(f"{len(layout)} monitors asked, the dummy driver has "
                              f"{len(self.outputs)} outputs")
         args: list[str] = []
-        for output, (width, height, x, y) in zip(self.outputs, layout):
+        for output, (width, height, x, y) in zip(self.outputs, layout, strict=False):
             mode = self._ensure_mode(output, width, height)
             args += ["--output", output, "--mode", mode, "--pos", f"{x}x{y}"]
             if output == self.outputs[0]:

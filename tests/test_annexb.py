@@ -101,8 +101,7 @@ def test_normalize_rewrites_only_3_byte_codes_when_mixed():  # naluUtils.test.ts
         [0, 0, 0, 1, 0x67, 0x64, 0, 0, 1, 0x68, 0xEE, 0, 0, 0, 1, 0x06, 0x05, 0, 0, 1, 0x65, 0x88]
     )
     assert normalize_start_codes(given) == bytes(
-        [0, 0, 0, 1, 0x67, 0x64, 0, 0, 0, 1, 0x68, 0xEE, 0, 0, 0, 1, 0x06, 0x05]
-        + [0, 0, 0, 1, 0x65, 0x88]
+        [0, 0, 0, 1, 103, 100, 0, 0, 0, 1, 104, 238, 0, 0, 0, 1, 6, 5, 0, 0, 0, 1, 101, 136]
     )
 
 

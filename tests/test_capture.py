@@ -151,7 +151,7 @@ def test_zero_copy_picture_equals_the_converted_copy_pointer_included(xvfb_facto
         xs.close()
     assert fast.pixels is None and (fast.width, fast.height) == (320, 240)
     expected = i420.from_bgra(copy.pixels)
-    for got, want in zip(i420.planes(fast.picture), i420.planes(expected)):
+    for got, want in zip(i420.planes(fast.picture), i420.planes(expected), strict=False):
         assert np.array_equal(got, want)
     y = i420.planes(fast.picture)[0]
     background = np.bincount(y.ravel()).argmax()

@@ -32,7 +32,8 @@ def test_everything_passes_against_real_parts(livekit_server, xvfb) -> None:
                     "RUNNER_LIVEKIT__API_SECRET": livekit_server.api_secret})
     got = lines(result)
     assert [line.split(":")[0] for line in got] == [
-        "PASS configuration", "PASS display", "PASS encoder", "PASS e2ee", "PASS livekit"], result.stdout + result.stderr
+        "PASS configuration", "PASS display", "PASS encoder", "PASS e2ee", "PASS livekit",
+    ], result.stdout + result.stderr
     assert f"{xvfb.display}, monitor 1: 1280x720" in got[1]
     assert "API key devkey accepted" in got[4]
     assert result.returncode == 0

@@ -167,7 +167,7 @@ def test_keyring_with_hkdf_and_aes_256():
 
 @pytest.mark.parametrize("size", [0, 257])
 def test_keyring_size_must_be_1_to_256(size):
-    with pytest.raises(ValueError, match="1..256"):
+    with pytest.raises(ValueError, match=r"1\.\.256"):
         KeyRing(size=size)
 
 

@@ -108,13 +108,15 @@ def test_libyuv_conversion_matches_swscale_colours() -> None:
 
     # Smooth content: on noise the two subsample chroma differently (libyuv averages 2x2 boxes).
     yy, xx = np.mgrid[0:240, 0:320]
-    img = np.stack([xx * 255 // 319, yy * 255 // 239, (xx + yy) * 255 // 558, np.full_like(xx, 255)], -1).astype(np.uint8)
+    channels = [xx * 255 // 319, yy * 255 // 239, (xx + yy) * 255 // 558, np.full_like(xx, 255)]
+    img = np.stack(channels, -1).astype(np.uint8)
     img[:120, :160] = (0, 255, 0, 255)  # pure green in BGRA
     enc = H264Encoder(320, 240, fps=30, bitrate=1_000_000)
     assert enc.converter == "libyuv"
     mine = enc._to_i420(img)
     ref = av.VideoFrame.from_ndarray(img, format="bgra").reformat(format="yuv420p")
-    for plane_mine, plane_ref, (w, h) in zip(mine.planes, ref.planes, ((320, 240), (160, 120), (160, 120))):
+    sizes = ((320, 240), (160, 120), (160, 120))
+    for plane_mine, plane_ref, (w, h) in zip(mine.planes, ref.planes, sizes, strict=True):
         a = np.frombuffer(plane_mine, np.uint8).reshape(h, plane_mine.line_size)[:, :w].astype(int)
         b = np.frombuffer(plane_ref, np.uint8).reshape(h, plane_ref.line_size)[:, :w].astype(int)
         diff = np.abs(a - b)
@@ -148,7 +150,8 @@ def test_a_named_encoder_is_used_as_asked_and_fails_clearly() -> None:
 
     assert choose_codec("libx264", fps=30, bitrate=2_000_000, max_bitrate=4_000_000) == ("libx264", {})
     assert choose_codec("h264_vaapi", fps=30, bitrate=2_000_000, max_bitrate=4_000_000) == ("h264_vaapi", {})
-    with pytest.raises(EncoderError, match=r"^(cannot open h264_vaapi at 320x240: |encoder h264_vaapi is not in this FFmpeg build$)"):
+    expected = r"^(cannot open h264_vaapi at 320x240: |encoder h264_vaapi is not in this FFmpeg build$)"
+    with pytest.raises(EncoderError, match=expected):
         H264Encoder(320, 240, fps=30, bitrate=1_000_000, codec="h264_vaapi")
     with pytest.raises(EncoderError, match="unknown encoder 'vp8'"):
         H264Encoder(320, 240, fps=30, bitrate=1_000_000, codec="vp8")

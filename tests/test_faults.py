@@ -313,7 +313,7 @@ async def test_network_drop_of_30s_recovers_without_leaks(own_livekit, xvfb, roo
         if viewer_failure is not None:
             raise viewer_failure
         assert recovered <= NETWORK_RETURN_DEADLINE_S, f"viewer live {recovered:.2f} s after the drop ended"
-        threads, fds, rss = (a - b for a, b in zip(after, before))
+        threads, fds, rss = (a - b for a, b in zip(after, before, strict=False))
         assert threads <= THREADS_SLACK, f"threads grew by {threads}: {before} -> {after}"
         assert fds <= FDS_SLACK, f"open fds grew by {fds}: {before} -> {after}"
         assert rss <= RSS_SLACK_KIB, f"RSS grew by {rss} KiB: {before} -> {after}"

@@ -70,7 +70,7 @@ def test_skip_pictures_show_the_last_picture_and_leave_the_rest_exactly_as_it_wa
     assert sum(is_skip) == 16
     real = iter(reference)
     previous = None
-    for frame, skip in zip(decoded, is_skip):
+    for frame, skip in zip(decoded, is_skip, strict=False):
         expected = previous if skip else next(real)
         assert np.array_equal(frame, expected)
         previous = frame
@@ -78,7 +78,7 @@ def test_skip_pictures_show_the_last_picture_and_leave_the_rest_exactly_as_it_wa
 
 def test_skip_pictures_are_about_ten_bytes() -> None:
     _, stream, is_skip = with_skips(1920, 1080, 3, skip_after={2})
-    assert all(len(au) <= 12 for au, skip in zip(stream, is_skip) if skip)
+    assert all(len(au) <= 12 for au, skip in zip(stream, is_skip, strict=False) if skip)
 
 
 def test_frame_numbers_follow_the_rules_for_reference_pictures() -> None:

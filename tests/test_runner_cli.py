@@ -57,7 +57,8 @@ def test_invalid_environment_value_exits_2_naming_the_key() -> None:
                     RUNNER_E2EE__PASSPHRASE="p", RUNNER_E2EE__FRAME_ENGINE="browser")
     result = run_runner(env)
     assert result.returncode == 2
-    assert result.stderr == "desktop-runner: configuration error: e2ee.frame_engine: Input should be 'runner' or 'sdk'\n"
+    expected = "desktop-runner: configuration error: e2ee.frame_engine: Input should be 'runner' or 'sdk'\n"
+    assert result.stderr == expected
 
 
 VALID = dict(RUNNER_LIVEKIT__URL="ws://127.0.0.1:9", RUNNER_LIVEKIT__API_KEY="devkey",

@@ -326,7 +326,7 @@ def test_the_feeding_task_looks_five_times_per_interval() -> None:
 
 
 def test_a_non_positive_interval_is_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"watchdog interval must be positive, got 0\.0"):
         WatchdogGate(0.0)
 
 

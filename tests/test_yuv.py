@@ -65,7 +65,7 @@ def test_conversion_at_an_offset_writes_only_that_rectangle() -> None:
 
 def test_scaling_keeps_a_flat_colour_and_makes_the_target_size() -> None:
     src = av.VideoFrame(1280, 720, "yuv420p")
-    for value, plane in zip((81, 90, 240), src.planes):  # pure red in BT.601 limited range
+    for value, plane in zip((81, 90, 240), src.planes, strict=False):  # pure red in BT.601 limited range
         np.frombuffer(plane, np.uint8)[:] = value
     dst = yuv.scale_i420(src, av.VideoFrame(640, 360, "yuv420p"))
     y, u, v = planes(dst)

@@ -208,8 +208,8 @@ def nalu_spans(data: bytes) -> list[tuple[int, int]]:
     # libwebrtc scans i < size - 3: a start code needs a byte after it.
     codes = short_start_code_offsets(data, size - 1)
     code_starts = [code - 1 if code > 0 and data[code - 1] == _ZERO else code for code in codes]
-    ends = code_starts[1:] + [size]
-    return [(code + 3, end) for code, end in zip(codes, ends)]
+    ends = [*code_starts[1:], size]
+    return [(code + 3, end) for code, end in zip(codes, ends, strict=False)]
 
 
 def split_nalus(data: bytes) -> list[bytes]:

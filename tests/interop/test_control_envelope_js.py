@@ -361,7 +361,9 @@ def test_session_input_is_sealed_for_the_runner_only(node: NodeHost, runner: Fak
     move = {"t": "move", "mon": "DUMMY0", "x": 0.0, "y": 1.0}
     assert node.request("session_send", message=move, reliable=False) == {"ok": True}
     sid = int(node.request("session_state")["session"])
-    assert [(i["body"], i["reliable"], i["header"].seq, i["header"].session, i["header"].kind) for i in runner.inputs] == [
+    received = [(i["body"], i["reliable"], i["header"].seq, i["header"].session, i["header"].kind)
+                for i in runner.inputs]
+    assert received == [
         (key, True, 2, sid, env.KIND_INPUT), (move, False, 3, sid, env.KIND_INPUT)]
     assert all(i["topic"] == env.DATA_CONTEXT and i["destinations"] == [RUNNER] for i in runner.inputs)
 
@@ -401,7 +403,8 @@ def test_session_ignores_packets_from_others_and_other_topics(node: NodeHost, ru
     node.request("session_open")
     sid = int(node.request("session_state")["session"])
     push = runner.push(sid, {"t": "monitors", "monitors": MONITORS, "selected": "DUMMY0"})
-    assert node.request("session_deliver", payload_hex=push, sender="intruder", topic=env.DATA_CONTEXT) == {"rejected": 0}
+    delivered = node.request("session_deliver", payload_hex=push, sender="intruder", topic=env.DATA_CONTEXT)
+    assert delivered == {"rejected": 0}
     assert node.request("session_deliver", payload_hex=push, sender=RUNNER, topic="chat") == {"rejected": 0}
     assert node.events_of("push") == []
 

@@ -108,10 +108,10 @@ def test_x264_normalized_by_runner_python_to_js(keyed, x264_units):
     units = [normalize_start_codes(au) for au, _ in x264_units]
     wire = [
         through_rtp(encrypt_frame(au, KEY, codec="h264", keyframe=key))
-        for au, (_, key) in zip(units, x264_units)
+        for au, (_, key) in zip(units, x264_units, strict=False)
     ]
     decrypted = keyed.decode(
-        [JsFrame(w, "h264", key) for w, (_, key) in zip(wire, x264_units)]
+        [JsFrame(w, "h264", key) for w, (_, key) in zip(wire, x264_units, strict=False)]
     )
     assert decrypted == units
 
@@ -122,7 +122,7 @@ def encrypt_through_rtp(units: list[tuple[bytes, bool]], codec: str) -> list[byt
 
 def test_x264_as_encoded_python_to_js(keyed, x264_units):
     wire = encrypt_through_rtp(x264_units, "h264")
-    decrypted = keyed.decode([JsFrame(w, "h264", key) for w, (_, key) in zip(wire, x264_units)])
+    decrypted = keyed.decode([JsFrame(w, "h264", key) for w, (_, key) in zip(wire, x264_units, strict=False)])
     assert decrypted == [received_plaintext(au, h264_slice) for au, _ in x264_units]
 
 
@@ -138,9 +138,9 @@ def test_x264_js_to_python(keyed, x264_units):
     wire = [through_rtp(frame) for frame in encrypted]
     expected = [received_plaintext(au, h264_slice) for au, _ in x264_units]
     assert [
-        decrypt_frame(w, KEY, codec="h264", keyframe=key) for w, (_, key) in zip(wire, x264_units)
+        decrypt_frame(w, KEY, codec="h264", keyframe=key) for w, (_, key) in zip(wire, x264_units, strict=False)
     ] == expected
-    from_js = keyed.decode([JsFrame(w, "h264", key) for w, (_, key) in zip(wire, x264_units)])
+    from_js = keyed.decode([JsFrame(w, "h264", key) for w, (_, key) in zip(wire, x264_units, strict=False)])
     assert from_js == expected
 
 
@@ -156,7 +156,7 @@ def test_x264_js_and_python_keep_the_same_clear_header(keyed, x264_units):
 def test_x264_without_mime_type_uses_the_codec_given_to_the_transform(keyed, x264_units):
     wire = encrypt_through_rtp(x264_units, "h264")
     decrypted = keyed.decode(
-        [JsFrame(w, "h264", key, with_mime_type=False) for w, (_, key) in zip(wire, x264_units)],
+        [JsFrame(w, "h264", key, with_mime_type=False) for w, (_, key) in zip(wire, x264_units, strict=False)],
         codec="h264",
     )
     assert decrypted == [received_plaintext(au, h264_slice) for au, _ in x264_units]
@@ -167,7 +167,7 @@ def test_x264_without_mime_type_uses_the_codec_given_to_the_transform(keyed, x26
 
 def test_x265_python_to_js(keyed, x265_units):
     wire = encrypt_through_rtp(x265_units, "h265")
-    decrypted = keyed.decode([JsFrame(w, "h265", key) for w, (_, key) in zip(wire, x265_units)])
+    decrypted = keyed.decode([JsFrame(w, "h265", key) for w, (_, key) in zip(wire, x265_units, strict=False)])
     assert decrypted == [received_plaintext(au, h265_slice) for au, _ in x265_units]
 
 
@@ -175,7 +175,7 @@ def test_x265_js_to_python(keyed, x265_units):
     encrypted = keyed.encode([JsFrame(au, "h265", key) for au, key in x265_units])
     wire = [through_rtp(frame) for frame in encrypted]
     assert [
-        decrypt_frame(w, KEY, codec="h265", keyframe=key) for w, (_, key) in zip(wire, x265_units)
+        decrypt_frame(w, KEY, codec="h265", keyframe=key) for w, (_, key) in zip(wire, x265_units, strict=False)
     ] == [received_plaintext(au, h265_slice) for au, _ in x265_units]
 
 
@@ -233,7 +233,7 @@ def test_sps_pps_only_unit_needs_the_same_frame_type_on_both_sides(keyed, x264_u
 def test_vpx_python_to_js(keyed, vp8_frames, vp9_frames, codec):
     frames = vp8_frames if codec == "vp8" else vp9_frames
     wire = [encrypt_frame(frame, KEY, codec=codec, keyframe=key) for frame, key in frames]
-    decrypted = keyed.decode([JsFrame(w, codec, key) for w, (_, key) in zip(wire, frames)])
+    decrypted = keyed.decode([JsFrame(w, codec, key) for w, (_, key) in zip(wire, frames, strict=False)])
     assert decrypted == [frame for frame, _ in frames]
 
 
@@ -242,7 +242,7 @@ def test_vpx_js_to_python(keyed, vp8_frames, vp9_frames, codec):
     frames = vp8_frames if codec == "vp8" else vp9_frames
     encrypted = keyed.encode([JsFrame(frame, codec, key) for frame, key in frames])
     assert [
-        decrypt_frame(e, KEY, codec=codec, keyframe=key) for e, (_, key) in zip(encrypted, frames)
+        decrypt_frame(e, KEY, codec=codec, keyframe=key) for e, (_, key) in zip(encrypted, frames, strict=False)
     ] == [frame for frame, _ in frames]
 
 
@@ -255,7 +255,7 @@ def test_vp8_keeps_10_clear_bytes_on_key_frames_and_3_on_delta_frames(keyed, vp8
 
 def test_opus_python_to_js(keyed, opus_packets):
     wire = [encrypt_frame(packet, KEY, codec="opus") for packet in opus_packets]
-    assert all(w[0] == packet[0] for w, packet in zip(wire, opus_packets))  # TOC byte in clear
+    assert all(w[0] == packet[0] for w, packet in zip(wire, opus_packets, strict=False))  # TOC byte in clear
     assert keyed.decode([JsFrame(w, "opus") for w in wire], track="mic") == opus_packets
 
 
@@ -304,7 +304,7 @@ def test_js_iv_that_needs_escaping_python_decrypts(keyed, x264_units):
     assert all(ESCAPE_PATTERN.search(frame[-24:]) for frame in encrypted)
     assert [
         decrypt_frame(through_rtp(e), KEY, codec="h264", keyframe=key)
-        for e, (_, key) in zip(encrypted, x264_units)
+        for e, (_, key) in zip(encrypted, x264_units, strict=False)
     ] == [received_plaintext(au, h264_slice) for au, _ in x264_units]
 
 
