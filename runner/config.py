@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -36,6 +37,9 @@ from pydantic_settings import (
 ENV_PREFIX = "RUNNER_"
 ENV_NESTED_DELIMITER = "__"
 CONFIG_FILE_ENV = "RUNNER_CONFIG_FILE"
+
+FrameEngine = Literal["runner", "sdk"]
+"""Who encrypts video frames: the runner (runner.e2ee) or the LiveKit SDK's frame cryptor."""
 
 
 class ConfigError(Exception):
@@ -110,7 +114,7 @@ class E2EESettings(_Section):
     passphrase_file: Path | None = None
     # JS key rings hold 16 keys and look a received index up without wrapping it.
     key_index: int = Field(0, ge=0, le=15)
-    frame_engine: Literal["runner", "sdk"] = "runner"
+    frame_engine: FrameEngine = "runner"
 
     @model_validator(mode="after")
     def _secret(self) -> E2EESettings:
@@ -195,14 +199,16 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    livekit: LiveKitSettings = LiveKitSettings()
-    e2ee: E2EESettings = E2EESettings()
-    capture: CaptureSettings = CaptureSettings()
-    encoder: EncoderSettings = EncoderSettings()
-    control: ControlSettings = ControlSettings()
+    # Without pydantic's mypy plugin, mypy takes Field(None, ...) for a field without a default,
+    # so it reads these calls as missing arguments (every field has a default).
+    livekit: LiveKitSettings = LiveKitSettings()  # type: ignore[call-arg]
+    e2ee: E2EESettings = E2EESettings()  # type: ignore[call-arg]
+    capture: CaptureSettings = CaptureSettings()  # type: ignore[call-arg]
+    encoder: EncoderSettings = EncoderSettings()  # type: ignore[call-arg]
+    control: ControlSettings = ControlSettings()  # type: ignore[call-arg]
     clipboard: ClipboardSettings = ClipboardSettings()
-    metrics: MetricsSettings = MetricsSettings()
-    log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()  # type: ignore[call-arg]
+    log: LogSettings = LogSettings()  # type: ignore[call-arg]
 
     @model_validator(mode="after")
     def _required(self) -> Settings:
@@ -247,7 +253,7 @@ def _settings_class(config_file: Path | None) -> type[Settings]:
     return _Loaded
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     loc = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
     msg = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":

@@ -15,6 +15,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
+from structlog.typing import Processor
 
 REDACTED = "[redacted]"
 _MIN_SECRET_LEN = 4  # shorter "secrets" would shred ordinary words
@@ -78,13 +79,13 @@ def setup_logging(
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
-    renderer: Any
+    renderer: Processor
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
     else:
         renderer = structlog.processors.JSONRenderer()
 
-    shared: list[Any] = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from runner.config import FrameEngine
 from runner.logs import get_logger
 from runner.media.stats import FrameTimes
 
@@ -53,7 +54,7 @@ class MetricValues:
     key_index: int
     viewers: int
     last_frame_age: float  # seconds; -1 before the first frame
-    frame_engine: str
+    frame_engine: FrameEngine
     key_fingerprint: str
 
 

@@ -192,9 +192,9 @@ class WatchdogGate:
     systemd kills and restarts the service after ``WatchdogSec=``.
 
     A still screen does not trip it: with ``capture.skip_unchanged`` the pipeline skips ticks
-    on which nothing changed, but still grabs, encodes and publishes one picture a second
-    (``session.IDLE_REFRESH_S``) so the track never looks dead; without it every tick is
-    published. Either way a healthy frame path publishes far more often than once per ping
+    on which nothing changed, but still publishes one picture a second (a skip picture, see
+    ``runner.media.scheduling.IDLE_REFRESH_S``) so the track never looks dead; without it every
+    tick is published. Either way a healthy frame path publishes far more often than once per ping
     interval (15 s for WatchdogSec=30).
 
     Deliberate waits keep it fed: while the X display is away and being retried every second

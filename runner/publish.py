@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import jwt
 from livekit import rtc
 
-from runner.config import Settings
+from runner.config import FrameEngine, Settings
 from runner.logs import get_logger, register_secrets
 
 log = get_logger(__name__)
@@ -83,7 +83,7 @@ class Publisher:
     """A connected room and its published screen-share track. Create with ``connect``."""
 
     def __init__(self, room: rtc.Room, source: rtc.EncodedVideoSource, track_sid: str, *,
-                 frame_engine: str, key_index: int) -> None:
+                 frame_engine: FrameEngine, key_index: int) -> None:
         self.room = room
         self.source = source
         self.track_sid = track_sid
@@ -123,7 +123,7 @@ class Publisher:
         """Connected and not resuming: frames pushed now reach the server."""
         return not self.reconnecting and not self.disconnected.is_set()
 
-    def _on_disconnected(self, reason: rtc.DisconnectReason.ValueType = 0) -> None:
+    def _on_disconnected(self, reason: rtc.DisconnectReason.ValueType = rtc.DisconnectReason.UNKNOWN_REASON) -> None:
         try:
             self.disconnect_reason = rtc.DisconnectReason.Name(reason)
         except ValueError:
@@ -180,7 +180,7 @@ class Publisher:
         )
         return publisher
 
-    def _configure_frame_cryptor(self, frame_engine: str, key_index: int) -> None:
+    def _configure_frame_cryptor(self, frame_engine: FrameEngine, key_index: int) -> None:
         """Make sure each frame is encrypted exactly once.
 
         With ``frame_engine = "runner"`` the pipeline encrypts access units before

@@ -72,7 +72,7 @@ async def _server_answers(url: str) -> bool:
 
 def _backoff(attempt: int, initial: float, cap: float) -> float:
     """Capped exponential backoff with +-20 % jitter, so many runners do not retry in step."""
-    base = min(cap, initial * (2 ** min(attempt, 16)))
+    base = min(cap, initial * 2.0 ** min(attempt, 16))
     return base * random.uniform(0.8, 1.2)
 
 
@@ -204,8 +204,8 @@ class Service:
                 for task in tasks:
                     task.cancel()
         except* Exception as group:
-            for exc in group.exceptions:
-                log.error("task_failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+            for error in group.exceptions:
+                log.error("task_failed", error=f"{type(error).__name__}: {error}", exc_info=error)
             failed = True
         finally:
             await self._shutdown()

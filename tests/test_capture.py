@@ -205,3 +205,36 @@ def test_without_libyuv_the_pipeline_grab_falls_back_to_a_bgra_copy(xvfb_factory
         g.close()
     assert frame.picture is None and frame.pixels.shape == (240, 320, 4)
     frame.release()  # nothing to give back; must not fail
+
+
+def test_mss_private_parts_are_where_the_adapter_expects(xvfb_factory) -> None:
+    """runner.media.mss_private reads mss internals by name; a new mss that moves them must fail
+    here, loudly, not degrade the capture path quietly (a None shared image means a copy per frame)."""
+    import mss
+
+    from runner.media import mss_private
+
+    assert mss.__version__ == mss_private.MSS_CHECKED_VERSION, (
+        f"mss {mss.__version__}: check runner/media/mss_private.py against it, then update MSS_CHECKED_VERSION")
+    x = xvfb_factory(320, 240)
+    paint(x.display, (0, 0, 255))
+    xs = XState(x.display)
+    xs.warp(100, 60)
+    sct = mss.MSS(display=x.display, with_cursor=False)
+    try:
+        sct.grab(sct.monitors[1])  # the first grab tells mss whether MIT-SHM works
+        image = mss_private.shared_image(sct)
+        assert image is not None, "Xvfb offers MIT-SHM: the adapter must find mss's shared-memory image"
+        assert image.size == 320 * 240 * 4
+        image.fill(10, 20, 4, 2)
+        public = bytes(sct.grab({"left": 10, "top": 20, "width": 4, "height": 2}).raw)  # a copy of the same
+        assert bytes(image.buffer[:32]) == public and public[:4] == bytes([255, 0, 0, 0])  # blue, BGRA
+        cursor = mss_private.cursor_image(sct)
+        assert cursor is not None and cursor.size.width > 0
+        assert cursor.pos.left <= 100 < cursor.pos.left + cursor.size.width
+        first = sct.monitors
+        mss_private.forget_monitors(sct)
+        assert sct.monitors is not first and sct.monitors == first  # asked again, same answer
+    finally:
+        sct.close()
+        xs.close()

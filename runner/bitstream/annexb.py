@@ -100,7 +100,8 @@ def _offsets_of_pair_then(data: bytes, third: int, end: int) -> list[int]:
     pairs = _zero_pair_array(data)
     pairs = pairs[pairs + 3 <= end]
     array = np.frombuffer(data, dtype=np.uint8)
-    return pairs[array[pairs + 2] == third].tolist()
+    offsets: list[int] = pairs[array[pairs + 2] == third].tolist()
+    return offsets
 
 
 def zero_pair_offsets(data: bytes) -> list[int]:
@@ -112,7 +113,8 @@ def zero_pair_offsets(data: bytes) -> list[int]:
             found.append(hit)
             hit = data.find(_ZERO_PAIR, hit + 1)
         return found
-    return _zero_pair_array(data).tolist()
+    offsets: list[int] = _zero_pair_array(data).tolist()
+    return offsets
 
 
 def short_start_code_offsets(data: bytes, end: int | None = None) -> list[int]:

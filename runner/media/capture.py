@@ -24,7 +24,7 @@ import mss
 import numpy as np
 
 from runner.logs import get_logger
-from runner.media import yuv
+from runner.media import mss_private, yuv
 
 log = get_logger(__name__)
 
@@ -32,7 +32,6 @@ log = get_logger(__name__)
 # "drawable's visual not found"); the Xlib backend works there.
 BACKENDS = ("default", "xlib")
 BYTES_PER_PIXEL = 4  # mss hands out BGRA
-ALL_PLANES = 0xFFFFFFFF
 
 
 class DisplayError(RuntimeError):
@@ -148,7 +147,7 @@ class ScreenGrabber:
         self._pool = PicturePool()
         self.screen_size: tuple[int, int] | None = None  # the whole X screen at the last open()
         self._cursor_broken = False  # XFixes failed once: grab without the pointer from then on
-        self._zero_copy = False
+        self._shm: mss_private.SharedImage | None = None  # the zero-copy grab's image (open() decides)
 
     def open(self) -> None:
         """Connect to the display and check the monitor; raise DisplayError on failure."""
@@ -186,7 +185,7 @@ class ScreenGrabber:
             self._sct, self._region, self.backend = sct, region, backend
             self._size = region["width"] & ~1, region["height"] & ~1
             self.screen_size = monitors[0]["width"], monitors[0]["height"]
-            self._zero_copy = self._can_zero_copy()
+            self._shm = mss_private.shared_image(sct) if yuv.library() is not None else None
             if backend != BACKENDS[0]:
                 log.warning("capture_backend_fallback", backend=backend, reasons=errors)
             return
@@ -198,7 +197,7 @@ class ScreenGrabber:
         if self._sct is None:
             raise DisplayError("grabber is not open")
         if refresh:
-            self._sct._monitors = None  # mss caches the list for the life of the connection
+            mss_private.forget_monitors(self._sct)
         try:
             return [dict(m) for m in self._sct.monitors]
         except Exception as exc:
@@ -256,12 +255,7 @@ class ScreenGrabber:
     def zero_copy(self) -> bool:
         """Whether ``grab_picture`` converts from shared memory (else it falls back to ``grab``);
         decided at ``open()``, whose test grab tells whether MIT-SHM works."""
-        return self._zero_copy
-
-    def _can_zero_copy(self) -> bool:
-        impl = getattr(self._sct, "_impl", None)
-        return (yuv.library() is not None and getattr(impl, "_buf", None) is not None
-                and getattr(getattr(impl, "shm_status", None), "name", "") == "AVAILABLE")
+        return self._shm is not None
 
     def grab_picture(self) -> CapturedFrame:
         """The region as an I420 frame, converted from the X server's shared-memory image with
@@ -269,19 +263,16 @@ class ScreenGrabber:
         MIT-SHM, no libyuv). ``release()`` the frame when done with it."""
         if self._sct is None or self._region is None:
             raise DisplayError("grabber is not open")
-        if not self.zero_copy:
+        shm_image = self._shm
+        if shm_image is None:
             return self.grab()
-        from mss.linux import xcb  # mss's own XCB binding and connection (mss is pinned)
-
-        impl = self._sct._impl  # type: ignore[attr-defined]
         region = self._region
         w, h = region["width"], region["height"]
         started = time.perf_counter()
-        if w * h * BYTES_PER_PIXEL > impl._bufsize:
+        if w * h * BYTES_PER_PIXEL > shm_image.size:
             raise DisplayError(f"display {self.display} grew beyond the shared-memory buffer; reopening")
         try:
-            xcb.shm_get_image(impl.conn, impl.drawable, region["left"], region["top"], w, h, ALL_PLANES,
-                              xcb.ImageFormat.ZPixmap, impl._shmseg, 0)
+            shm_image.fill(region["left"], region["top"], w, h)
         except Exception as exc:
             raise DisplayError(f"grab failed on display {self.display}: {exc}") from exc
         captured_at = time.monotonic()
@@ -290,7 +281,7 @@ class ScreenGrabber:
         picture = self._pool.take(width, height)
         # A view of the shared memory for this call only: mss cannot close its buffer while a
         # view exists, and the next grab overwrites it anyway.
-        shm = np.frombuffer(impl._buf, np.uint8, count=w * h * BYTES_PER_PIXEL).reshape(h, w, BYTES_PER_PIXEL)
+        shm = np.frombuffer(shm_image.buffer, np.uint8, count=w * h * BYTES_PER_PIXEL).reshape(h, w, BYTES_PER_PIXEL)
         try:
             yuv.bgra_to_i420(shm.ctypes.data, w * BYTES_PER_PIXEL, width, height, picture)
             if self.cursor:
@@ -305,7 +296,7 @@ class ScreenGrabber:
         if self._cursor_broken or self._sct is None:
             return None
         try:
-            shot = self._sct._impl.cursor()  # type: ignore[attr-defined]  # XFixesGetCursorImage
+            shot = mss_private.cursor_image(self._sct)
         except Exception as exc:  # no XFixes, or a server that refuses: grab without the pointer
             self._cursor_broken = True
             log.warning("cursor_unavailable", display=self.display, reason=f"{type(exc).__name__}: {exc}")
@@ -349,4 +340,4 @@ class ScreenGrabber:
             finally:
                 self._sct = None
                 self._region = None
-                self._zero_copy = False
+                self._shm = None

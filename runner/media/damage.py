@@ -61,7 +61,8 @@ class ChangeWatch:
         DAMAGE, or the pointer is drawn and XInput 2 cannot report its moves: then it is polled)."""
         if self._d is None or (self._cursor and not self._motion_events):
             return None
-        return self._d.fileno()
+        fd: int = self._d.fileno()
+        return fd
 
     def changed(self) -> bool:
         """True if anything was drawn (or the drawn pointer moved) since the last call."""

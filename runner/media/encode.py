@@ -15,10 +15,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import av
 import numpy as np
+from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 from livekit import rtc
 
@@ -157,7 +158,8 @@ class H264Encoder:
         options, self._pix_fmt = _codec_options(codec, preset=preset, slices=slices, bitrate=bitrate,
                                                 max_bitrate=max_bitrate or bitrate)
         try:
-            ctx = av.CodecContext.create(codec, "w")
+            # A video encoder by name; PyAV's stubs type only literal codec names precisely.
+            ctx = cast(VideoCodecContext, av.CodecContext.create(codec, "w"))
         except (av.FFmpegError, ValueError) as exc:  # not built into PyAV's FFmpeg
             raise EncoderError(f"encoder {codec} is not in this FFmpeg build") from exc
         ctx.width, ctx.height = width, height
@@ -182,7 +184,7 @@ class H264Encoder:
         self._bgra_view: np.ndarray | None = None
         self._i420 = av.VideoFrame(width, height, "yuv420p")
         self._i420_views = [
-            np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, :w]
+            np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, :w]  # type: ignore[call-overload]
             for plane, (w, h) in zip(self._i420.planes,
                                      ((width, height), (width // 2, height // 2), (width // 2, height // 2)),
                                      strict=True)
@@ -212,8 +214,10 @@ class H264Encoder:
         if frame is None or (frame.width, frame.height) != (w, h):
             frame = self._bgra = av.VideoFrame(w, h, "bgra")
             plane = frame.planes[0]
-            rows = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)
+            # PyAV's stubs do not declare the buffer protocol its planes implement.
+            rows = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)  # type: ignore[call-overload]
             self._bgra_view = rows[:, : w * BGRA_BYTES].reshape(h, w, BGRA_BYTES)
+        assert self._bgra_view is not None  # made with the frame
         np.copyto(self._bgra_view, bgra)
         return frame
 
@@ -231,7 +235,7 @@ class H264Encoder:
             bgra = np.array(bgra)  # the SDK takes a writable buffer
         try:
             i420 = rtc.VideoFrame(self.width, self.height, rtc.VideoBufferType.BGRA,
-                                  memoryview(bgra).cast("B")).convert(rtc.VideoBufferType.I420)
+                                  bgra.data.cast("B")).convert(rtc.VideoBufferType.I420)
         except Exception as exc:  # an SDK without the conversion: swscale from now on
             self.converter = f"swscale (libyuv failed: {type(exc).__name__}: {exc})"
             return None
