@@ -10,14 +10,19 @@ caller escape a whole frame after its header without copying the body out first.
 
 from __future__ import annotations
 
+import numpy as np
+
 from runner.bitstream.annexb import (
     EMULATION_PREVENTION_BYTE,
+    VECTOR_SCAN_MIN_BYTES,
     emulation_prevention_offsets,
     zero_pair_offsets,
 )
 
 _ESCAPE = bytes((EMULATION_PREVENTION_BYTE,))
 _ESCAPED_SEQUENCE_LENGTH = 3
+SPARSE_ESCAPES = 64
+"""Fewer escapes than one per this many bytes are cut out slice by slice; more, with a mask."""
 
 
 def escape_rbsp(data: bytes, start: int = 0) -> bytes:
@@ -46,15 +51,29 @@ def escape_rbsp(data: bytes, start: int = 0) -> bytes:
     return b"".join(pieces)
 
 
-def _escapes_from(data: bytes, start: int) -> list[int]:
-    return [offset for offset in emulation_prevention_offsets(data) if offset >= start]
+def _escape_bytes(data: bytes, start: int) -> np.ndarray:
+    """A mask over ``data``: True at the ``03`` of every ``00 00 03`` that starts in ``data[start:]``."""
+    body = np.frombuffer(data, np.uint8)
+    mask = np.zeros(len(body), dtype=bool)
+    if len(body) < _ESCAPED_SEQUENCE_LENGTH:
+        return mask
+    if len(data) < VECTOR_SCAN_MIN_BYTES:
+        offsets = [offset for offset in emulation_prevention_offsets(data) if offset >= start]
+        mask[np.array(offsets, dtype=np.int64) + 2] = True
+        return mask
+    hits = mask[2:]  # in place, so the peak is two boolean arrays however dense the zeros
+    np.equal(body[2:], EMULATION_PREVENTION_BYTE, out=hits)
+    hits &= body[:-2] == 0
+    hits &= body[1:-1] == 0
+    hits[:start] = False
+    return mask
 
 
 def needs_unescaping(data: bytes, start: int = 0) -> bool:
     """True when ``00 00 03`` starts in ``data[start:]`` before its last 3 bytes (the JS check
     ignores one that ends the data)."""
-    offsets = _escapes_from(data, start)
-    return bool(offsets) and offsets[0] + _ESCAPED_SEQUENCE_LENGTH < len(data)
+    mask = _escape_bytes(data, start)
+    return bool(mask.any()) and int(mask.argmax()) + 1 < len(data)
 
 
 def unescape_rbsp(data: bytes, start: int = 0) -> bytes:
@@ -63,7 +82,7 @@ def unescape_rbsp(data: bytes, start: int = 0) -> bytes:
     The JS scan removes them left to right; occurrences of ``00 00 03`` cannot overlap, so that is
     every occurrence. Returns ``data`` itself when there is none.
     """
-    return _remove_escapes(data, _escapes_from(data, start))
+    return _remove_escapes(data, _escape_bytes(data, start))
 
 
 def unescape_rbsp_if_needed(data: bytes, start: int = 0) -> bytes:
@@ -71,20 +90,51 @@ def unescape_rbsp_if_needed(data: bytes, start: int = 0) -> bytes:
 
     The two differ only when the single ``00 00 03`` is the last 3 bytes (then kept as is).
     """
-    offsets = _escapes_from(data, start)
-    if not offsets or offsets[0] + _ESCAPED_SEQUENCE_LENGTH >= len(data):
+    mask = _escape_bytes(data, start)
+    if not mask.any() or int(mask.argmax()) + 1 >= len(data):
         return data
-    return _remove_escapes(data, offsets)
+    return _remove_escapes(data, mask)
 
 
-def _remove_escapes(data: bytes, offsets: list[int]) -> bytes:
-    if not offsets:
-        return data
+def has_canonical_escaping(data: bytes, start: int = 0) -> bool:
+    """Whether ``data[start:]`` is exactly what :func:`escape_rbsp` writes, i.e.
+    ``escape_rbsp(unescape_rbsp_if_needed(data, start), start) == data``, checked in one linear,
+    vectorised pass without building either (time and memory linear in the input).
+
+    Escaped data never holds ``00 00`` followed by 00, 01 or 02, and every ``00 00 03`` in it is an
+    inserted byte, so a byte <= 03 follows it (the one that needed escaping). Zeros never count
+    across a non-zero byte, so these local rules are the whole condition.
+    """
+    body = np.frombuffer(data, np.uint8)[start:]
+    size = len(body)
+    if size < _ESCAPED_SEQUENCE_LENGTH:
+        return True
+    pair = body[:-2] == 0  # 00 00 with a byte after it; in place from here
+    pair &= body[1:-1] == 0
+    third = body[2:]
+    if np.any(pair & (third < EMULATION_PREVENTION_BYTE)):
+        return False
+    pair &= third == EMULATION_PREVENTION_BYTE  # now: where an escape byte is
+    if pair[-1]:  # an escape byte that ends the data escapes nothing
+        return False
+    pair[:-1] &= body[3:] > EMULATION_PREVENTION_BYTE  # an escape byte before a byte it need not escape
+    return not bool(pair.any())
+
+
+def _remove_escapes(data: bytes, mask: np.ndarray) -> bytes:
+    """``data`` without the bytes ``mask`` marks (it marks at least one)."""
+    count = int(np.count_nonzero(mask))
+    if count * SPARSE_ESCAPES > len(data):
+        # Dense escapes (zero-heavy data): one mask instead of a slice per escape, which cost
+        # ~200 bytes each (measured: 490 MiB for a 4 MiB frame of 00 00 03 runs).
+        np.logical_not(mask, out=mask)
+        kept: bytes = np.frombuffer(data, np.uint8)[mask].tobytes()
+        return kept
     view = memoryview(data)
     pieces: list[memoryview] = []
     previous = 0
-    for offset in offsets:
-        pieces.append(view[previous : offset + 2])
-        previous = offset + _ESCAPED_SEQUENCE_LENGTH
+    for escape in np.flatnonzero(mask).tolist():
+        pieces.append(view[previous:escape])
+        previous = escape + 1
     pieces.append(view[previous:])
     return b"".join(pieces)
