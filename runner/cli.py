@@ -47,9 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
         "never from flags, which other users can read in the process list.",
     )
     parser.add_argument(
-        "command", nargs="?", choices=["run", "check"], default="run",
+        "command", nargs="?", choices=["run", "check", "passphrase"], default="run",
         help="run: share the screen (default); check: test configuration, display, encoder, E2EE "
-        "and the LiveKit server, one PASS/FAIL line each, exit 0 when all pass",
+        "and the LiveKit server, one PASS/FAIL line each, exit 0 when all pass; passphrase: print "
+        "a random passphrase for e2ee.passphrase (192 bits) and exit",
     )
     parser.add_argument("--config", type=Path, metavar="PATH", help="TOML configuration file (or $RUNNER_CONFIG_FILE)")
     for flag, (section, key, kind) in FLAGS.items():
@@ -68,6 +69,11 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "passphrase":  # needs no configuration
+        from runner.e2ee.passphrase import generate_passphrase
+
+        print(generate_passphrase())
+        return 0
     overrides = overrides_from(args)
     try:
         settings = load_settings(args.config, overrides)

@@ -55,7 +55,6 @@ class MetricValues:
     viewers: int
     last_frame_age: float  # seconds; -1 before the first frame
     frame_engine: FrameEngine
-    key_fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -105,9 +104,11 @@ class RunnerCollector(Collector):
         }
         for name, (doc, gauge) in gauges.items():
             yield GaugeMetricFamily(f"{PREFIX}_{name}", doc, value=gauge)
+        # No key fingerprint here: /metrics has no authentication, and a fingerprint of a key
+        # derived with a fixed salt lets anyone who reads it test passphrase guesses offline.
         engine = GaugeMetricFamily(f"{PREFIX}_e2ee_info", "E2EE state (always 1; see labels)",
-                                   labels=["frame_engine", "key"])
-        engine.add_metric([v.frame_engine, v.key_fingerprint], 1)
+                                   labels=["frame_engine"])
+        engine.add_metric([v.frame_engine], 1)
         yield engine
 
 

@@ -25,6 +25,7 @@ from runner.config import ConfigError, Settings, load_settings, parse_host_port
 from runner.control import envelope as control_envelope
 from runner.control.inject import Injector
 from runner.control.server import ControlServer
+from runner.e2ee.passphrase import MIN_PASSPHRASE_CHARS, passphrase_weakness
 from runner.logs import get_logger, register_secrets
 from runner.media.capture import DisplayError, ScreenGrabber
 from runner.media.pipeline import Pipeline, Sealer
@@ -54,6 +55,14 @@ def frame_sealer(ring: e2ee.KeyRing) -> Sealer:
         return ring.encrypt_frame(data, codec=CODEC, keyframe=keyframe)
 
     return seal
+
+
+def _warn_if_weak(passphrase: str) -> None:
+    """Log ``weak_passphrase`` (a warning naming the setting and the minimum) for a short passphrase."""
+    weakness = passphrase_weakness(passphrase)
+    if weakness is not None:
+        log.warning("weak_passphrase", setting="e2ee.passphrase", length=len(passphrase),
+                    minimum=MIN_PASSPHRASE_CHARS, problem=weakness)
 
 
 async def _server_answers(url: str) -> bool:
@@ -112,6 +121,7 @@ class Service:
         self._background: set[asyncio.Task[None]] = set()
         passphrase = settings.e2ee.passphrase
         assert passphrase is not None
+        _warn_if_weak(passphrase.get_secret_value())
         self.keys = e2ee.KeyRing()
         self.keys.set_key(passphrase.get_secret_value(), settings.e2ee.key_index)
         # (passphrase, key_index) as last read from the configuration, to tell a real change
@@ -240,7 +250,7 @@ class Service:
             fps=self.pipeline.fps, key_index=self.keys.current_index,
             viewers=publisher.subscribers if publisher else 0,
             last_frame_age=(time.monotonic() - s.last_published_at) if s.last_published_at else -1.0,
-            frame_engine=self._frame_engine, key_fingerprint=self.keys.fingerprint(),
+            frame_engine=self._frame_engine,
         )
 
     async def _make_control(self) -> ControlServer:
@@ -369,6 +379,7 @@ class Service:
         index = new.e2ee.key_index
         if (passphrase, index) != self._configured_key:
             self._configured_key = (passphrase, index)
+            _warn_if_weak(passphrase)
             if index == self.keys.current_index:
                 # Same index, new key: move to the next slot so in-flight frames under the old
                 # key stay decryptable and viewers can hold both keys (JS rings have 16 slots).

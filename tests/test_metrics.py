@@ -28,8 +28,7 @@ def _values() -> MetricValues:
     return MetricValues(captured=3, encoded=2, published=2, keyframes=1, keyframe_requests=0, bytes=10,
                         dropped=1, rejected=0, reconnects=0, input_accepted=5,
                         input_rejected={"auth": 7, "replay": 1}, connected=True, bitrate_target=4_000_000,
-                        fps=30.0, key_index=2, viewers=1, last_frame_age=0.01, frame_engine="runner",
-                        key_fingerprint="keyfp:12345678")
+                        fps=30.0, key_index=2, viewers=1, last_frame_age=0.01, frame_engine="runner")
 
 
 async def _get(port: int, request: bytes) -> bytes:
@@ -51,7 +50,9 @@ async def test_endpoint_serves_metrics_health_and_nothing_else() -> None:
         text = body.decode()
         assert 'desktop_runner_input_rejected_total{reason="auth"} 7.0' in text
         assert "desktop_runner_frames_published_total 2.0" in text
-        assert 'desktop_runner_e2ee_info{frame_engine="runner",key="keyfp:12345678"} 1.0' in text
+        assert 'desktop_runner_e2ee_info{frame_engine="runner"} 1.0' in text
+        assert "desktop_runner_e2ee_key_index 2.0" in text
+        assert "keyfp" not in text  # a key fingerprint on an open endpoint is a guessing oracle
         assert (await _get(m.port, b"GET /healthz HTTP/1.0\r\n\r\n")).startswith(b"HTTP/1.0 503")
         assert (await _get(m.port, b"POST /metrics HTTP/1.0\r\n\r\n")).startswith(b"HTTP/1.0 405")
         assert (await _get(m.port, b"GET /etc/passwd HTTP/1.0\r\n\r\n")).startswith(b"HTTP/1.0 404")
@@ -99,6 +100,8 @@ def test_runner_metrics_and_health_follow_the_frame_path() -> None:
             assert _metric(text, "desktop_runner_capture_seconds_count") == published
             assert 0 < _metric(text, "desktop_runner_encrypt_seconds_sum") / published < 0.005
             assert _metric(text, "desktop_runner_handoff_seconds_count") == published
+            assert 'desktop_runner_e2ee_info{frame_engine="runner"} 1.0' in text
+            assert "keyfp" not in text  # no key fingerprint on the unauthenticated endpoint
             assert _docker_healthcheck(port) == 0
             lk.kill()  # frames stop being published: unhealthy
             deadline = time.monotonic() + 15

@@ -136,3 +136,35 @@ def test_secrets_never_appear_in_logs(xvfb: Xvfb, tmp_path: Path) -> None:
     assert api_secret not in text
     assert passphrase not in text
     assert "eyJ" not in text  # no JWT (the minted token), whole or in part
+
+
+def test_passphrase_command_prints_a_strong_random_one_without_configuration() -> None:
+    from runner.e2ee.passphrase import passphrase_weakness
+
+    first, second = run_runner(clean_env(), "passphrase"), run_runner(clean_env(), "passphrase")
+    assert (first.returncode, first.stderr) == (0, "")
+    phrase = first.stdout.strip()
+    assert first.stdout == phrase + "\n"
+    assert len(phrase) == 32 and all(c.isalnum() or c in "-_" for c in phrase)
+    assert passphrase_weakness(phrase) is None
+    assert second.stdout.strip() != phrase
+
+
+@pytest.mark.parametrize(("passphrase", "warned"), [("short-phrase-15c", False), ("short-phrase15c", True)])
+def test_a_short_passphrase_is_warned_about_at_start_without_showing_it(xvfb: Xvfb, passphrase: str,
+                                                                        warned: bool) -> None:
+    closed_port = free_tcp_port()  # the warning comes before any connection
+    runner = Runner(livekit_url=f"ws://127.0.0.1:{closed_port}", api_key="devkey", api_secret="secret",
+                    room="r", passphrase=passphrase, display=xvfb.display)
+    try:
+        runner.wait_for_event("starting", timeout=30)
+        weak = [e for e in runner.events() if e.get("event") == "weak_passphrase"]
+    finally:
+        runner.stop()
+    if not warned:
+        assert weak == []
+        return
+    assert [(e["level"], e["setting"], e["length"], e["minimum"]) for e in weak] == [
+        ("warning", "e2ee.passphrase", 15, 16)]
+    assert "`desktop-runner passphrase` prints a strong one" in weak[0]["problem"]
+    assert passphrase not in runner.log_path.read_text()
