@@ -22,11 +22,15 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from Xlib import X
 from Xlib import display as xdisplay
 from Xlib.error import ConnectionClosedError
+
+if TYPE_CHECKING:
+    from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FPS = 30
@@ -76,7 +80,7 @@ class Screen:
     def pixel(self, r: int, g: int, b: int) -> int:
         return self.screen.default_colormap.alloc_color(r * 257, g * 257, b * 257).pixel
 
-    def put(self, drawable, gc, x: int, y: int, bgra: np.ndarray) -> None:
+    def put(self, drawable: Any, gc: Any, x: int, y: int, bgra: np.ndarray) -> None:
         h, w = bgra.shape[:2]
         rows = max(1, STRIP_BYTES // (w * 4))
         for top in range(0, h, rows):
@@ -105,7 +109,7 @@ class Screen:
             self.text_window(win, int(fw * w), int(fh * h), lines[i * 200:], title=f"window {i + 1}")
         self.conn.sync()
 
-    def text_window(self, win, w: int, h: int, lines: list[str], *, title: str) -> None:
+    def text_window(self, win: Any, w: int, h: int, lines: list[str], *, title: str) -> None:
         bar = win.create_gc(foreground=self.pixel(52, 58, 70))
         win.fill_rectangle(bar, 0, 0, w, self.line_h + 8)
         title_gc = win.create_gc(foreground=self.pixel(230, 230, 230), background=self.pixel(52, 58, 70),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,11 @@ import i420
 from realenv import paint
 from runner.media.capture import ScreenGrabber
 from xstate import XState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from realenv import Xvfb
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +34,7 @@ def assert_pointer_around(drawn: np.ndarray, x: int, y: int, slack: int = 0) -> 
 
 
 @pytest.mark.parametrize("cursor", [True, False])
-def test_pointer_is_drawn_where_it_is_only_with_cursor_on(xvfb_factory, cursor: bool) -> None:
+def test_pointer_is_drawn_where_it_is_only_with_cursor_on(xvfb_factory: Callable[..., Xvfb], cursor: bool) -> None:
     x = xvfb_factory(320, 240)
     paint(x.display, (0, 0, 0))
     xs = XState(x.display)
@@ -46,7 +53,7 @@ def test_pointer_is_drawn_where_it_is_only_with_cursor_on(xvfb_factory, cursor: 
     assert_pointer_around(drawn, 100, 60)
 
 
-def test_selected_region_is_grabbed_and_clipped_to_the_screen(xvfb_factory) -> None:
+def test_selected_region_is_grabbed_and_clipped_to_the_screen(xvfb_factory: Callable[..., Xvfb]) -> None:
     x = xvfb_factory(320, 240)
     g = ScreenGrabber(x.display, 1)
     g.open()
@@ -62,7 +69,7 @@ def test_selected_region_is_grabbed_and_clipped_to_the_screen(xvfb_factory) -> N
         g.close()
 
 
-def test_change_watch_reports_drawing_and_pointer_moves_once(xvfb_factory) -> None:
+def test_change_watch_reports_drawing_and_pointer_moves_once(xvfb_factory: Callable[..., Xvfb]) -> None:
     import time
 
     from runner.media.damage import ChangeWatch
@@ -98,7 +105,7 @@ def test_change_watch_says_changed_when_it_cannot_tell() -> None:
     assert not watch.active and watch.changed() is True
 
 
-def test_change_watch_fd_wakes_on_drawing_and_pointer_moves_only(xvfb_factory) -> None:
+def test_change_watch_fd_wakes_on_drawing_and_pointer_moves_only(xvfb_factory: Callable[..., Xvfb]) -> None:
     import select
 
     from Xlib import X
@@ -133,7 +140,9 @@ def test_change_watch_fd_wakes_on_drawing_and_pointer_moves_only(xvfb_factory) -
 
 
 @pytest.mark.parametrize("pointer", [(100, 60), (0, 0), (318, 238)])
-def test_zero_copy_picture_equals_the_converted_copy_pointer_included(xvfb_factory, pointer) -> None:
+def test_zero_copy_picture_equals_the_converted_copy_pointer_included(
+        xvfb_factory: Callable[..., Xvfb], pointer: tuple[int, int]
+) -> None:
     """grab_picture (shared memory -> I420, pointer patched in) gives exactly the picture that
     grab() + the same conversion gives, also with the pointer at the edges."""
     x = xvfb_factory(320, 240)
@@ -160,7 +169,7 @@ def test_zero_copy_picture_equals_the_converted_copy_pointer_included(xvfb_facto
     assert_pointer_around(drawn, min(pointer[0], 319), min(pointer[1], 239), slack=1)
 
 
-def test_zero_copy_picture_has_even_size_of_an_odd_region(xvfb_factory) -> None:
+def test_zero_copy_picture_has_even_size_of_an_odd_region(xvfb_factory: Callable[..., Xvfb]) -> None:
     x = xvfb_factory(320, 240)
     g = ScreenGrabber(x.display, 1)
     g.open()
@@ -172,7 +181,7 @@ def test_zero_copy_picture_has_even_size_of_an_odd_region(xvfb_factory) -> None:
     assert (frame.width, frame.height) == (100, 50)
 
 
-def test_released_pictures_are_reused_and_held_ones_never(xvfb_factory) -> None:
+def test_released_pictures_are_reused_and_held_ones_never(xvfb_factory: Callable[..., Xvfb]) -> None:
     x = xvfb_factory(320, 240)
     g = ScreenGrabber(x.display, 1)
     g.open()
@@ -191,7 +200,9 @@ def test_released_pictures_are_reused_and_held_ones_never(xvfb_factory) -> None:
         g.close()
 
 
-def test_without_libyuv_the_pipeline_grab_falls_back_to_a_bgra_copy(xvfb_factory, monkeypatch) -> None:
+def test_without_libyuv_the_pipeline_grab_falls_back_to_a_bgra_copy(
+        xvfb_factory: Callable[..., Xvfb], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from runner.media import yuv
 
     x = xvfb_factory(320, 240)
@@ -207,7 +218,7 @@ def test_without_libyuv_the_pipeline_grab_falls_back_to_a_bgra_copy(xvfb_factory
     frame.release()  # nothing to give back; must not fail
 
 
-def test_mss_private_parts_are_where_the_adapter_expects(xvfb_factory) -> None:
+def test_mss_private_parts_are_where_the_adapter_expects(xvfb_factory: Callable[..., Xvfb]) -> None:
     """runner.media.mss_private reads mss internals by name; a new mss that moves them must fail
     here, loudly, not degrade the capture path quietly (a None shared image means a copy per frame)."""
     import mss

@@ -6,10 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 import pytest
 
 from devstack import REPO_ROOT, free_tcp_port
+
+if TYPE_CHECKING:
+    from realenv import LiveKitServer, Xvfb
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +30,7 @@ def lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in result.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
 
 
-def test_everything_passes_against_real_parts(livekit_server, xvfb) -> None:
+def test_everything_passes_against_real_parts(livekit_server: LiveKitServer, xvfb: Xvfb) -> None:
     result = check({"DISPLAY": xvfb.display, "RUNNER_LIVEKIT__URL": livekit_server.url,
                     "RUNNER_LIVEKIT__API_KEY": livekit_server.api_key,
                     "RUNNER_LIVEKIT__API_SECRET": livekit_server.api_secret})
@@ -40,7 +44,7 @@ def test_everything_passes_against_real_parts(livekit_server, xvfb) -> None:
     assert SECRET_PASSPHRASE not in result.stdout + result.stderr
 
 
-def test_each_missing_part_is_one_fail_line_and_exit_1(livekit_server) -> None:
+def test_each_missing_part_is_one_fail_line_and_exit_1(livekit_server: LiveKitServer) -> None:
     result = check({"RUNNER_LIVEKIT__URL": livekit_server.url, "RUNNER_LIVEKIT__API_KEY": livekit_server.api_key,
                     "RUNNER_LIVEKIT__API_SECRET": "wrong-secret-value-0123456789abcdef"})
     got = lines(result)
@@ -50,7 +54,7 @@ def test_each_missing_part_is_one_fail_line_and_exit_1(livekit_server) -> None:
     assert result.returncode == 1
 
 
-def test_unreachable_server_fails_with_the_address(xvfb) -> None:
+def test_unreachable_server_fails_with_the_address(xvfb: Xvfb) -> None:
     port = free_tcp_port()
     result = check({"DISPLAY": xvfb.display, "RUNNER_LIVEKIT__URL": f"ws://127.0.0.1:{port}",
                     "RUNNER_LIVEKIT__API_KEY": "k", "RUNNER_LIVEKIT__API_SECRET": "s" * 32})
@@ -59,7 +63,7 @@ def test_unreachable_server_fails_with_the_address(xvfb) -> None:
     assert result.returncode == 1
 
 
-def test_expired_token_fails(xvfb, livekit_server) -> None:
+def test_expired_token_fails(xvfb: Xvfb, livekit_server: LiveKitServer) -> None:
     import datetime
 
     from livekit import api

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import pytest
 
 from realenv import Runner, Xvfb
+
+if TYPE_CHECKING:
+    from realenv import LiveKitServer
 
 pytestmark = pytest.mark.integration
 
 RESUME_DEADLINE_S = 5.0
 
 
-def test_runner_survives_the_x_server_restarting(livekit_server, room_name) -> None:
+def test_runner_survives_the_x_server_restarting(livekit_server: LiveKitServer, room_name: str) -> None:
     screen = Xvfb(640, 480)
     number = screen.display.lstrip(":")
     runner = Runner(livekit_url=livekit_server.url, api_key=livekit_server.api_key,

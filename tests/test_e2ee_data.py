@@ -34,7 +34,7 @@ RPC = DataPacket(
 )
 
 
-def sealed(plaintext: bytes, key: bytes = KEY, **envelope) -> DataPacket:
+def sealed(plaintext: bytes, key: bytes = KEY, **envelope: object) -> DataPacket:
     """An encrypted packet built by hand: AES-GCM of ``plaintext`` with no additional data."""
     return DataPacket(
         participant_identity="viewer-1",
@@ -45,14 +45,14 @@ def sealed(plaintext: bytes, key: bytes = KEY, **envelope) -> DataPacket:
     )
 
 
-def test_encrypted_kinds_are_those_livekit_client_encrypts():
+def test_encrypted_kinds_are_those_livekit_client_encrypts() -> None:
     assert ENCRYPTED_PACKET_KINDS == (
         "user", "chat_message", "rpc_request", "rpc_ack", "rpc_response",
         "stream_header", "stream_chunk", "stream_trailer",
     )
 
 
-def test_encrypt_keeps_the_envelope_and_hides_the_value():
+def test_encrypt_keeps_the_envelope_and_hides_the_value() -> None:
     wire = encrypt_data_packet(RPC, KEY, key_index=4)
     assert wire.WhichOneof("value") == "encrypted_packet"
     assert (wire.kind, wire.participant_identity, wire.participant_sid, wire.sequence) == (
@@ -65,7 +65,7 @@ def test_encrypt_keeps_the_envelope_and_hides_the_value():
     assert b"input.key" not in wire.SerializeToString()
 
 
-def test_encrypted_value_is_gcm_of_the_payload_message_without_additional_data():
+def test_encrypted_value_is_gcm_of_the_payload_message_without_additional_data() -> None:
     wire = encrypt_data_packet(RPC, KEY)
     envelope = wire.encrypted_packet
     payload = AESGCM(KEY).decrypt(envelope.iv, envelope.encrypted_value, None)
@@ -73,79 +73,79 @@ def test_encrypted_value_is_gcm_of_the_payload_message_without_additional_data()
     assert payload[0] == (4 << 3) | 2  # EncryptedPacketPayload.rpc_request is field 4
 
 
-def test_decrypt_gives_the_value_and_the_sender_fields_only():
+def test_decrypt_gives_the_value_and_the_sender_fields_only() -> None:
     decrypted = decrypt_data_packet(encrypt_data_packet(RPC, KEY), KEY)
     assert decrypted == DataPacket(
         participant_identity="viewer-1", participant_sid="PA_viewer", rpc_request=RPC.rpc_request
     )
 
 
-def test_decrypt_accepts_wire_bytes():
+def test_decrypt_accepts_wire_bytes() -> None:
     wire = encrypt_data_packet(RPC, KEY).SerializeToString()
     assert decrypt_data_packet(wire, KEY).rpc_request == RPC.rpc_request
 
 
-def test_decrypt_of_a_hand_sealed_chat_message():
+def test_decrypt_of_a_hand_sealed_chat_message() -> None:
     payload = EncryptedPacketPayload(chat_message=ChatMessage(id="c", message="hi"))
     decrypted = decrypt_data_packet(sealed(payload.SerializeToString()), KEY)
     assert decrypted.chat_message.message == "hi"
 
 
-def test_encrypt_refuses_a_kind_sent_in_clear():
+def test_encrypt_refuses_a_kind_sent_in_clear() -> None:
     with pytest.raises(ValueError, match="sip_dtmf is not end-to-end encrypted"):
         encrypt_data_packet(DataPacket(sip_dtmf=SipDTMF(code=1, digit="1")), KEY)
 
 
-def test_encrypt_refuses_an_empty_packet():
+def test_encrypt_refuses_an_empty_packet() -> None:
     with pytest.raises(ValueError, match="None is not end-to-end encrypted"):
         encrypt_data_packet(DataPacket(participant_identity="x"), KEY)
 
 
-def test_encrypt_refuses_an_already_encrypted_packet():
+def test_encrypt_refuses_an_already_encrypted_packet() -> None:
     with pytest.raises(ValueError, match="encrypted_packet"):
         encrypt_data_packet(encrypt_data_packet(RPC, KEY), KEY)
 
 
-def test_decrypt_refuses_a_plaintext_packet():
+def test_decrypt_refuses_a_plaintext_packet() -> None:
     with pytest.raises(DecryptionError, match=r"not encrypted \(DataPacket.rpc_request\)"):
         decrypt_data_packet(RPC, KEY)
 
 
-def test_decrypt_refuses_the_wrong_key():
+def test_decrypt_refuses_the_wrong_key() -> None:
     with pytest.raises(DecryptionError, match="authentication"):
         decrypt_data_packet(encrypt_data_packet(RPC, KEY), derive_key("key2"))
 
 
-def test_decrypt_refuses_an_iv_that_is_not_12_bytes():
+def test_decrypt_refuses_an_iv_that_is_not_12_bytes() -> None:
     wire = encrypt_data_packet(RPC, KEY)
     wire.encrypted_packet.iv = wire.encrypted_packet.iv[:8]
     with pytest.raises(DecryptionError, match="IV is 8 bytes"):
         decrypt_data_packet(wire, KEY)
 
 
-def test_decrypt_refuses_a_value_shorter_than_the_tag():
+def test_decrypt_refuses_a_value_shorter_than_the_tag() -> None:
     wire = encrypt_data_packet(RPC, KEY)
     wire.encrypted_packet.encrypted_value = b"\x01" * 15
     with pytest.raises(DecryptionError, match="shorter than the GCM tag"):
         decrypt_data_packet(wire, KEY)
 
 
-def test_decrypt_refuses_an_authentic_payload_that_is_not_protobuf():
+def test_decrypt_refuses_an_authentic_payload_that_is_not_protobuf() -> None:
     with pytest.raises(DecryptionError, match="not an EncryptedPacketPayload"):
         decrypt_data_packet(sealed(b"\xff\xff\xff"), KEY)
 
 
-def test_decrypt_refuses_an_authentic_empty_payload():
+def test_decrypt_refuses_an_authentic_empty_payload() -> None:
     with pytest.raises(DecryptionError, match="no known value"):
         decrypt_data_packet(sealed(b""), KEY)
 
 
-def test_decrypt_refuses_bytes_that_are_not_a_data_packet():
+def test_decrypt_refuses_bytes_that_are_not_a_data_packet() -> None:
     with pytest.raises(DecryptionError, match="not a DataPacket"):
         decrypt_data_packet(b"\x0a\xff", KEY)
 
 
-def test_keyring_uses_the_packet_key_index():
+def test_keyring_uses_the_packet_key_index() -> None:
     ring = KeyRing()
     ring.set_key("old", 0)
     ring.set_key("new", 1)
@@ -155,7 +155,7 @@ def test_keyring_uses_the_packet_key_index():
     assert ring.encrypt_data_packet(packet).encrypted_packet.key_index == 1
 
 
-def test_keyring_refuses_a_packet_whose_index_has_no_key():
+def test_keyring_refuses_a_packet_whose_index_has_no_key() -> None:
     ring = KeyRing()
     ring.set_key("old", 0)
     wire = encrypt_data_packet(RPC, KEY, key_index=9)
@@ -166,23 +166,23 @@ def test_keyring_refuses_a_packet_whose_index_has_no_key():
 # ---- behaviours from livekit-client's DataCryptor.test.ts (it pins no bytes: its IVs are random) --
 
 
-def test_encrypt_without_a_key_set_fails():
+def test_encrypt_without_a_key_set_fails() -> None:
     with pytest.raises(LookupError, match="no key"):
         KeyRing().encrypt_data_packet(RPC)
 
 
-def test_each_encryption_uses_a_different_iv():
+def test_each_encryption_uses_a_different_iv() -> None:
     first, second = (encrypt_data_packet(RPC, KEY).encrypted_packet for _ in range(2))
     assert first.iv != second.iv and first.encrypted_value != second.encrypted_value
 
 
-def test_encrypt_uses_the_current_key_index():
+def test_encrypt_uses_the_current_key_index() -> None:
     ring = KeyRing()
     ring.set_key("test-key", 5)
     assert ring.encrypt_data_packet(RPC).encrypted_packet.key_index == 5
 
 
-def test_decrypt_without_a_key_at_the_index_fails():
+def test_decrypt_without_a_key_at_the_index_fails() -> None:
     wire = encrypt_data_packet(RPC, KEY, key_index=1)
     with pytest.raises(DecryptionError, match="no key at index 1"):
         KeyRing().decrypt_data_packet(wire)

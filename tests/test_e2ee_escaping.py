@@ -59,20 +59,20 @@ def reference_needs_unescaping(data: bytes) -> bool:
         ("00ff00ff", "00ff00ff"),
     ],
 )
-def test_escape_vectors(plain, escaped):
+def test_escape_vectors(plain: str, escaped: str) -> None:
     assert escape_rbsp(bytes.fromhex(plain)).hex() == escaped
 
 
-def test_escape_returns_the_input_when_nothing_to_escape():
+def test_escape_returns_the_input_when_nothing_to_escape() -> None:
     data = bytes(range(4, 200))
     assert escape_rbsp(data) is data
 
 
-def test_escape_only_after_start():
+def test_escape_only_after_start() -> None:
     assert escape_rbsp(bytes.fromhex("00000100000001"), start=3).hex() == "0000010000030001"
 
 
-def test_escape_counts_zeros_only_from_start():
+def test_escape_counts_zeros_only_from_start() -> None:
     assert escape_rbsp(bytes.fromhex("00000001"), start=1).hex() == "0000000301"
 
 
@@ -86,25 +86,25 @@ def test_escape_counts_zeros_only_from_start():
         ("ff000003", "ff0000"),
     ],
 )
-def test_unescape_vectors(escaped, plain):
+def test_unescape_vectors(escaped: str, plain: str) -> None:
     assert unescape_rbsp(bytes.fromhex(escaped)).hex() == plain
 
 
-def test_unescape_only_after_start():
+def test_unescape_only_after_start() -> None:
     assert unescape_rbsp(bytes.fromhex("0000030000000300"), start=3).hex() == "00000300000000"
 
 
-def test_needs_unescaping_ignores_a_final_escape_sequence():
+def test_needs_unescaping_ignores_a_final_escape_sequence() -> None:
     assert not needs_unescaping(bytes.fromhex("ff000003"))
     assert needs_unescaping(bytes.fromhex("00000300"))
 
 
-def test_unescape_if_needed_keeps_a_final_escape_sequence():
+def test_unescape_if_needed_keeps_a_final_escape_sequence() -> None:
     data = bytes.fromhex("ff000003")
     assert unescape_rbsp_if_needed(data) is data
 
 
-def test_escape_of_200_kb_of_ciphertext_like_bytes_is_exact():
+def test_escape_of_200_kb_of_ciphertext_like_bytes_is_exact() -> None:
     data = bytes((i * 7919 + 13) % 251 + 4 for i in range(200_000)) + b"\x00\x00\x02\x00\x00\x00"
     assert escape_rbsp(data) == reference_escape(data)
 
@@ -121,7 +121,7 @@ LARGE = st.integers(min_value=2048, max_value=6000).flatmap(
 
 @settings(max_examples=400)
 @given(st.one_of(ZERO_HEAVY, st.binary(max_size=64), LARGE))
-def test_escaping_matches_the_byte_loop_semantics(data):
+def test_escaping_matches_the_byte_loop_semantics(data: bytes) -> None:
     assert escape_rbsp(data) == reference_escape(data)
     assert unescape_rbsp(data) == reference_unescape(data)
     assert needs_unescaping(data) == reference_needs_unescaping(data)
@@ -129,7 +129,7 @@ def test_escaping_matches_the_byte_loop_semantics(data):
 
 @settings(max_examples=300)
 @given(st.one_of(ZERO_HEAVY, LARGE))
-def test_unescape_inverts_escape_and_escaped_data_has_no_start_code(data):
+def test_unescape_inverts_escape_and_escaped_data_has_no_start_code(data: bytes) -> None:
     escaped = escape_rbsp(data)
     assert unescape_rbsp(escaped) == data
     for prefix in (b"\x00\x00\x00", b"\x00\x00\x01", b"\x00\x00\x02"):

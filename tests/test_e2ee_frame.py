@@ -6,6 +6,11 @@
 Math.random pinned to 0, so its IV is SSRC | timestamp | timestamp.
 """
 
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import pytest
 
 from runner.e2ee import (
@@ -17,6 +22,9 @@ from runner.e2ee import (
     frame_key_index,
 )
 from runner.e2ee.frame import _encrypt_frame_with_iv
+
+if TYPE_CHECKING:
+    from runner.e2ee import Codec
 
 KEY1 = derive_key("key1")  # 7adabac1db9abf018ef98fdc737f4f2f
 SC3 = b"\x00\x00\x01"
@@ -43,37 +51,37 @@ PLAIN_1_TO_16 = bytes(range(1, 17))
 # ---- FrameCryptor.test.ts vectors ---------------------------------------------------------------
 
 
-def test_js_vector_decrypts_with_key1():
+def test_js_vector_decrypts_with_key1() -> None:
     assert decrypt_frame(JS_FRAME, KEY1, codec="vp8", keyframe=True) == PLAIN_1_TO_16
 
 
-def test_js_vector_read_as_h264_falls_back_to_10_clear_bytes():
+def test_js_vector_read_as_h264_falls_back_to_10_clear_bytes() -> None:
     # Not Annex B ("leading data"), so the JS decoder uses the VP8 rule for the key frame.
     assert decrypt_frame(JS_FRAME, KEY1, codec="h264", keyframe=True) == PLAIN_1_TO_16
 
 
-def test_second_js_vector_decrypts_with_key1():
+def test_second_js_vector_decrypts_with_key1() -> None:
     expected = bytes([99]) + PLAIN_1_TO_16[1:]
     assert decrypt_frame(JS_FRAME_2, KEY1, codec="vp8", keyframe=True) == expected
 
 
-def test_js_vector_carries_key_index_1():
+def test_js_vector_carries_key_index_1() -> None:
     assert frame_key_index(JS_FRAME) == 1
 
 
-def test_js_vector_with_an_incorrect_key_fails():
+def test_js_vector_with_an_incorrect_key_fails() -> None:
     with pytest.raises(DecryptionError, match="authentication"):
         decrypt_frame(JS_FRAME, derive_key("incorrect key"), codec="vp8", keyframe=True)
 
 
-def test_encrypt_with_the_js_iv_reproduces_the_js_vector():
+def test_encrypt_with_the_js_iv_reproduces_the_js_vector() -> None:
     encrypted = _encrypt_frame_with_iv(
         PLAIN_1_TO_16, KEY1, JS_FRAME_IV, codec="vp8", key_index=1, keyframe=True
     )
     assert encrypted == JS_FRAME
 
 
-def test_encrypt_rewrites_3_byte_start_codes_in_the_header():
+def test_encrypt_rewrites_3_byte_start_codes_in_the_header() -> None:
     encrypted = encrypt_frame(SC3 + SPS + SC3 + PPS + SC3 + IDR, KEY1, codec="h264", keyframe=True)
     header = SC4 + SPS + SC4 + PPS + SC4 + IDR[:2]
     assert encrypted[: len(header)] == header
@@ -81,21 +89,21 @@ def test_encrypt_rewrites_3_byte_start_codes_in_the_header():
     assert decrypt_frame(encrypted, KEY1, codec="h264", keyframe=True) == expected
 
 
-def test_encrypt_rewrites_a_3_byte_start_code_on_a_delta_frame():
+def test_encrypt_rewrites_a_3_byte_start_code_on_a_delta_frame() -> None:
     p_slice = bytes([0x41, 0x9A, 0x21, 0x43, 0x55, 0x66])
     encrypted = encrypt_frame(SC3 + p_slice, KEY1, codec="h264")
     assert encrypted[:6] == SC4 + p_slice[:2]
     assert decrypt_frame(encrypted, KEY1, codec="h264") == SC4 + p_slice
 
 
-def test_encrypt_leaves_4_byte_start_codes_in_the_header():
+def test_encrypt_leaves_4_byte_start_codes_in_the_header() -> None:
     unit = SC4 + SPS + SC4 + PPS + SC4 + IDR
     encrypted = encrypt_frame(unit, KEY1, codec="h264", keyframe=True)
     assert encrypted[:22] == unit[:22]
     assert decrypt_frame(encrypted, KEY1, codec="h264", keyframe=True) == unit
 
 
-def test_h264_frame_with_leading_data_uses_the_vp8_rule():
+def test_h264_frame_with_leading_data_uses_the_vp8_rule() -> None:
     frame = bytes([9, 9, 9, 9, 1, 2, 3, 4, 5, 6, 7, 8])
     encrypted = encrypt_frame(frame, KEY1, codec="h264", keyframe=True)
     assert encrypted[:10] == frame[:10]
@@ -144,7 +152,7 @@ VECTOR_IDS = ["h264-escaped-iv", "h265-escaped-iv", "vp8-delta", "opus", "h264-n
 
 
 @pytest.mark.parametrize("codec, keyframe, plain, iv, wire", WORKER_VECTORS, ids=VECTOR_IDS)
-def test_encrypt_reproduces_the_worker_bytes(codec, keyframe, plain, iv, wire):
+def test_encrypt_reproduces_the_worker_bytes(codec: Codec, keyframe: bool, plain: str, iv: str, wire: str) -> None:
     encrypted = _encrypt_frame_with_iv(
         bytes.fromhex(plain), KEY1, bytes.fromhex(iv), codec=codec, key_index=1, keyframe=keyframe
     )
@@ -152,7 +160,7 @@ def test_encrypt_reproduces_the_worker_bytes(codec, keyframe, plain, iv, wire):
 
 
 @pytest.mark.parametrize("codec, keyframe, plain, iv, wire", WORKER_VECTORS, ids=VECTOR_IDS)
-def test_decrypt_of_the_worker_bytes(codec, keyframe, plain, iv, wire):
+def test_decrypt_of_the_worker_bytes(codec: Codec, keyframe: bool, plain: str, iv: str, wire: str) -> None:
     from runner.bitstream.annexb import normalize_start_codes
 
     plaintext = bytes.fromhex(plain)
@@ -172,21 +180,21 @@ AMBIGUOUS_FRAME = SC4 + bytes([0x25, 0x11, 0x22, 0x33, 0x44, 0x55])
 
 
 @pytest.mark.parametrize("codec", ["h264", "h265"])
-def test_h264_unit_slices_at_the_h264_slice_whatever_the_codec(codec):
+def test_h264_unit_slices_at_the_h264_slice_whatever_the_codec(codec: Codec) -> None:
     assert clear_header_length(H264_KEY_FRAME, codec=codec) == (13, True)
 
 
 @pytest.mark.parametrize("codec", ["h264", "h265"])
-def test_h265_unit_slices_at_the_h265_slice_whatever_the_codec(codec):
+def test_h265_unit_slices_at_the_h265_slice_whatever_the_codec(codec: Codec) -> None:
     assert clear_header_length(H265_KEY_FRAME, codec=codec) == (6, True)
 
 
-def test_byte_that_is_a_slice_in_both_codecs_reads_as_h264():
+def test_byte_that_is_a_slice_in_both_codecs_reads_as_h264() -> None:
     assert clear_header_length(AMBIGUOUS_FRAME, codec="h265") == (6, True)
 
 
 @pytest.mark.parametrize("keyframe, clear_bytes", [(True, 10), (False, 3)])
-def test_unit_without_a_slice_uses_the_vp8_rule(keyframe, clear_bytes):
+def test_unit_without_a_slice_uses_the_vp8_rule(keyframe: bool, clear_bytes: int) -> None:
     layout = clear_header_length(NO_SLICE_FRAME, codec="h264", keyframe=keyframe)
     assert layout == (clear_bytes, False)
 
@@ -195,14 +203,14 @@ def test_unit_without_a_slice_uses_the_vp8_rule(keyframe, clear_bytes):
     "codec, keyframe, expected",
     [("opus", False, 1), ("vp8", True, 10), ("vp8", False, 3), ("vp9", True, 0), ("vp9", False, 0)],
 )
-def test_clear_bytes_of_audio_vp8_and_vp9(codec, keyframe, expected):
+def test_clear_bytes_of_audio_vp8_and_vp9(codec: Codec, keyframe: bool, expected: int) -> None:
     assert clear_header_length(b"\x00\x00\x00\x01\x65" * 4, codec=codec, keyframe=keyframe) == (
         expected,
         False,
     )
 
 
-def test_unsupported_codec_is_refused():
+def test_unsupported_codec_is_refused() -> None:
     with pytest.raises(ValueError, match="av1"):
         clear_header_length(b"\x12\x00", codec="av1")  # type: ignore[arg-type]
 
@@ -212,7 +220,7 @@ def test_unsupported_codec_is_refused():
 IV = bytes.fromhex("0102030405060708090a0b0c")
 
 
-def test_vp8_layout_is_header_ciphertext_tag_iv_length_and_key_index():
+def test_vp8_layout_is_header_ciphertext_tag_iv_length_and_key_index() -> None:
     frame = bytes(range(0x10, 0x30))
     encrypted = _encrypt_frame_with_iv(frame, KEY1, IV, codec="vp8", key_index=7, keyframe=True)
     assert len(encrypted) == 10 + 22 + 16 + 12 + 2
@@ -220,18 +228,18 @@ def test_vp8_layout_is_header_ciphertext_tag_iv_length_and_key_index():
     assert encrypted[-14:] == IV + b"\x0c\x07"
 
 
-def test_vp9_encrypts_everything():
+def test_vp9_encrypts_everything() -> None:
     frame = bytes(range(0x10, 0x30))
     encrypted = _encrypt_frame_with_iv(frame, KEY1, IV, codec="vp9")
     assert len(encrypted) == 32 + 30 and encrypted[:4] != frame[:4]
 
 
-def test_opus_keeps_the_toc_byte():
+def test_opus_keeps_the_toc_byte() -> None:
     encrypted = _encrypt_frame_with_iv(b"\xfc\x01\x02\x03", KEY1, IV, codec="opus")
     assert encrypted[0] == 0xFC and len(encrypted) == 4 + 30
 
 
-def test_h264_body_is_escaped_and_the_header_is_not():
+def test_h264_body_is_escaped_and_the_header_is_not() -> None:
     iv = bytes.fromhex("000000000000000000000000")
     unit = SC4 + SPS + SC4 + IDR
     encrypted = _encrypt_frame_with_iv(unit, KEY1, iv, codec="h264", keyframe=True)
@@ -239,13 +247,13 @@ def test_h264_body_is_escaped_and_the_header_is_not():
     assert encrypted[-19:] == b"\x00\x00\x03" * 5 + b"\x00\x00\x0c\x00"
 
 
-def test_random_ivs_differ():
+def test_random_ivs_differ() -> None:
     frame = bytes(range(40))
     first, second = (encrypt_frame(frame, KEY1, codec="vp8") for _ in range(2))
     assert first[-14:-2] != second[-14:-2]
 
 
-def test_aes_256_key_round_trips():
+def test_aes_256_key_round_trips() -> None:
     key = derive_key("key1", key_size=32)
     frame = SC4 + IDR * 10
     assert decrypt_frame(encrypt_frame(frame, key, codec="h264"), key, codec="h264") == frame
@@ -254,49 +262,49 @@ def test_aes_256_key_round_trips():
 # ---- refusals -----------------------------------------------------------------------------------
 
 
-def test_encrypt_refuses_an_empty_frame():
+def test_encrypt_refuses_an_empty_frame() -> None:
     with pytest.raises(ValueError, match="empty"):
         encrypt_frame(b"", KEY1, codec="opus")
 
 
-def test_encrypt_refuses_a_frame_shorter_than_its_clear_header():
+def test_encrypt_refuses_a_frame_shorter_than_its_clear_header() -> None:
     with pytest.raises(ValueError, match="shorter than its 10-byte clear header"):
         encrypt_frame(b"\x10\x02\x00", KEY1, codec="vp8", keyframe=True)
 
 
 @pytest.mark.parametrize("key_index", [-1, 256])
-def test_encrypt_refuses_a_key_index_outside_a_byte(key_index):
+def test_encrypt_refuses_a_key_index_outside_a_byte(key_index: int) -> None:
     with pytest.raises(ValueError, match=r"0\.\.255"):
         encrypt_frame(b"\x10" * 20, KEY1, codec="vp8", key_index=key_index)
 
 
-def test_encrypt_refuses_a_key_of_the_wrong_size():
+def test_encrypt_refuses_a_key_of_the_wrong_size() -> None:
     with pytest.raises(ValueError, match="16 or 32 bytes, got 15"):
         encrypt_frame(b"\x10" * 20, KEY1[:15], codec="vp8")
 
 
-def test_decrypt_refuses_an_empty_frame():
+def test_decrypt_refuses_an_empty_frame() -> None:
     with pytest.raises(DecryptionError, match="empty"):
         decrypt_frame(b"", KEY1, codec="vp8")
 
 
-def test_decrypt_refuses_a_truncated_frame():
+def test_decrypt_refuses_a_truncated_frame() -> None:
     with pytest.raises(DecryptionError, match="truncated vp8 frame: 29 bytes"):
         decrypt_frame(JS_FRAME[:39], KEY1, codec="vp8", keyframe=True)
 
 
-def test_decrypt_refuses_an_iv_length_other_than_12():
+def test_decrypt_refuses_an_iv_length_other_than_12() -> None:
     tampered = JS_FRAME[:-2] + b"\x10\x01"
     with pytest.raises(DecryptionError, match="IV length byte is 16"):
         decrypt_frame(tampered, KEY1, codec="vp8", keyframe=True)
 
 
-def test_decrypt_with_the_wrong_frame_type_fails():
+def test_decrypt_with_the_wrong_frame_type_fails() -> None:
     with pytest.raises(DecryptionError):
         decrypt_frame(JS_FRAME, KEY1, codec="vp8", keyframe=False)
 
 
-def test_decrypt_error_messages_never_show_the_key():
+def test_decrypt_error_messages_never_show_the_key() -> None:
     with pytest.raises(DecryptionError) as caught:
         decrypt_frame(JS_FRAME[:-5] + b"\x00\x00\x00\x0c\x01", KEY1, codec="vp8", keyframe=True)
     assert KEY1.hex() not in str(caught.value) and repr(KEY1) not in str(caught.value)

@@ -50,13 +50,13 @@ def x264_units() -> list[tuple[bytes, bool]]:
     return units
 
 
-def test_x264_idr_puts_the_pps_id_past_the_clear_byte(x264_units) -> None:
+def test_x264_idr_puts_the_pps_id_past_the_clear_byte(x264_units: list[tuple[bytes, bool]]) -> None:
     idr, keyframe = x264_units[0]
     assert keyframe
     assert slice_header_fields(idr) == (0, 7, 0)  # 1 + 7 bits, then the pps id in ciphertext
 
 
-def test_encrypted_idr_keeps_its_slice_header_fields_on_the_wire(x264_units) -> None:
+def test_encrypted_idr_keeps_its_slice_header_fields_on_the_wire(x264_units: list[tuple[bytes, bool]]) -> None:
     idr, _ = x264_units[0]
     for _ in range(TRIALS):
         wire = e2ee.encrypt_frame(idr, KEY, codec="h264", keyframe=True)
@@ -64,7 +64,7 @@ def test_encrypted_idr_keeps_its_slice_header_fields_on_the_wire(x264_units) -> 
         assert e2ee.decrypt_frame(wire, KEY, codec="h264", keyframe=True) == idr
 
 
-def test_encrypted_delta_keeps_its_slice_header_fields_on_the_wire(x264_units) -> None:
+def test_encrypted_delta_keeps_its_slice_header_fields_on_the_wire(x264_units: list[tuple[bytes, bool]]) -> None:
     delta, keyframe = x264_units[1]
     assert not keyframe
     for _ in range(TRIALS):
@@ -72,7 +72,7 @@ def test_encrypted_delta_keeps_its_slice_header_fields_on_the_wire(x264_units) -
         assert slice_header_fields(wire) == (0, 5, 0)
 
 
-def test_ivs_still_differ_between_frames(x264_units) -> None:
+def test_ivs_still_differ_between_frames(x264_units: list[tuple[bytes, bool]]) -> None:
     idr, _ = x264_units[0]
     ivs = {e2ee.encrypt_frame(idr, KEY, codec="h264", keyframe=True)[-14:-2] for _ in range(TRIALS)}
     assert len(ivs) == TRIALS

@@ -7,6 +7,11 @@ KeyRing it selects a missing key. The clear envelope of a data packet (sender id
 not authenticated either, so only the decrypted value is held to the original.
 """
 
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +26,9 @@ from runner.e2ee import (
     encrypt_data_packet,
 )
 from runner.e2ee.frame import _encrypt_frame_with_iv
+
+if TYPE_CHECKING:
+    from runner.e2ee import Codec
 
 PASSPHRASE = "hostile input"
 KEY = derive_key(PASSPHRASE)
@@ -59,7 +67,7 @@ FRAME_SETTINGS = settings(max_examples=400, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 
 
-def test_every_case_decrypts_untampered():
+def test_every_case_decrypts_untampered() -> None:
     for codec, keyframe, plaintext, encrypted in ENCRYPTED:
         assert decrypt_frame(encrypted, KEY, codec=codec, keyframe=keyframe) == plaintext
         assert RING.decrypt_frame(encrypted, codec=codec, keyframe=keyframe) == plaintext
@@ -67,7 +75,7 @@ def test_every_case_decrypts_untampered():
 
 @FRAME_SETTINGS
 @given(case=st.sampled_from(ENCRYPTED), data=st.data())
-def test_truncated_frames_are_rejected(case, data):
+def test_truncated_frames_are_rejected(case: tuple[Codec, bool, bytes, bytes], data: st.DataObject) -> None:
     codec, keyframe, _, encrypted = case
     cut = data.draw(st.integers(min_value=0, max_value=len(encrypted) - 1))
     with pytest.raises(DecryptionError):
@@ -76,7 +84,7 @@ def test_truncated_frames_are_rejected(case, data):
 
 @FRAME_SETTINGS
 @given(case=st.sampled_from(ENCRYPTED), data=st.data())
-def test_bit_flipped_frames_are_rejected(case, data):
+def test_bit_flipped_frames_are_rejected(case: tuple[Codec, bool, bytes, bytes], data: st.DataObject) -> None:
     codec, keyframe, plaintext, encrypted = case
     position = data.draw(st.integers(min_value=0, max_value=len(encrypted) - 1))
     bit = data.draw(st.integers(min_value=0, max_value=7))
@@ -94,7 +102,9 @@ def test_bit_flipped_frames_are_rejected(case, data):
 
 @FRAME_SETTINGS
 @given(case=st.sampled_from(ENCRYPTED), data=st.data())
-def test_frames_with_an_overwritten_span_are_rejected(case, data):
+def test_frames_with_an_overwritten_span_are_rejected(
+        case: tuple[Codec, bool, bytes, bytes], data: st.DataObject
+) -> None:
     codec, keyframe, _, encrypted = case
     start = data.draw(st.integers(min_value=0, max_value=len(encrypted) - 2))
     replacement = data.draw(st.binary(min_size=1, max_size=8))
@@ -108,7 +118,9 @@ def test_frames_with_an_overwritten_span_are_rejected(case, data):
 
 @FRAME_SETTINGS
 @given(case=st.sampled_from(ENCRYPTED), data=st.data())
-def test_frames_with_inserted_or_deleted_bytes_are_rejected(case, data):
+def test_frames_with_inserted_or_deleted_bytes_are_rejected(
+        case: tuple[Codec, bool, bytes, bytes], data: st.DataObject
+) -> None:
     codec, keyframe, _, encrypted = case
     position = data.draw(st.integers(min_value=0, max_value=len(encrypted) - 1))
     if data.draw(st.booleans()):
@@ -122,7 +134,7 @@ def test_frames_with_inserted_or_deleted_bytes_are_rejected(case, data):
 
 @FRAME_SETTINGS
 @given(frame=st.binary(max_size=300), codec=CODECS, keyframe=st.booleans())
-def test_random_frames_are_rejected(frame, codec, keyframe):
+def test_random_frames_are_rejected(frame: bytes, codec: Codec, keyframe: bool) -> None:
     with pytest.raises(DecryptionError):
         decrypt_frame(frame, KEY, codec=codec, keyframe=keyframe)
     with pytest.raises(DecryptionError):
@@ -138,7 +150,7 @@ ANNEX_B_LIKE = st.lists(
 
 @FRAME_SETTINGS
 @given(frame=ANNEX_B_LIKE, codec=CODECS, keyframe=st.booleans())
-def test_annex_b_shaped_garbage_is_rejected(frame, codec, keyframe):
+def test_annex_b_shaped_garbage_is_rejected(frame: bytes, codec: Codec, keyframe: bool) -> None:
     with pytest.raises(DecryptionError):
         decrypt_frame(frame + bytes(12) + b"\x0c\x00", KEY, codec=codec, keyframe=keyframe)
 
@@ -162,7 +174,7 @@ def value_of(packet: DataPacket) -> tuple[str | None, bytes]:
 
 @DATA_SETTINGS
 @given(raw=st.binary(max_size=200))
-def test_random_bytes_are_not_a_decryptable_packet(raw):
+def test_random_bytes_are_not_a_decryptable_packet(raw: bytes) -> None:
     with pytest.raises(DecryptionError):
         decrypt_data_packet(raw, KEY)
     with pytest.raises(DecryptionError):
@@ -171,7 +183,7 @@ def test_random_bytes_are_not_a_decryptable_packet(raw):
 
 @DATA_SETTINGS
 @given(index=st.sampled_from(range(len(WIRES))), data=st.data())
-def test_truncated_packets_are_rejected(index, data):
+def test_truncated_packets_are_rejected(index: int, data: st.DataObject) -> None:
     wire = WIRES[index]
     cut = data.draw(st.integers(min_value=0, max_value=len(wire) - 1))
     with pytest.raises(DecryptionError):
@@ -180,7 +192,7 @@ def test_truncated_packets_are_rejected(index, data):
 
 @DATA_SETTINGS
 @given(index=st.sampled_from(range(len(WIRES))), data=st.data())
-def test_bit_flipped_packets_never_yield_a_forged_value(index, data):
+def test_bit_flipped_packets_never_yield_a_forged_value(index: int, data: st.DataObject) -> None:
     wire = bytearray(WIRES[index])
     position = data.draw(st.integers(min_value=0, max_value=len(wire) - 1))
     wire[position] ^= 1 << data.draw(st.integers(min_value=0, max_value=7))
@@ -194,7 +206,7 @@ def test_bit_flipped_packets_never_yield_a_forged_value(index, data):
 
 @DATA_SETTINGS
 @given(index=st.sampled_from(range(len(WIRES))), data=st.data())
-def test_packets_with_a_tampered_encrypted_value_are_rejected(index, data):
+def test_packets_with_a_tampered_encrypted_value_are_rejected(index: int, data: st.DataObject) -> None:
     packet = DataPacket()
     packet.ParseFromString(WIRES[index])
     value = bytearray(packet.encrypted_packet.encrypted_value)

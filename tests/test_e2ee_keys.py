@@ -17,48 +17,48 @@ from runner.e2ee import DecryptionError, KeyRing, derive_key, key_fingerprint, r
 # ---- derive_key ---------------------------------------------------------------------------------
 
 
-def test_pbkdf2_key_of_passphrase_key1():
+def test_pbkdf2_key_of_passphrase_key1() -> None:
     assert derive_key("key1") == bytes.fromhex("7adabac1db9abf018ef98fdc737f4f2f")
 
 
-def test_pbkdf2_key_of_a_str_equals_that_of_its_utf8_bytes():
+def test_pbkdf2_key_of_a_str_equals_that_of_its_utf8_bytes() -> None:
     assert derive_key("clé") == derive_key("clé".encode())
 
 
-def test_pbkdf2_key_of_passphrase_password():
+def test_pbkdf2_key_of_passphrase_password() -> None:
     assert derive_key("password") == bytes.fromhex("421890b1557504a8ea1a90c253b419e4")
 
 
-def test_pbkdf2_256_bit_key_extends_the_128_bit_key():
+def test_pbkdf2_256_bit_key_extends_the_128_bit_key() -> None:
     # PBKDF2 output blocks do not depend on the requested length.
     assert derive_key("key1", key_size=32)[:16] == derive_key("key1")
 
 
-def test_hkdf_key_of_32_bytes_0_to_31():
+def test_hkdf_key_of_32_bytes_0_to_31() -> None:
     assert derive_key(bytes(range(32)), kdf="hkdf") == bytes.fromhex(
         "6d0dd7b3d6f4efde47ab9a9e15abde76"
     )
 
 
-def test_hkdf_and_pbkdf2_give_different_keys():
+def test_hkdf_and_pbkdf2_give_different_keys() -> None:
     assert derive_key(bytes(range(32)), kdf="hkdf") != derive_key(bytes(range(32)))
 
 
-def test_custom_salt_changes_the_key():
+def test_custom_salt_changes_the_key() -> None:
     assert derive_key("key1", salt=b"other salt") != derive_key("key1")
 
 
-def test_derive_key_rejects_empty_material():
+def test_derive_key_rejects_empty_material() -> None:
     with pytest.raises(ValueError, match="empty"):
         derive_key("")
 
 
-def test_derive_key_rejects_a_24_byte_key_size():
+def test_derive_key_rejects_a_24_byte_key_size() -> None:
     with pytest.raises(ValueError, match="16 or 32"):
         derive_key("key1", key_size=24)
 
 
-def test_derive_key_rejects_an_unknown_kdf():
+def test_derive_key_rejects_an_unknown_kdf() -> None:
     with pytest.raises(ValueError, match="kdf"):
         derive_key("key1", kdf="scrypt")  # type: ignore[arg-type]
 
@@ -81,7 +81,7 @@ RATCHET_SNAPSHOT = [
 ]
 
 
-def test_ratchet_chain_matches_the_livekit_client_snapshot():
+def test_ratchet_chain_matches_the_livekit_client_snapshot() -> None:
     material: bytes = b"password"
     ciphertexts = []
     for _ in RATCHET_SNAPSHOT:
@@ -91,13 +91,13 @@ def test_ratchet_chain_matches_the_livekit_client_snapshot():
     assert ciphertexts == RATCHET_SNAPSHOT
 
 
-def test_ratchet_of_password_is_32_bytes_of_pbkdf2():
+def test_ratchet_of_password_is_32_bytes_of_pbkdf2() -> None:
     assert ratchet("password") == bytes.fromhex(
         "421890b1557504a8ea1a90c253b419e4e1a3a43283f7115909d6fce6926e5e5f"
     )
 
 
-def test_hkdf_ratchet_is_32_bytes_of_hkdf():
+def test_hkdf_ratchet_is_32_bytes_of_hkdf() -> None:
     assert ratchet(bytes(range(32)), kdf="hkdf") == bytes.fromhex(
         "6d0dd7b3d6f4efde47ab9a9e15abde7635c45a13bddf5da15eed01f40178d328"
     )
@@ -106,46 +106,46 @@ def test_hkdf_ratchet_is_32_bytes_of_hkdf():
 # ---- key_fingerprint ----------------------------------------------------------------------------
 
 
-def test_fingerprint_is_prefixed_sha256_prefix():
+def test_fingerprint_is_prefixed_sha256_prefix() -> None:
     assert key_fingerprint(bytes.fromhex("7adabac1db9abf018ef98fdc737f4f2f")) == "keyfp:4973db74"
 
 
 # ---- KeyRing ------------------------------------------------------------------------------------
 
 
-def test_keyring_starts_empty_at_index_0():
+def test_keyring_starts_empty_at_index_0() -> None:
     ring = KeyRing()
     assert (ring.size, ring.current_index, ring.has_key(0)) == (16, 0, False)
 
 
-def test_keyring_set_key_makes_the_index_current():
+def test_keyring_set_key_makes_the_index_current() -> None:
     ring = KeyRing()
     ring.set_key("key1", 5)
     assert ring.current_index == 5
     assert ring.key() == ring.key(5) == derive_key("key1")
 
 
-def test_keyring_set_key_can_leave_the_current_index():
+def test_keyring_set_key_can_leave_the_current_index() -> None:
     ring = KeyRing()
     ring.set_key("key1", 0)
     ring.set_key("key2", 1, make_current=False)
     assert ring.current_index == 0 and ring.key(1) == derive_key("key2")
 
 
-def test_keyring_stores_an_index_modulo_its_size():
+def test_keyring_stores_an_index_modulo_its_size() -> None:
     ring = KeyRing()
     assert ring.set_key("key1", 17) == 1
     assert ring.current_index == 1 and ring.has_key(1) and not ring.has_key(17)
 
 
-def test_keyring_rotate_uses_the_next_index_and_wraps():
+def test_keyring_rotate_uses_the_next_index_and_wraps() -> None:
     ring = KeyRing(size=2)
     ring.set_key("a", 1)
     assert ring.rotate("b") == 0
     assert ring.current_index == 0 and ring.key(0) == derive_key("b")
 
 
-def test_keyring_ratchet_replaces_the_current_key_and_returns_the_material():
+def test_keyring_ratchet_replaces_the_current_key_and_returns_the_material() -> None:
     ring = KeyRing()
     ring.set_key("key1", 2)
     material = ring.ratchet()
@@ -154,30 +154,30 @@ def test_keyring_ratchet_replaces_the_current_key_and_returns_the_material():
     assert ring.current_index == 2
 
 
-def test_keyring_ratchet_of_an_empty_slot_fails():
+def test_keyring_ratchet_of_an_empty_slot_fails() -> None:
     with pytest.raises(LookupError):
         KeyRing().ratchet(3)
 
 
-def test_keyring_with_hkdf_and_aes_256():
+def test_keyring_with_hkdf_and_aes_256() -> None:
     ring = KeyRing(kdf="hkdf", key_size=32)
     ring.set_key(bytes(range(32)))
     assert ring.key() == derive_key(bytes(range(32)), kdf="hkdf", key_size=32)
 
 
 @pytest.mark.parametrize("size", [0, 257])
-def test_keyring_size_must_be_1_to_256(size):
+def test_keyring_size_must_be_1_to_256(size: int) -> None:
     with pytest.raises(ValueError, match=r"1\.\.256"):
         KeyRing(size=size)
 
 
-def test_keyring_fingerprint_names_the_current_key():
+def test_keyring_fingerprint_names_the_current_key() -> None:
     ring = KeyRing()
     ring.set_key("key1")
     assert ring.fingerprint() == "keyfp:4973db74"
 
 
-def test_keyring_repr_shows_fingerprints_not_keys_or_material():
+def test_keyring_repr_shows_fingerprints_not_keys_or_material() -> None:
     ring = KeyRing()
     ring.set_key("a secret passphrase", 3)
     text = repr(ring)
@@ -189,7 +189,7 @@ def test_keyring_repr_shows_fingerprints_not_keys_or_material():
     assert not re.search(r"[0-9a-f]{16}", text)
 
 
-def test_keyring_decrypt_of_a_frame_with_a_missing_key_index():
+def test_keyring_decrypt_of_a_frame_with_a_missing_key_index() -> None:
     ring = KeyRing()
     ring.set_key("key1", 0)
     frame = bytes(40) + b"\x0c\x07"
@@ -197,7 +197,7 @@ def test_keyring_decrypt_of_a_frame_with_a_missing_key_index():
         ring.decrypt_frame(frame, codec="vp8")
 
 
-def test_keyring_decrypt_does_not_wrap_a_key_index_beyond_the_ring():
+def test_keyring_decrypt_does_not_wrap_a_key_index_beyond_the_ring() -> None:
     ring = KeyRing()
     ring.set_key("key1", 1)
     frame = ring.encrypt_frame(b"\x10" * 20, codec="vp8")
@@ -205,6 +205,6 @@ def test_keyring_decrypt_does_not_wrap_a_key_index_beyond_the_ring():
         ring.decrypt_frame(frame[:-1] + bytes([17]), codec="vp8")
 
 
-def test_keyring_encrypt_without_a_key_says_what_to_do():
+def test_keyring_encrypt_without_a_key_says_what_to_do() -> None:
     with pytest.raises(LookupError, match="set_key"):
         KeyRing().encrypt_frame(b"\x10" * 20, codec="vp8")

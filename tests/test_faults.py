@@ -17,12 +17,18 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 import realenv
 from realenv import QUADRANTS, SCREEN_POINTS, LiveKitServer, Runner, Xvfb, mint_token, paint, wait_for_viewer
 from xorgdummy import XorgDummy
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from playwright.async_api import Page
 
 pytestmark = [
     pytest.mark.integration,
@@ -146,19 +152,21 @@ async def until(predicate: Callable[[], bool], timeout: float, what: str) -> flo
     raise AssertionError(f"{what} not within {timeout:.0f} s")
 
 
-async def wait_for_colour(page, colour: tuple[int, int, int], *, timeout: float, what: str) -> float:
+async def wait_for_colour(page: Page, colour: tuple[int, int, int], *, timeout: float, what: str) -> float:
     """Seconds until the viewer shows ``colour`` everywhere."""
     return await realenv.wait_for_picture(page, [colour] * len(SCREEN_POINTS), timeout=timeout,
                                           what=what, tolerance=COLOR_TOLERANCE)
 
 
-async def assert_live(page, display: str, what: str) -> None:
+async def assert_live(page: Page, display: str, what: str) -> None:
     """The stream is live, not one recovered frame: a new change on the screen reaches the viewer."""
     paint(display, YELLOW)
     await wait_for_colour(page, YELLOW, timeout=LIVE_CHANGE_DEADLINE_S, what=f"a screen change {what}")
 
 
-async def watch_live(page, server: LiveKitServer, room: str, display: str, open_viewer) -> None:
+async def watch_live(
+        page: Page, server: LiveKitServer, room: str, display: str, open_viewer: Callable[..., Awaitable[None]]
+) -> None:
     """Open the viewer, wait until it shows the quadrants, and check that changes reach it."""
     await open_viewer(page, server.url, viewer_token(server, room), PASSPHRASE)
     await realenv.wait_for_picture(page, realenv.quadrant_colours(), timeout=STARTUP_TIMEOUT_S,
@@ -174,7 +182,7 @@ def runner_reconnected_after(runner: Runner, since_unix: float) -> float | None:
     return min(times) - since_unix if times else None
 
 
-async def measure_return(page, colour: tuple[int, int, int], back: float, bound: float, label: str,
+async def measure_return(page: Page, colour: tuple[int, int, int], back: float, bound: float, label: str,
                          recoveries: list[tuple[str, float]]) -> float:
     """Seconds from a component's return (``back``, monotonic) until the viewer shows ``colour``,
     painted during the fault."""
@@ -216,7 +224,9 @@ def own_livekit() -> Iterator[LiveKitServer]:
 
 
 @asynccontextmanager
-async def live_runner(server: LiveKitServer, room: str, display: str, page, open_viewer) -> AsyncIterator[Runner]:
+async def live_runner(
+        server: LiveKitServer, room: str, display: str, page: Page, open_viewer: Callable[..., Awaitable[None]]
+) -> AsyncIterator[Runner]:
     """A runner publishing ``display`` (painted with the quadrants) and the viewer showing it live;
     the runner is stopped when the block ends (its log printed if the block failed)."""
     paint(display, QUADRANTS)
@@ -226,8 +236,10 @@ async def live_runner(server: LiveKitServer, room: str, display: str, page, open
         yield runner
 
 
-async def server_back_viewer_live(server: LiveKitServer, runner: Runner, page, display: str,
-                                  colour: tuple[int, int, int], label: str, recoveries) -> None:
+async def server_back_viewer_live(
+        server: LiveKitServer, runner: Runner, page: Page, display: str, colour: tuple[int, int, int], label: str,
+        recoveries: list[tuple[str, float]]
+) -> None:
     """Start the server again; the viewer must show ``colour`` live within the bound (recorded)."""
     await asyncio.to_thread(server.start)
     back, back_unix = time.monotonic(), time.time()
@@ -237,8 +249,10 @@ async def server_back_viewer_live(server: LiveKitServer, runner: Runner, page, d
     assert recovered <= LIVEKIT_RETURN_DEADLINE_S, f"viewer live {recovered:.2f} s after the server returned"
 
 
-async def test_livekit_restart_viewer_live_again_within_10s(own_livekit, xvfb, room_name, page,
-                                                           open_viewer, recoveries) -> None:
+async def test_livekit_restart_viewer_live_again_within_10s(
+        own_livekit: LiveKitServer, xvfb: Xvfb, room_name: str, page: Page, open_viewer: Callable[..., Awaitable[None]],
+        recoveries: list[tuple[str, float]]
+) -> None:
     async with live_runner(own_livekit, room_name, xvfb.display, page, open_viewer) as runner:
 
         own_livekit.kill()
@@ -256,8 +270,10 @@ async def test_livekit_restart_viewer_live_again_within_10s(own_livekit, xvfb, r
     assert runner.returncode == 0
 
 
-async def test_livekit_back_after_a_long_outage_within_10s(own_livekit, xvfb, room_name, page,
-                                                          open_viewer, recoveries) -> None:
+async def test_livekit_back_after_a_long_outage_within_10s(
+        own_livekit: LiveKitServer, xvfb: Xvfb, room_name: str, page: Page, open_viewer: Callable[..., Awaitable[None]],
+        recoveries: list[tuple[str, float]]
+) -> None:
     """The server stays away until the SDK gave up and the runner's own reconnect backoff has
     grown past the bound; the server's return must still be noticed within 10 s."""
     async with live_runner(own_livekit, room_name, xvfb.display, page, open_viewer) as runner:
@@ -285,8 +301,10 @@ async def test_livekit_back_after_a_long_outage_within_10s(own_livekit, xvfb, ro
 # --- the network drops for 30 s --------------------------------------------------------------------
 
 
-async def test_network_drop_of_30s_recovers_without_leaks(own_livekit, xvfb, room_name, page,
-                                                          open_viewer, recoveries) -> None:
+async def test_network_drop_of_30s_recovers_without_leaks(
+        own_livekit: LiveKitServer, xvfb: Xvfb, room_name: str, page: Page, open_viewer: Callable[..., Awaitable[None]],
+        recoveries: list[tuple[str, float]]
+) -> None:
     async with live_runner(own_livekit, room_name, xvfb.display, page, open_viewer) as runner:
         await asyncio.sleep(2.0)  # let the subscriber's peer connection settle before counting
         before = resources(runner.pid)
@@ -346,8 +364,9 @@ class KillableDisplay:
 
 
 @asynccontextmanager
-async def runner_on_killable_display(server: LiveKitServer, room: str, page,
-                                     open_viewer) -> AsyncIterator[tuple[KillableDisplay, Runner]]:
+async def runner_on_killable_display(
+        server: LiveKitServer, room: str, page: Page, open_viewer: Callable[..., Awaitable[None]]
+) -> AsyncIterator[tuple[KillableDisplay, Runner]]:
     """A runner on its own display with the viewer showing it live; the runner must stop with 0."""
     display = KillableDisplay()
     try:
@@ -358,8 +377,10 @@ async def runner_on_killable_display(server: LiveKitServer, room: str, page,
         display.stop()
 
 
-async def test_display_restart_viewer_live_again_within_5s(livekit_server, room_name, page,
-                                                           open_viewer, recoveries) -> None:
+async def test_display_restart_viewer_live_again_within_5s(
+        livekit_server: LiveKitServer, room_name: str, page: Page, open_viewer: Callable[..., Awaitable[None]],
+        recoveries: list[tuple[str, float]]
+) -> None:
     async with runner_on_killable_display(livekit_server, room_name, page, open_viewer) as (display, runner):
         display.screen.kill()
         lost = runner.wait_for_event("capture_lost", timeout=10)
@@ -385,15 +406,17 @@ async def test_display_restart_viewer_live_again_within_5s(livekit_server, room_
 # --- the screen changes size -----------------------------------------------------------------------
 
 
-async def wait_for_size(page, size: tuple[int, int], timeout: float) -> float:
+async def wait_for_size(page: Page, size: tuple[int, int], timeout: float) -> float:
     started = time.monotonic()
     await wait_for_viewer(page, lambda s: (s["videoWidth"], s["videoHeight"]) == size,
                           timeout=timeout, what=f"video size {size[0]}x{size[1]}")
     return time.monotonic() - started
 
 
-async def test_xvfb_restarted_with_another_geometry_viewer_follows(livekit_server, room_name, page,
-                                                                   open_viewer, recoveries) -> None:
+async def test_xvfb_restarted_with_another_geometry_viewer_follows(
+        livekit_server: LiveKitServer, room_name: str, page: Page, open_viewer: Callable[..., Awaitable[None]],
+        recoveries: list[tuple[str, float]]
+) -> None:
     async with runner_on_killable_display(livekit_server, room_name, page, open_viewer) as (display, runner):
         await wait_for_size(page, (1280, 720), 5)
 
@@ -425,8 +448,10 @@ def desk() -> Iterator[XorgDummy]:
 
 
 @pytest.mark.parametrize("control", ["true", "false"])
-async def test_xrandr_mode_change_viewer_follows(livekit_server, room_name, desk, control, page,
-                                                 open_viewer, recoveries) -> None:
+async def test_xrandr_mode_change_viewer_follows(
+        livekit_server: LiveKitServer, room_name: str, desk: XorgDummy, control: str, page: Page,
+        open_viewer: Callable[..., Awaitable[None]], recoveries: list[tuple[str, float]]
+) -> None:
     """xrandr switches the only monitor to a smaller, then a larger mode: the viewer decodes each
     size with the right picture, on the same track (no reconnect), with or without remote control."""
     paint(desk.display, QUADRANTS)
@@ -509,7 +534,9 @@ def connected_lines_since_rejoin(runner: Runner) -> int:
 
 @pytest.mark.parametrize("fault, reason", FATAL_FAULTS)
 async def test_fatal_reason_with_on_fatal_exit_ends_the_process_with_status_3(
-        livekit_server, xvfb, room_name, fault, reason) -> None:
+        livekit_server: LiveKitServer, xvfb: Xvfb, room_name: str,
+        fault: Callable[[LiveKitServer, str], Awaitable[None]], reason: str
+) -> None:
     with start_runner(livekit_server, room_name, xvfb.display, RUNNER_LIVEKIT__ON_FATAL="exit") as runner, \
             explained(runner):
         runner.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
@@ -525,7 +552,9 @@ async def test_fatal_reason_with_on_fatal_exit_ends_the_process_with_status_3(
 
 @pytest.mark.parametrize("fault, reason", FATAL_FAULTS)
 async def test_fatal_reason_with_on_fatal_retry_is_logged_once_and_rejoins(
-        livekit_server, xvfb, room_name, fault, reason) -> None:
+        livekit_server: LiveKitServer, xvfb: Xvfb, room_name: str,
+        fault: Callable[[LiveKitServer, str], Awaitable[None]], reason: str
+) -> None:
     with start_runner(livekit_server, room_name, xvfb.display) as runner, explained(runner):
         runner.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
         await fault(livekit_server, room_name)
@@ -547,7 +576,9 @@ DUPLICATE_WATCH_S = 12.0
 MAX_REJOINS_IN_WATCH = 4
 
 
-def test_two_runners_with_one_identity_back_off_instead_of_spinning(livekit_server, xvfb, room_name) -> None:
+def test_two_runners_with_one_identity_back_off_instead_of_spinning(
+        livekit_server: LiveKitServer, xvfb: Xvfb, room_name: str
+) -> None:
     first = start_runner(livekit_server, room_name, xvfb.display, RUNNER_LOG__STATUS_INTERVAL_S="0")
     with first, explained(first):
         first.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)

@@ -63,7 +63,7 @@ def slice_headers(au: bytes) -> list[tuple[int, int, int]]:
 
 
 @pytest.mark.parametrize("size", [(320, 240), (1920, 1080)])  # 1080p: three slices per picture
-def test_skip_pictures_show_the_last_picture_and_leave_the_rest_exactly_as_it_was(size) -> None:
+def test_skip_pictures_show_the_last_picture_and_leave_the_rest_exactly_as_it_was(size: tuple[int, int]) -> None:
     plain, stream, is_skip = with_skips(*size, 60, skip_after={1, 2, 7, 20, 21, 40, 59}, idr_at={30})
     decoded, reference = decode(stream), decode(plain)
     assert len(decoded) == len(stream) and len(reference) == len(plain)
@@ -123,7 +123,7 @@ def test_an_access_unit_that_cannot_be_renumbered_after_skips_is_refused() -> No
         skips.follow(alien)
 
 
-def test_the_encoder_restarts_with_an_idr_when_renumbering_fails(monkeypatch) -> None:
+def test_the_encoder_restarts_with_an_idr_when_renumbering_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     enc = H264Encoder(320, 240, fps=30, bitrate=1_000_000)
     enc.encode(picture(320, 240, 0))
     assert enc.repeat() is not None

@@ -14,6 +14,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import pytest
@@ -32,6 +33,11 @@ from realenv import (
     wait_for_picture,
     wait_for_viewer,
 )
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+    from realenv import LiveKitServer, ViewerServer, Xvfb
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +68,7 @@ def frame_engine(request: pytest.FixtureRequest) -> str:
 
 
 @contextlib.contextmanager
-def running(livekit_server, xvfb, room: str, frame_engine: str, *, passphrase: str = "",
+def running(livekit_server: LiveKitServer, xvfb: Xvfb, room: str, frame_engine: str, *, passphrase: str = "",
             extra_env: dict[str, str] | None = None) -> Iterator[Runner]:
     """A runner for the test; its log is printed at the end (pytest shows it on failure), and it
     must stop cleanly."""
@@ -82,7 +88,7 @@ def running(livekit_server, xvfb, room: str, frame_engine: str, *, passphrase: s
     assert runner.returncode == 0, "runner did not stop cleanly"
 
 
-async def open_viewer_at(page, viewer_url: str, livekit_server, room: str, passphrase: str,
+async def open_viewer_at(page: Page, viewer_url: str, livekit_server: LiveKitServer, room: str, passphrase: str,
                          key_index: int) -> None:
     """Load the viewer with a link that connects on load, its key at ``key_index``."""
     token = mint_token(livekit_server.api_key, livekit_server.api_secret, room, "viewer")
@@ -95,12 +101,14 @@ def quadrants() -> list:
     return quadrant_colours()
 
 
-def solid(colour) -> list:
+def solid(colour: tuple[int, int, int]) -> list:
     return [colour] * len(SCREEN_POINTS)
 
 
 async def test_rotating_to_a_new_passphrase_on_sighup(
-        livekit_server, xvfb, room_name, frame_engine, page, viewer_server, tmp_path: Path):
+        livekit_server: LiveKitServer, xvfb: Xvfb, room_name: str, frame_engine: str, page: Page,
+        viewer_server: ViewerServer, tmp_path: Path
+) -> None:
     key_file = tmp_path / "passphrase"
     key_file.write_text(PASSPHRASE_A + "\n")
     paint(xvfb.display, QUADRANTS)
@@ -173,7 +181,9 @@ async def test_rotating_to_a_new_passphrase_on_sighup(
 
 
 async def test_a_configured_key_index_is_used_end_to_end(
-        livekit_server, xvfb, room_name, frame_engine, page, viewer_server):
+        livekit_server: LiveKitServer, xvfb: Xvfb, room_name: str, frame_engine: str, page: Page,
+        viewer_server: ViewerServer
+) -> None:
     paint(xvfb.display, QUADRANTS)
     with running(livekit_server, xvfb, room_name, frame_engine, passphrase=PASSPHRASE_A,
                  extra_env={"RUNNER_E2EE__KEY_INDEX": "3"}) as runner:
@@ -194,7 +204,9 @@ async def test_a_configured_key_index_is_used_end_to_end(
 
 @pytest.mark.filterwarnings("ignore:The HMAC key is 6 bytes long")  # --dev's "secret"
 async def test_a_reconnect_after_rotation_keeps_the_rotated_key(
-        livekit_server, xvfb, room_name, frame_engine, page, viewer_server, tmp_path: Path):
+        livekit_server: LiveKitServer, xvfb: Xvfb, room_name: str, frame_engine: str, page: Page,
+        viewer_server: ViewerServer, tmp_path: Path
+) -> None:
     """The SDK gets the rotated key on every later connection too, not the start-up one."""
     from livekit import api
 

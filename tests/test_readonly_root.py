@@ -16,10 +16,14 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from realenv import LiveKitServer, Runner, Xvfb
+
+if TYPE_CHECKING:
+    from typing import Any
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +53,7 @@ exec setpriv --inh-caps=-all --bounding-set=-all --no-new-privs -- "$@"
 class ReadOnlyRootRunner(Runner):
     """``python -m runner`` as devstack starts it, inside the read-only namespace."""
 
-    def _spawn(self, argv: list[str], **kwargs):  # type: ignore[no-untyped-def]
+    def _spawn(self, argv: list[str], **kwargs: Any):  # type: ignore[no-untyped-def]
         sandbox = [shutil.which("unshare") or "unshare", "--mount", "--propagation", "private", "--",
                    "sh", "-c", SANDBOX, "sandbox"]
         # Let Python try to write .pyc files (and fail): the runner must not depend on them.

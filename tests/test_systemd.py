@@ -21,11 +21,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import structlog
 
 from runner.notify import Notifier, WatchdogGate, feed_watchdog, watchdog_usec_from
+
+if TYPE_CHECKING:
+    from realenv import LiveKitServer, Xvfb
 
 pytestmark = pytest.mark.integration
 
@@ -368,8 +372,9 @@ async def test_feed_watchdog_returns_at_once_without_a_watchdog() -> None:
     await asyncio.wait_for(feed_watchdog(notifier, WatchdogGate(notifier.watchdog_interval_s)), 1.0)
 
 
-def test_the_runner_tells_systemd_ready_status_watchdog_and_stopping(path_listener: Listener, livekit_server,
-                                                                      xvfb, room_name) -> None:
+def test_the_runner_tells_systemd_ready_status_watchdog_and_stopping(
+        path_listener: Listener, livekit_server: LiveKitServer, xvfb: Xvfb, room_name: str
+) -> None:
     """The real runner under a stand-in notify socket: READY only once publishing, STATUS lines,
     WATCHDOG pings while frames flow (a still screen included), STOPPING on SIGTERM."""
     import signal

@@ -41,7 +41,7 @@ PASSPHRASE = b"data channel passphrase"
 KEY = derive_key(PASSPHRASE)
 
 
-def envelope(**value) -> DataPacket:
+def envelope(**value: object) -> DataPacket:
     """A packet as a viewer sends it to the runner, with the sender fields the SFU fills in."""
     return DataPacket(
         kind=DataPacket.Kind.RELIABLE,
@@ -105,21 +105,21 @@ def keyed(js: WorkerHost) -> WorkerHost:
 
 
 @pytest.mark.parametrize("name", PACKETS)
-def test_python_encrypts_js_decrypts(keyed, name):
+def test_python_encrypts_js_decrypts(keyed: WorkerHost, name: str) -> None:
     packet = PACKETS[name]
     wire = encrypt_data_packet(packet, KEY)
     assert keyed.decrypt_data(wire.SerializeToString()) == as_received(packet)
 
 
 @pytest.mark.parametrize("name", PACKETS)
-def test_js_encrypts_python_decrypts(keyed, name):
+def test_js_encrypts_python_decrypts(keyed: WorkerHost, name: str) -> None:
     packet = PACKETS[name]
     wire = keyed.encrypt_data(packet)
     assert wire.WhichOneof("value") == "encrypted_packet"
     assert decrypt_data_packet(wire.SerializeToString(), KEY) == as_received(packet)
 
 
-def test_js_and_python_envelopes_carry_the_same_clear_fields(keyed):
+def test_js_and_python_envelopes_carry_the_same_clear_fields(keyed: WorkerHost) -> None:
     packet = PACKETS["rpc_request"]
     from_js = keyed.encrypt_data(packet)
     from_python = encrypt_data_packet(packet, KEY)
@@ -145,13 +145,13 @@ def test_js_and_python_envelopes_carry_the_same_clear_fields(keyed):
     ],
     ids=["speaker", "transcription"],
 )
-def test_kinds_js_sends_in_clear_are_refused_by_encrypt(keyed, packet):
+def test_kinds_js_sends_in_clear_are_refused_by_encrypt(keyed: WorkerHost, packet: DataPacket) -> None:
     assert keyed.encrypt_data(packet) == packet
     with pytest.raises(ValueError, match="not end-to-end encrypted"):
         encrypt_data_packet(packet, KEY)
 
 
-def test_key_index_3_both_ways(js):
+def test_key_index_3_both_ways(js: WorkerHost) -> None:
     js.set_key(PASSPHRASE, key_index=3)
     ring = KeyRing()
     ring.set_key(PASSPHRASE, 3)
@@ -164,7 +164,7 @@ def test_key_index_3_both_ways(js):
     assert js.decrypt_data(from_python) == as_received(packet)
 
 
-def test_hkdf_key(js):
+def test_hkdf_key(js: WorkerHost) -> None:
     material = bytes(range(32))
     js.set_key(material, kdf="hkdf")
     packet = PACKETS["chat_message"]
@@ -173,7 +173,7 @@ def test_hkdf_key(js):
     assert decrypt_data_packet(js.encrypt_data(packet), key) == as_received(packet)
 
 
-def test_js_rejects_a_tampered_python_packet(keyed):
+def test_js_rejects_a_tampered_python_packet(keyed: WorkerHost) -> None:
     wire = encrypt_data_packet(PACKETS["rpc_request"], KEY)
     value = bytearray(wire.encrypted_packet.encrypted_value)
     value[5] ^= 0x40
@@ -181,12 +181,12 @@ def test_js_rejects_a_tampered_python_packet(keyed):
     assert isinstance(keyed.decrypt_data(wire), str)
 
 
-def test_js_rejects_a_python_packet_under_another_key(keyed):
+def test_js_rejects_a_python_packet_under_another_key(keyed: WorkerHost) -> None:
     wire = encrypt_data_packet(PACKETS["rpc_request"], derive_key(b"another key"))
     assert isinstance(keyed.decrypt_data(wire), str)
 
 
-def test_python_rejects_a_tampered_js_packet(keyed):
+def test_python_rejects_a_tampered_js_packet(keyed: WorkerHost) -> None:
     wire = keyed.encrypt_data(PACKETS["rpc_request"])
     iv = bytearray(wire.encrypted_packet.iv)
     iv[0] ^= 0x01
@@ -195,7 +195,7 @@ def test_python_rejects_a_tampered_js_packet(keyed):
         decrypt_data_packet(wire, KEY)
 
 
-def test_ratcheting_receiver_never_tries_a_ratcheted_key_on_data(worker_host):
+def test_ratcheting_receiver_never_tries_a_ratcheted_key_on_data(worker_host: WorkerHost) -> None:
     # Trap: DataCryptor.decrypt retries with ratcheted keys but always decrypts with the stored
     # one, so data packets under a ratcheted key are lost until the receiver's key is updated.
     worker_host.reset(sharedKey=False, ratchetWindowSize=8, failureTolerance=10)

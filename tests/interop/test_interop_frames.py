@@ -9,6 +9,7 @@ runner.e2ee must decrypt it to what the worker itself decrypts it to.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -28,6 +29,9 @@ from runner.e2ee import DecryptionError, KeyRing, decrypt_frame, derive_key, enc
 from runner.e2ee.frame import _encrypt_frame_with_iv
 
 from .worker_host import JsFrame, WorkerHost, WorkerHostError
+
+if TYPE_CHECKING:
+    from runner.e2ee import Codec
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +55,7 @@ def through_rtp(frame: bytes) -> bytes:
     return join_nalus(split_nalus(frame))
 
 
-def first_slice_header_end(au: bytes, slice_type) -> int:
+def first_slice_header_end(au: bytes, slice_type: int) -> int:
     """Offset just past the first slice's NAL header + 1 byte (independent of runner code)."""
     for match in re.finditer(b"\x00\x00\x01", au):
         if slice_type(au[match.end()]):
@@ -68,7 +72,7 @@ def h265_slice(byte: int) -> bool:
     return nal_type <= 9 or 16 <= nal_type <= 21
 
 
-def received_plaintext(au: bytes, slice_type) -> bytes:
+def received_plaintext(au: bytes, slice_type: int) -> bytes:
     """The plaintext a receiver gets back: the clear header with 4-byte start codes, then the rest
     exactly as the sender had it."""
     end = first_slice_header_end(au, slice_type)
@@ -79,7 +83,7 @@ def received_plaintext(au: bytes, slice_type) -> bytes:
 # ---- the fixtures are what the suite claims ---------------------------------------------------
 
 
-def test_x264_units_cover_slices_sei_and_3_byte_start_codes(x264_units):
+def test_x264_units_cover_slices_sei_and_3_byte_start_codes(x264_units: list[tuple[bytes, bool]]) -> None:
     keyframes = [au for au, key in x264_units if key]
     deltas = [au for au, key in x264_units if not key]
     assert len(keyframes) == 2 and len(deltas) >= 3
@@ -90,12 +94,14 @@ def test_x264_units_cover_slices_sei_and_3_byte_start_codes(x264_units):
     assert all(normalize_start_codes(au) != au for au, _ in x264_units)  # 3-byte codes present
 
 
-def test_vpx_fixtures_have_key_and_delta_frames(vp8_frames, vp9_frames):
+def test_vpx_fixtures_have_key_and_delta_frames(
+        vp8_frames: list[tuple[bytes, bool]], vp9_frames: list[tuple[bytes, bool]]
+) -> None:
     for frames in (vp8_frames, vp9_frames):
         assert [key for _, key in frames].count(True) == 2 and len(frames) == 6
 
 
-def test_x265_units_cover_parameter_sets_and_slices(x265_units):
+def test_x265_units_cover_parameter_sets_and_slices(x265_units: list[tuple[bytes, bool]]) -> None:
     types = h265_nal_types(x265_units[0][0])
     assert types[:3] == [32, 33, 34] and x265_units[0][1]
     assert any(not key for _, key in x265_units)
@@ -104,7 +110,7 @@ def test_x265_units_cover_parameter_sets_and_slices(x265_units):
 # ---- H.264 ------------------------------------------------------------------------------------
 
 
-def test_x264_normalized_by_runner_python_to_js(keyed, x264_units):
+def test_x264_normalized_by_runner_python_to_js(keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]) -> None:
     units = [normalize_start_codes(au) for au, _ in x264_units]
     wire = [
         through_rtp(encrypt_frame(au, KEY, codec="h264", keyframe=key))
@@ -120,19 +126,19 @@ def encrypt_through_rtp(units: list[tuple[bytes, bool]], codec: str) -> list[byt
     return [through_rtp(encrypt_frame(au, KEY, codec=codec, keyframe=key)) for au, key in units]
 
 
-def test_x264_as_encoded_python_to_js(keyed, x264_units):
+def test_x264_as_encoded_python_to_js(keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]) -> None:
     wire = encrypt_through_rtp(x264_units, "h264")
     decrypted = keyed.decode([JsFrame(w, "h264", key) for w, (_, key) in zip(wire, x264_units, strict=False)])
     assert decrypted == [received_plaintext(au, h264_slice) for au, _ in x264_units]
 
 
-def test_x264_survives_rtp_unchanged_once_encrypted(x264_units):
+def test_x264_survives_rtp_unchanged_once_encrypted(x264_units: list[tuple[bytes, bool]]) -> None:
     for au, key in x264_units:
         encrypted = encrypt_frame(au, KEY, codec="h264", keyframe=key)
         assert through_rtp(encrypted) == encrypted
 
 
-def test_x264_js_to_python(keyed, x264_units):
+def test_x264_js_to_python(keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]) -> None:
     encrypted = keyed.encode([JsFrame(au, "h264", key) for au, key in x264_units])
     assert all(frame is not None for frame in encrypted)
     wire = [through_rtp(frame) for frame in encrypted]
@@ -144,7 +150,7 @@ def test_x264_js_to_python(keyed, x264_units):
     assert from_js == expected
 
 
-def test_x264_js_and_python_keep_the_same_clear_header(keyed, x264_units):
+def test_x264_js_and_python_keep_the_same_clear_header(keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]) -> None:
     au, key = x264_units[0]
     from_js = keyed.encode([JsFrame(au, "h264", key)])[0]
     from_python = encrypt_frame(au, KEY, codec="h264", keyframe=key)
@@ -153,7 +159,9 @@ def test_x264_js_and_python_keep_the_same_clear_header(keyed, x264_units):
     assert from_js[:header_end] == from_python[:header_end] == expected
 
 
-def test_x264_without_mime_type_uses_the_codec_given_to_the_transform(keyed, x264_units):
+def test_x264_without_mime_type_uses_the_codec_given_to_the_transform(
+        keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]
+) -> None:
     wire = encrypt_through_rtp(x264_units, "h264")
     decrypted = keyed.decode(
         [JsFrame(w, "h264", key, with_mime_type=False) for w, (_, key) in zip(wire, x264_units, strict=False)],
@@ -165,13 +173,13 @@ def test_x264_without_mime_type_uses_the_codec_given_to_the_transform(keyed, x26
 # ---- H.265 ------------------------------------------------------------------------------------
 
 
-def test_x265_python_to_js(keyed, x265_units):
+def test_x265_python_to_js(keyed: WorkerHost, x265_units: list[tuple[bytes, bool]]) -> None:
     wire = encrypt_through_rtp(x265_units, "h265")
     decrypted = keyed.decode([JsFrame(w, "h265", key) for w, (_, key) in zip(wire, x265_units, strict=False)])
     assert decrypted == [received_plaintext(au, h265_slice) for au, _ in x265_units]
 
 
-def test_x265_js_to_python(keyed, x265_units):
+def test_x265_js_to_python(keyed: WorkerHost, x265_units: list[tuple[bytes, bool]]) -> None:
     encrypted = keyed.encode([JsFrame(au, "h265", key) for au, key in x265_units])
     wire = [through_rtp(frame) for frame in encrypted]
     assert [
@@ -182,12 +190,12 @@ def test_x265_js_to_python(keyed, x265_units):
 # ---- units without a slice (VP8 rule, no escaping) --------------------------------------------
 
 
-def parameter_sets_only(x264_units) -> bytes:
+def parameter_sets_only(x264_units: list[tuple[bytes, bool]]) -> bytes:
     nalus = split_nalus(x264_units[0][0])
     return join_nalus([nalu for nalu in nalus if nalu[0] & 0x1F in (7, 8)])
 
 
-def test_sps_pps_only_key_unit_python_to_js(keyed, x264_units):
+def test_sps_pps_only_key_unit_python_to_js(keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]) -> None:
     unit = parameter_sets_only(x264_units)
     encrypted = encrypt_frame(unit, KEY, codec="h264", keyframe=True)
     assert encrypted[:10] == unit[:10]
@@ -195,14 +203,16 @@ def test_sps_pps_only_key_unit_python_to_js(keyed, x264_units):
     assert keyed.decode([JsFrame(through_rtp(encrypted), "h264", True)]) == [unit]
 
 
-def test_sps_pps_only_key_unit_js_to_python(keyed, x264_units):
+def test_sps_pps_only_key_unit_js_to_python(keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]) -> None:
     unit = parameter_sets_only(x264_units)
     encrypted = keyed.encode([JsFrame(unit, "h264", True)])[0]
     assert len(encrypted) == len(unit) + GCM_TAG + IV_LENGTH + TRAILER
     assert decrypt_frame(through_rtp(encrypted), KEY, codec="h264", keyframe=True) == unit
 
 
-def test_sps_pps_only_delta_unit_keeps_3_clear_bytes_both_ways(keyed, x264_units):
+def test_sps_pps_only_delta_unit_keeps_3_clear_bytes_both_ways(
+        keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]
+) -> None:
     unit = parameter_sets_only(x264_units)
     from_python = encrypt_frame(unit, KEY, codec="h264", keyframe=False)
     from_js = keyed.encode([JsFrame(unit, "h264", False)])[0]
@@ -211,7 +221,7 @@ def test_sps_pps_only_delta_unit_keeps_3_clear_bytes_both_ways(keyed, x264_units
     assert decrypt_frame(from_js, KEY, codec="h264", keyframe=False) == unit
 
 
-def test_sps_pps_only_delta_unit_loses_its_start_code_to_rtp(x264_units):
+def test_sps_pps_only_delta_unit_loses_its_start_code_to_rtp(x264_units: list[tuple[bytes, bool]]) -> None:
     # Trap: 3 clear bytes cut the first start code, so an RTP packetizer finds no NALU in it.
     unit = parameter_sets_only(x264_units)
     iv = bytes.fromhex("b1b2b3b4b5b6b7b8b9babbbc")
@@ -220,7 +230,9 @@ def test_sps_pps_only_delta_unit_loses_its_start_code_to_rtp(x264_units):
     assert through_rtp(encrypted) != encrypted
 
 
-def test_sps_pps_only_unit_needs_the_same_frame_type_on_both_sides(keyed, x264_units):
+def test_sps_pps_only_unit_needs_the_same_frame_type_on_both_sides(
+        keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]
+) -> None:
     unit = parameter_sets_only(x264_units)
     encrypted = encrypt_frame(unit, KEY, codec="h264", keyframe=True)
     assert keyed.decode([JsFrame(encrypted, "h264", keyframe=False)]) == [None]
@@ -230,7 +242,9 @@ def test_sps_pps_only_unit_needs_the_same_frame_type_on_both_sides(keyed, x264_u
 
 
 @pytest.mark.parametrize("codec", ["vp8", "vp9"])
-def test_vpx_python_to_js(keyed, vp8_frames, vp9_frames, codec):
+def test_vpx_python_to_js(
+        keyed: WorkerHost, vp8_frames: list[tuple[bytes, bool]], vp9_frames: list[tuple[bytes, bool]], codec: Codec
+) -> None:
     frames = vp8_frames if codec == "vp8" else vp9_frames
     wire = [encrypt_frame(frame, KEY, codec=codec, keyframe=key) for frame, key in frames]
     decrypted = keyed.decode([JsFrame(w, codec, key) for w, (_, key) in zip(wire, frames, strict=False)])
@@ -238,7 +252,9 @@ def test_vpx_python_to_js(keyed, vp8_frames, vp9_frames, codec):
 
 
 @pytest.mark.parametrize("codec", ["vp8", "vp9"])
-def test_vpx_js_to_python(keyed, vp8_frames, vp9_frames, codec):
+def test_vpx_js_to_python(
+        keyed: WorkerHost, vp8_frames: list[tuple[bytes, bool]], vp9_frames: list[tuple[bytes, bool]], codec: Codec
+) -> None:
     frames = vp8_frames if codec == "vp8" else vp9_frames
     encrypted = keyed.encode([JsFrame(frame, codec, key) for frame, key in frames])
     assert [
@@ -246,20 +262,22 @@ def test_vpx_js_to_python(keyed, vp8_frames, vp9_frames, codec):
     ] == [frame for frame, _ in frames]
 
 
-def test_vp8_keeps_10_clear_bytes_on_key_frames_and_3_on_delta_frames(keyed, vp8_frames):
+def test_vp8_keeps_10_clear_bytes_on_key_frames_and_3_on_delta_frames(
+        keyed: WorkerHost, vp8_frames: list[tuple[bytes, bool]]
+) -> None:
     (key_frame, _), (delta_frame, _) = vp8_frames[0], vp8_frames[1]
     from_js = keyed.encode([JsFrame(key_frame, "vp8", True), JsFrame(delta_frame, "vp8", False)])
     assert from_js[0][:10] == key_frame[:10] and from_js[0][10:20] != key_frame[10:20]
     assert from_js[1][:3] == delta_frame[:3] and from_js[1][3:13] != delta_frame[3:13]
 
 
-def test_opus_python_to_js(keyed, opus_packets):
+def test_opus_python_to_js(keyed: WorkerHost, opus_packets: list[bytes]) -> None:
     wire = [encrypt_frame(packet, KEY, codec="opus") for packet in opus_packets]
     assert all(w[0] == packet[0] for w, packet in zip(wire, opus_packets, strict=False))  # TOC byte in clear
     assert keyed.decode([JsFrame(w, "opus") for w in wire], track="mic") == opus_packets
 
 
-def test_opus_js_to_python(keyed, opus_packets):
+def test_opus_js_to_python(keyed: WorkerHost, opus_packets: list[bytes]) -> None:
     encrypted = keyed.encode([JsFrame(packet, "opus") for packet in opus_packets], track="mic")
     assert [decrypt_frame(e, KEY, codec="opus") for e in encrypted] == opus_packets
 
@@ -267,7 +285,7 @@ def test_opus_js_to_python(keyed, opus_packets):
 # ---- escaping ---------------------------------------------------------------------------------
 
 
-def test_python_iv_that_needs_escaping_js_decrypts(keyed, x264_units):
+def test_python_iv_that_needs_escaping_js_decrypts(keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]) -> None:
     au, key = x264_units[0]
     iv = bytes.fromhex("000000000000010203000000")
     encrypted = through_rtp(_encrypt_frame_with_iv(au, KEY, iv, codec="h264", keyframe=key))
@@ -286,7 +304,9 @@ def craft_zero_ciphertext(au: bytes, iv: bytes, offsets: tuple[int, ...]) -> byt
     return au[:header_end] + bytes(payload)
 
 
-def test_python_ciphertext_that_needs_escaping_js_decrypts(keyed, x264_units):
+def test_python_ciphertext_that_needs_escaping_js_decrypts(
+        keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]
+) -> None:
     au, key = x264_units[1]
     iv = bytes.fromhex("a1a2a3a4a5a6a7a8a9aaabac")
     crafted = craft_zero_ciphertext(au, iv, (20, 21, 22, 23, 50, 51, 52))
@@ -296,7 +316,7 @@ def test_python_ciphertext_that_needs_escaping_js_decrypts(keyed, x264_units):
     assert keyed.decode([JsFrame(encrypted, "h264", key)]) == [expected]
 
 
-def test_js_iv_that_needs_escaping_python_decrypts(keyed, x264_units):
+def test_js_iv_that_needs_escaping_python_decrypts(keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]) -> None:
     # FrameCryptor's IV is SSRC | RTP timestamp | timestamp - send count: SSRC 0 and timestamp 0
     # put eight zero bytes in the IV.
     frames = [JsFrame(au, "h264", key, ssrc=0, timestamp=0) for au, key in x264_units]
@@ -308,7 +328,9 @@ def test_js_iv_that_needs_escaping_python_decrypts(keyed, x264_units):
     ] == [received_plaintext(au, h264_slice) for au, _ in x264_units]
 
 
-def test_js_ciphertext_that_needs_escaping_python_decrypts(keyed, x264_units):
+def test_js_ciphertext_that_needs_escaping_python_decrypts(
+        keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]
+) -> None:
     au, key = x264_units[1]
     ssrc, timestamp = 0x0A0B0C0D, 0x01020304
     # With Math.random pinned to 0 the send counter of a new SSRC starts at 0: IV = ssrc|ts|ts.
@@ -329,20 +351,20 @@ def test_js_ciphertext_that_needs_escaping_python_decrypts(keyed, x264_units):
 # ---- negative controls: the harness does report drops ------------------------------------------
 
 
-def test_js_drops_a_frame_encrypted_with_another_key(keyed, x264_units):
+def test_js_drops_a_frame_encrypted_with_another_key(keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]) -> None:
     au, key = x264_units[0]
     wrong = encrypt_frame(au, derive_key("another passphrase"), codec="h264", keyframe=key)
     assert keyed.decode([JsFrame(wrong, "h264", key)]) == [None]
 
 
-def test_js_drops_a_tampered_python_frame(keyed, vp8_frames):
+def test_js_drops_a_tampered_python_frame(keyed: WorkerHost, vp8_frames: list[tuple[bytes, bool]]) -> None:
     frame, key = vp8_frames[0]
     encrypted = bytearray(encrypt_frame(frame, KEY, codec="vp8", keyframe=key))
     encrypted[40] ^= 0x01
     assert keyed.decode([JsFrame(bytes(encrypted), "vp8", key)]) == [None]
 
 
-def test_python_rejects_a_tampered_js_frame(keyed, x264_units):
+def test_python_rejects_a_tampered_js_frame(keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]) -> None:
     au, key = x264_units[0]
     encrypted = bytearray(keyed.encode([JsFrame(au, "h264", key)])[0])
     encrypted[len(encrypted) // 2] ^= 0x80
@@ -350,7 +372,7 @@ def test_python_rejects_a_tampered_js_frame(keyed, x264_units):
         decrypt_frame(bytes(encrypted), KEY, codec="h264", keyframe=key)
 
 
-def test_keyring_decrypts_js_frames_by_their_key_index(keyed, x264_units):
+def test_keyring_decrypts_js_frames_by_their_key_index(keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]) -> None:
     ring = KeyRing()
     ring.set_key(PASSPHRASE)
     au, key = x264_units[0]
@@ -359,7 +381,7 @@ def test_keyring_decrypts_js_frames_by_their_key_index(keyed, x264_units):
     assert ring.decrypt_frame(encrypted, codec="h264", keyframe=key) == expected
 
 
-def test_js_sender_dies_on_a_frame_shorter_than_its_clear_header(keyed):
+def test_js_sender_dies_on_a_frame_shorter_than_its_clear_header(keyed: WorkerHost) -> None:
     # Trap: encodeFunction builds the clear header outside its try, so a 2-byte VP8 delta frame
     # (3 clear bytes) throws, errors the transform stream and ends the sender for good.
     with pytest.raises(WorkerHostError, match="stalled"):

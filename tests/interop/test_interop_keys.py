@@ -7,11 +7,16 @@ the worker announces the new chain key ('ratchetKey') for per-participant keys.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from runner.e2ee import KeyRing, decrypt_frame, derive_key, encrypt_frame, frame_key_index, ratchet
 
 from .worker_host import SENDER, JsFrame, WorkerHost
+
+if TYPE_CHECKING:
+    from runner.e2ee import Kdf
 
 pytestmark = pytest.mark.integration
 
@@ -31,49 +36,49 @@ def round_trips(js: WorkerHost, au: bytes, key: bytes, *, key_index: int = 0,
 
 
 @pytest.fixture
-def idr(x264_units) -> bytes:
+def idr(x264_units: list[tuple[bytes, bool]]) -> bytes:
     from runner.bitstream.annexb import normalize_start_codes
 
     return normalize_start_codes(x264_units[0][0])
 
 
-def test_pbkdf2_passphrase(js, idr):
+def test_pbkdf2_passphrase(js: WorkerHost, idr: bytes) -> None:
     js.set_key(PASSPHRASE)
     round_trips(js, idr, derive_key(PASSPHRASE))
 
 
-def test_hkdf_random_material(js, idr):
+def test_hkdf_random_material(js: WorkerHost, idr: bytes) -> None:
     js.set_key(RANDOM_MATERIAL, kdf="hkdf")
     round_trips(js, idr, derive_key(RANDOM_MATERIAL, kdf="hkdf"))
 
 
-def test_hkdf_and_pbkdf2_keys_differ(js, idr):
+def test_hkdf_and_pbkdf2_keys_differ(js: WorkerHost, idr: bytes) -> None:
     js.set_key(RANDOM_MATERIAL, kdf="hkdf")
     encrypted = encrypt_frame(idr, derive_key(RANDOM_MATERIAL), codec="h264", keyframe=True)
     assert js.decode([JsFrame(encrypted, "h264", True)]) == [None]
 
 
 @pytest.mark.parametrize("kdf", ["pbkdf2", "hkdf"])
-def test_aes_256_keys(worker_host, idr, kdf):
+def test_aes_256_keys(worker_host: WorkerHost, idr: bytes, kdf: Kdf) -> None:
     worker_host.reset(keySize=256)
     worker_host.enable(SENDER)
     worker_host.set_key(RANDOM_MATERIAL, kdf=kdf)
     round_trips(worker_host, idr, derive_key(RANDOM_MATERIAL, kdf=kdf, key_size=32))
 
 
-def test_custom_ratchet_salt(worker_host, idr):
+def test_custom_ratchet_salt(worker_host: WorkerHost, idr: bytes) -> None:
     worker_host.reset(ratchetSalt="desktop-runner salt")
     worker_host.enable(SENDER)
     worker_host.set_key(PASSPHRASE)
     round_trips(worker_host, idr, derive_key(PASSPHRASE, salt=b"desktop-runner salt"))
 
 
-def test_key_index_5(js, idr):
+def test_key_index_5(js: WorkerHost, idr: bytes) -> None:
     js.set_key(PASSPHRASE, key_index=5)
     round_trips(js, idr, derive_key(PASSPHRASE), key_index=5)
 
 
-def test_key_index_beyond_the_ring_is_stored_modulo_its_size(js, idr):
+def test_key_index_beyond_the_ring_is_stored_modulo_its_size(js: WorkerHost, idr: bytes) -> None:
     js.set_key(PASSPHRASE, key_index=17)  # ring of 16: slot 1, frames carry index 1
     ring = KeyRing()
     assert ring.set_key(PASSPHRASE, 17) == 1
@@ -84,7 +89,7 @@ def test_key_index_beyond_the_ring_is_stored_modulo_its_size(js, idr):
     assert js.decode([JsFrame(from_python, "h264", True)]) == [idr]
 
 
-def test_two_keys_in_the_ring_frames_pick_theirs_by_index(js, idr):
+def test_two_keys_in_the_ring_frames_pick_theirs_by_index(js: WorkerHost, idr: bytes) -> None:
     js.set_key(b"old key", key_index=0)
     js.set_key(b"new key", key_index=1)  # current
     old = encrypt_frame(idr, derive_key(b"old key"), codec="h264", key_index=0, keyframe=True)
@@ -99,7 +104,9 @@ def test_two_keys_in_the_ring_frames_pick_theirs_by_index(js, idr):
 
 
 @pytest.mark.parametrize("kdf, material", [("pbkdf2", PASSPHRASE), ("hkdf", RANDOM_MATERIAL)])
-def test_ratchet_matches_the_worker_chain_key(worker_host, idr, kdf, material):
+def test_ratchet_matches_the_worker_chain_key(
+        worker_host: WorkerHost, idr: bytes, kdf: Kdf, material: str | bytes
+) -> None:
     worker_host.reset(sharedKey=False)
     worker_host.enable(SENDER)
     worker_host.set_key(material, kdf=kdf, participant=SENDER)
@@ -110,7 +117,7 @@ def test_ratchet_matches_the_worker_chain_key(worker_host, idr, kdf, material):
     round_trips(worker_host, idr, derive_key(second, kdf=kdf))
 
 
-def test_keyring_ratchet_matches_the_worker(worker_host, idr):
+def test_keyring_ratchet_matches_the_worker(worker_host: WorkerHost, idr: bytes) -> None:
     worker_host.reset(sharedKey=False)
     worker_host.enable(SENDER)
     worker_host.set_key(PASSPHRASE, key_index=3, participant=SENDER)
@@ -128,7 +135,7 @@ def ratcheting_receiver(worker_host: WorkerHost) -> WorkerHost:
     return worker_host
 
 
-def test_ratcheting_receiver_follows_a_sender_one_ratchet_at_a_time(worker_host, idr):
+def test_ratcheting_receiver_follows_a_sender_one_ratchet_at_a_time(worker_host: WorkerHost, idr: bytes) -> None:
     receiver = ratcheting_receiver(worker_host)
     material = PASSPHRASE
     for _ in range(3):
@@ -137,7 +144,7 @@ def test_ratcheting_receiver_follows_a_sender_one_ratchet_at_a_time(worker_host,
         assert receiver.decode([JsFrame(encrypted, "h264", True)]) == [idr]
 
 
-def test_ratcheting_receiver_cannot_skip_two_ratchets(worker_host, idr):
+def test_ratcheting_receiver_cannot_skip_two_ratchets(worker_host: WorkerHost, idr: bytes) -> None:
     # Trap: every retry ratchets the stored key again, not the last attempt's key, so the
     # "ratchet window" of 8 only ever tries the next key.
     receiver = ratcheting_receiver(worker_host)
