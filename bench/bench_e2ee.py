@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import av
@@ -162,16 +163,10 @@ def main() -> None:
         normalized = normalize_start_codes(unit)
         encrypted = encrypt_frame(normalized, key, codec="h264", keyframe=keyframe)
         assert decrypt_frame(encrypted, key, codec="h264", keyframe=keyframe) == normalized
-        # Each closure is called before the loop moves on (median_us below), so binding the
-        # loop's current values by default arguments changes nothing; it says so to the linter.
-        runs = {
-            "normalize_start_codes": lambda unit=unit: normalize_start_codes(unit),
-            "encrypt_frame": lambda normalized=normalized, keyframe=keyframe: encrypt_frame(
-                normalized, key, codec="h264", keyframe=keyframe
-            ),
-            "decrypt_frame": lambda encrypted=encrypted, keyframe=keyframe: decrypt_frame(
-                encrypted, key, codec="h264", keyframe=keyframe
-            ),
+        runs: dict[str, Callable[[], object]] = {
+            "normalize_start_codes": partial(normalize_start_codes, unit),
+            "encrypt_frame": partial(encrypt_frame, normalized, key, codec="h264", keyframe=keyframe),
+            "decrypt_frame": partial(decrypt_frame, encrypted, key, codec="h264", keyframe=keyframe),
         }
         for operation, run in runs.items():
             wall, cpu = median_us(run, args.repeat)

@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -72,7 +73,7 @@ class Recorder:
 
 
 async def measure(service: Service, recorder: Recorder, warmup: float, seconds: float,
-                  rss_every: float, samples: bool = True) -> dict:
+                  rss_every: float, samples: bool = True) -> dict[str, Any]:
     pipeline = service.pipeline
     while pipeline.stats.published == 0:
         if service.stop.is_set():
@@ -111,7 +112,7 @@ async def measure(service: Service, recorder: Recorder, warmup: float, seconds: 
     }
 
 
-async def main_async(args: argparse.Namespace) -> dict:
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings(None, {})
     setup_logging(settings.log.level, settings.log.format)
     register_secrets(settings.secrets())

@@ -20,6 +20,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import mss
 from livekit import rtc
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from probe_runner import cpu_seconds, rss_mb
 
 
-async def encoder_stats(track: rtc.LocalVideoTrack) -> dict:
+async def encoder_stats(track: rtc.LocalVideoTrack) -> dict[str, Any]:
     for s in await track.get_stats():
         if s.HasField("outbound_rtp"):
             out = s.outbound_rtp.outbound
@@ -40,7 +41,7 @@ async def encoder_stats(track: rtc.LocalVideoTrack) -> dict:
     return {"frames_encoded": 0, "encode_s": 0.0, "implementation": "", "limited_by": "", "bytes": 0}
 
 
-async def run(args: argparse.Namespace) -> dict:
+async def run(args: argparse.Namespace) -> dict[str, Any]:
     room = rtc.Room()
     options = rtc.RoomOptions(auto_subscribe=False, dynacast=False, encryption=rtc.E2EEOptions(
         key_provider_options=rtc.KeyProviderOptions(shared_key=args.passphrase.encode())))

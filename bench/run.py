@@ -58,7 +58,7 @@ def pct(values: list[float], q: float) -> float:
 def summarize(samples: list[list[float]], stages: list[str]) -> dict[str, dict[str, float]]:
     """Median and p95 per stage and of the per-frame total, in ms."""
     out: dict[str, dict[str, float]] = {}
-    columns = list(zip(*samples, strict=False)) if samples else [[] for _ in stages]
+    columns: list[tuple[float, ...]] = list(zip(*samples, strict=False)) if samples else [() for _ in stages]
     for name, column in zip(stages, columns, strict=False):
         out[name] = {"p50": round(pct(list(column), 0.5), 3), "p95": round(pct(list(column), 0.95), 3)}
     totals = [sum(s) for s in samples]
@@ -104,7 +104,7 @@ def runner_env(fps: float, bitrate: int, **extra: str) -> dict[str, str]:
             "RUNNER_LOG__LEVEL": "warning", **extra}
 
 
-async def run_probe(argv: list[str], env: dict[str, str], out: Path, timeout: float) -> dict:
+async def run_probe(argv: list[str], env: dict[str, str], out: Path, timeout: float) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(*argv, env=env, cwd=str(ROOT),
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     try:
@@ -116,12 +116,13 @@ async def run_probe(argv: list[str], env: dict[str, str], out: Path, timeout: fl
     if proc.returncode != 0 or not out.exists():
         tail = err.decode(errors="replace").strip().splitlines()[-8:]
         raise RuntimeError(f"{Path(argv[1]).name} failed (exit {proc.returncode}): " + " | ".join(tail))
-    return json.loads(out.read_text())
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
 
 
 async def ours(lk: LiveKitServer, display: str, room: str, env_extra: dict[str, str], *,
                warmup: float, seconds: float, rss_every: float = 5.0, mid_join: bool = False,
-               samples: bool = True) -> dict:
+               samples: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ours.json"
         env = {**os.environ, "DISPLAY": display, "RUNNER_LIVEKIT__URL": lk.url,
@@ -139,7 +140,7 @@ async def ours(lk: LiveKitServer, display: str, room: str, env_extra: dict[str, 
 
 
 async def sdk(lk: LiveKitServer, display: str, room: str, fps: float, bitrate: int, *,
-              warmup: float, seconds: float) -> dict:
+              warmup: float, seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "sdk.json"
         env = {**os.environ, "BENCH_TOKEN": mint_token(lk.api_key, lk.api_secret, room, "sdk-publisher", publish=True),
@@ -155,7 +156,7 @@ async def sdk(lk: LiveKitServer, display: str, room: str, fps: float, bitrate: i
 
 
 async def pipeline_section(lk: LiveKitServer, resolutions: list[tuple[int, int]], scenes: list[str],
-                           warmup: float, seconds: float) -> list[dict]:
+                           warmup: float, seconds: float) -> list[dict[str, Any]]:
     rows = []
     for width, height in resolutions:
         bitrate = BITRATES[(width, height)]
@@ -185,7 +186,7 @@ async def pipeline_section(lk: LiveKitServer, resolutions: list[tuple[int, int]]
     return rows
 
 
-async def idle_section(lk: LiveKitServer, warmup: float, seconds: float) -> list[dict]:
+async def idle_section(lk: LiveKitServer, warmup: float, seconds: float) -> list[dict[str, Any]]:
     rows = []
     with Xvfb(1920, 1080) as x, scene(x.display, "static"):
         for fps in (30, 60):
@@ -248,7 +249,7 @@ async ([trials, gapMin, gapMax, mon]) => {
 """
 
 
-async def photon_section(lk: LiveKitServer, trials: int, idle_trials: int) -> list[dict]:
+async def photon_section(lk: LiveKitServer, trials: int, idle_trials: int) -> list[dict[str, Any]]:
     from playwright.async_api import async_playwright
 
     from realenv import CHROMIUM_ARGS, CHROMIUM_PATH, wait_for_viewer
@@ -297,7 +298,7 @@ async def photon_section(lk: LiveKitServer, trials: int, idle_trials: int) -> li
     return rows
 
 
-async def memory_section(lk: LiveKitServer, seconds: float) -> dict:
+async def memory_section(lk: LiveKitServer, seconds: float) -> dict[str, Any]:
     with Xvfb(1920, 1080) as x, scene(x.display, "scrolling"):
         r = await ours(lk, x.display, "bench-memory", runner_env(FPS, BITRATES[(1920, 1080)]),
                        warmup=5, seconds=seconds, rss_every=max(5.0, seconds / 20), samples=False)
@@ -318,7 +319,7 @@ async def memory_section(lk: LiveKitServer, seconds: float) -> dict:
 # --- output -------------------------------------------------------------------------------------
 
 
-def print_pipeline_row(row: dict) -> None:
+def print_pipeline_row(row: dict[str, Any]) -> None:
     a, b = row["ours"], row["sdk"]
     st = a["stages_ms"]
     print(f"  {row['resolution']:>9} {row['scene']:9}  ours {a['fps']:5.1f} fps, "
@@ -328,7 +329,7 @@ def print_pipeline_row(row: dict) -> None:
           f"{row['default']['fps']:5.1f} fps {row['default']['cpu_percent']:5.1f} % CPU", flush=True)
 
 
-def machine(lk: LiveKitServer) -> dict:
+def machine(lk: LiveKitServer) -> dict[str, Any]:
     import av
     import livekit.rtc
 
@@ -347,11 +348,11 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(row) + " |" for row in rows), ""]
 
 
-def setting(r: dict) -> str:
+def setting(r: dict[str, Any]) -> str:
     return f"{r['fps']} fps, skip_unchanged = {str(r['skip_unchanged']).lower()}"
 
 
-def markdown(results: dict) -> str:
+def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}; Python {m['python']}, PyAV {m['pyav']}, "
              f"LiveKit SDK {m['livekit_sdk']}; {m['date']}.", ""]
@@ -388,7 +389,7 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-async def main_async(args: argparse.Namespace) -> dict:
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     sections = set(args.only.split(",")) if args.only else {"pipeline", "idle", "photon", "memory"}
     with LiveKitServer() as lk:
         results: dict[str, Any] = {"machine": machine(lk)}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,7 +77,8 @@ class Screen:
         self.ascent = metrics.font_ascent
 
     def pixel(self, r: int, g: int, b: int) -> int:
-        return self.screen.default_colormap.alloc_color(r * 257, g * 257, b * 257).pixel
+        pixel: int = self.screen.default_colormap.alloc_color(r * 257, g * 257, b * 257).pixel
+        return pixel
 
     def put(self, drawable: Any, gc: Any, x: int, y: int, bgra: np.ndarray) -> None:
         h, w = bgra.shape[:2]
@@ -87,7 +87,7 @@ class Screen:
             strip = np.ascontiguousarray(bgra[top:top + rows])
             drawable.put_image(gc, x, y + top, w, strip.shape[0], X.ZPixmap, self.depth, 0, strip.tobytes())
 
-    def window(self, x: int, y: int, w: int, h: int, bg: tuple[int, int, int], *, events: int = 0):
+    def window(self, x: int, y: int, w: int, h: int, bg: tuple[int, int, int], *, events: int = 0) -> Any:
         win = self.root.create_window(x, y, w, h, 0, self.depth, X.InputOutput, X.CopyFromParent,
                                       background_pixel=self.pixel(*bg), override_redirect=True,
                                       event_mask=events)
@@ -218,4 +218,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

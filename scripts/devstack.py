@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -67,7 +67,8 @@ def free_tcp_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _udp_port_is_free(port: int) -> bool:
@@ -90,7 +91,7 @@ def free_udp_range(count: int) -> tuple[int, int]:
 
 
 def _wait_until(predicate: Callable[[], bool], timeout: float, what: str,
-                proc: subprocess.Popen | None = None, log_path: Path | None = None) -> None:
+                proc: subprocess.Popen[bytes] | None = None, log_path: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -136,13 +137,13 @@ class _ManagedProcess:
     name = "process"
 
     def __init__(self) -> None:
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._tmp = Path(tempfile.mkdtemp(prefix=f"devstack-{self.name}-"))
         self.log_path = self._tmp / f"{self.name}.log"
 
     def _spawn(self, argv: list[str], *, env: dict[str, str] | None = None,
                stdout: int | None = None, pass_fds: tuple[int, ...] = (),
-               cwd: Path | None = None) -> subprocess.Popen:
+               cwd: Path | None = None) -> subprocess.Popen[bytes]:
         log = open(self.log_path, "ab")
         try:
             self._proc = subprocess.Popen(
@@ -156,6 +157,12 @@ class _ManagedProcess:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        """The started process (signal it, wait for it); only after it was started."""
+        assert self._proc is not None, f"{self.name} was never started"
+        return self._proc
 
     @property
     def running(self) -> bool:
@@ -185,7 +192,7 @@ class _ManagedProcess:
                 break
             self._signal(sig)
             try:
-                self._proc.wait(wait_s)
+                self.process.wait(wait_s)
             except subprocess.TimeoutExpired:
                 pass
         self.kill()
@@ -270,7 +277,8 @@ class LiveKitServer(_ManagedProcess):
     def _answers_http(self) -> bool:
         try:
             with urllib.request.urlopen(self.http_url, timeout=1) as resp:
-                return resp.status == 200
+                ok: bool = resp.status == 200
+                return ok
         except (urllib.error.URLError, OSError):
             return False
 
@@ -324,7 +332,7 @@ class Xvfb(_ManagedProcess):
                     f"Xvfb {self.display}", self._proc, self.log_path)
 
     def _read_display_number(self, read_fd: int, timeout: float) -> int:
-        return read_display_number(self._proc, read_fd, timeout, name="Xvfb", log_path=self.log_path)
+        return read_display_number(self.process, read_fd, timeout, name="Xvfb", log_path=self.log_path)
 
     @property
     def env(self) -> dict[str, str]:
@@ -332,7 +340,7 @@ class Xvfb(_ManagedProcess):
         return {"DISPLAY": self.display}
 
 
-def read_display_number(proc: subprocess.Popen, read_fd: int, timeout: float, *, name: str,
+def read_display_number(proc: subprocess.Popen[bytes], read_fd: int, timeout: float, *, name: str,
                         log_path: Path | None, exit_hint: str = "") -> int:
     """The display number an X server writes to its ``-displayfd`` pipe; ComponentError (naming
     the log) if the server exits or stays silent for ``timeout`` seconds."""
@@ -459,7 +467,8 @@ class ViewerServer(_ManagedProcess):
                            stdout=subprocess.PIPE)
         self.url = self._read_url(proc, startup_timeout)
 
-    def _read_url(self, proc: subprocess.Popen, timeout: float) -> str:
+    def _read_url(self, proc: subprocess.Popen[bytes], timeout: float) -> str:
+        assert proc.stdout is not None  # spawned with stdout=PIPE
         os.set_blocking(proc.stdout.fileno(), False)
         line = b""
         deadline = time.monotonic() + timeout
@@ -527,7 +536,7 @@ class Runner(_ManagedProcess):
     def returncode(self) -> int | None:
         return self._proc.poll() if self._proc else None
 
-    def events(self) -> Iterator[dict]:
+    def events(self) -> Iterator[dict[str, Any]]:
         """Every JSON object logged so far, in order; other lines are skipped."""
         if not self.log_path.exists():
             return
@@ -538,9 +547,9 @@ class Runner(_ManagedProcess):
                 except json.JSONDecodeError:
                     continue
 
-    def wait_for_event(self, event: str, timeout: float = 30.0) -> dict:
+    def wait_for_event(self, event: str, timeout: float = 30.0) -> dict[str, Any]:
         """The first logged record with ``"event": event``; fails if the runner exits first."""
-        found: list[dict] = []
+        found: list[dict[str, Any]] = []
 
         def seen() -> bool:
             found.extend(e for e in self.events() if e.get("event") == event)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import av
 import numpy as np
+from av.video.plane import VideoPlane
 
 from runner.media import yuv
 
@@ -17,10 +18,17 @@ def from_bgra(bgra: np.ndarray) -> av.VideoFrame:
     return frame
 
 
+def plane_bytes(plane: VideoPlane) -> np.ndarray:
+    """The plane's memory as a flat, writable uint8 array, row padding included (no copy)."""
+    # PyAV's stubs do not declare the buffer protocol its planes implement.
+    view: np.ndarray = np.frombuffer(plane, np.uint8)  # type: ignore[call-overload]
+    return view
+
+
 def planes(frame: av.VideoFrame) -> list[np.ndarray]:
     """Y, U, V of ``frame``, each (rows, columns), copied out of PyAV's padded rows."""
     out = []
     for i, plane in enumerate(frame.planes):
         w, h = (frame.width, frame.height) if i == 0 else (frame.width // 2, frame.height // 2)
-        out.append(np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w].copy())
+        out.append(plane_bytes(plane).reshape(-1, plane.line_size)[:h, :w].copy())
     return out

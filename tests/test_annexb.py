@@ -276,7 +276,7 @@ LARGE_ANNEX_B = st.integers(min_value=8192, max_value=12000).flatmap(
 )
 
 
-def outcome(function: Callable[[bytes], object], data: bytes):
+def outcome(function: Callable[[bytes], object], data: bytes) -> object:
     try:
         return function(data)
     except ValueError:

@@ -42,7 +42,9 @@ def test_pointer_is_drawn_where_it_is_only_with_cursor_on(xvfb_factory: Callable
     g = ScreenGrabber(x.display, 1, cursor=cursor)
     g.open()
     try:
-        drawn = lit(g.grab().pixels)
+        pixels = g.grab().pixels
+        assert pixels is not None
+        drawn = lit(pixels)
     finally:
         g.close()
         xs.close()
@@ -60,7 +62,8 @@ def test_selected_region_is_grabbed_and_clipped_to_the_screen(xvfb_factory: Call
     try:
         g.select(100, 50, 120, 80)
         assert g.region == {"left": 100, "top": 50, "width": 120, "height": 80}
-        assert g.grab().pixels.shape == (80, 120, 4)
+        grabbed = g.grab().pixels
+        assert grabbed is not None and grabbed.shape == (80, 120, 4)
         g.select(300, 200, 100, 100)  # hangs over the right and bottom edges
         assert g.region == {"left": 300, "top": 200, "width": 20, "height": 40}
         g.open()  # a reconnect keeps the chosen region
@@ -159,6 +162,7 @@ def test_zero_copy_picture_equals_the_converted_copy_pointer_included(
         g.close()
         xs.close()
     assert fast.pixels is None and (fast.width, fast.height) == (320, 240)
+    assert fast.picture is not None and copy.pixels is not None
     expected = i420.from_bgra(copy.pixels)
     for got, want in zip(i420.planes(fast.picture), i420.planes(expected), strict=False):
         assert np.array_equal(got, want)
@@ -214,7 +218,7 @@ def test_without_libyuv_the_pipeline_grab_falls_back_to_a_bgra_copy(
         frame = g.grab_picture()
     finally:
         g.close()
-    assert frame.picture is None and frame.pixels.shape == (240, 320, 4)
+    assert frame.picture is None and frame.pixels is not None and frame.pixels.shape == (240, 320, 4)
     frame.release()  # nothing to give back; must not fail
 
 

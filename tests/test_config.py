@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from runner.cli import main as cli_main
 from runner.config import (
@@ -104,7 +106,7 @@ def test_secrets_never_appear_in_repr_or_str(toml_file: Path) -> None:
         assert "pass-from-toml" not in text
 
 
-def _error(toml: str | None, tmp_path: Path, overrides: dict | None = None) -> str:
+def _error(toml: str | None, tmp_path: Path, overrides: dict[str, Any] | None = None) -> str:
     path = None
     if toml is not None:
         path = tmp_path / "c.toml"
@@ -188,8 +190,9 @@ def test_cli_exits_2_with_one_line_on_bad_flag(capsys: pytest.CaptureFixture[str
 def test_example_config_documents_every_key() -> None:
     text = (REPO / "config" / "desktop-runner.toml").read_text()
     data = tomllib.loads(text)
-    sections = {"livekit": LiveKitSettings, "e2ee": E2EESettings, "capture": CaptureSettings,
-                "encoder": EncoderSettings, "log": LogSettings}
+    sections: dict[str, type[BaseModel]] = {"livekit": LiveKitSettings, "e2ee": E2EESettings,
+                                            "capture": CaptureSettings, "encoder": EncoderSettings,
+                                            "log": LogSettings}
     for name, model in sections.items():
         for key in model.model_fields:
             present = key in data.get(name, {}) or re.search(rf"^# {key} = ", text, re.M)
@@ -198,8 +201,9 @@ def test_example_config_documents_every_key() -> None:
 
 def test_example_config_defaults_match_code() -> None:
     data = tomllib.loads((REPO / "config" / "desktop-runner.toml").read_text())
-    for name, model in {"e2ee": E2EESettings, "capture": CaptureSettings,
-                        "encoder": EncoderSettings, "log": LogSettings}.items():
+    models: dict[str, type[BaseModel]] = {"e2ee": E2EESettings, "capture": CaptureSettings,
+                                          "encoder": EncoderSettings, "log": LogSettings}
+    for name, model in models.items():
         defaults = model.model_construct()
         for key, value in data[name].items():
             assert getattr(defaults, key) == value, f"{name}.{key}"

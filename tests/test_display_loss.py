@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -42,7 +42,7 @@ def test_runner_survives_the_x_server_restarting(livekit_server: LiveKitServer, 
             print(f"capture resumed {resumed_after:.2f} s after the display returned")
             assert resumed_after < RESUME_DEADLINE_S
 
-            def statuses() -> list[dict]:
+            def statuses() -> list[dict[str, Any]]:
                 return [e for e in runner.events() if e.get("event") == "status"]
 
             # A still screen is re-sent once a second (capture.skip_unchanged), so some half-second

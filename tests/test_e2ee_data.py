@@ -1,5 +1,7 @@
 """runner.e2ee data packets: envelope, payload, refusals."""
 
+from typing import Any
+
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from livekit.protocol.models import (
@@ -34,7 +36,7 @@ RPC = DataPacket(
 )
 
 
-def sealed(plaintext: bytes, key: bytes = KEY, **envelope: object) -> DataPacket:
+def sealed(plaintext: bytes, key: bytes = KEY, **envelope: Any) -> DataPacket:
     """An encrypted packet built by hand: AES-GCM of ``plaintext`` with no additional data."""
     return DataPacket(
         participant_identity="viewer-1",

@@ -10,7 +10,7 @@ not authenticated either, so only the decrypted value is held to the original.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from livekit.protocol.models import DataPacket, RpcRequest, UserPacket
 
 from runner.e2ee import (
+    Codec,
     DecryptionError,
     KeyRing,
     decrypt_data_packet,
@@ -26,9 +27,6 @@ from runner.e2ee import (
     encrypt_data_packet,
 )
 from runner.e2ee.frame import _encrypt_frame_with_iv
-
-if TYPE_CHECKING:
-    from runner.e2ee import Codec
 
 PASSPHRASE = "hostile input"
 KEY = derive_key(PASSPHRASE)
@@ -47,7 +45,7 @@ H265_UNIT = SC4 + bytes.fromhex("40010c01ffff") + SC4 + bytes.fromhex("2601af06b
 PARAMETER_SETS = SC4 + bytes.fromhex("6742c01fda0507e8") + SC4 + bytes.fromhex("68ce0fc8")
 
 # (codec, keyframe, plaintext, IV): zero IVs force escaping in the NALU cases.
-CASES = [
+CASES: list[tuple[Codec, bool, bytes, bytes]] = [
     ("h264", True, H264_UNIT, ZERO_IV),
     ("h264", False, H264_UNIT, SOME_IV),
     ("h265", True, H265_UNIT, ZERO_IV),
@@ -62,7 +60,7 @@ ENCRYPTED = [
     for codec, keyframe, plain, iv in CASES
     for enc in [_encrypt_frame_with_iv(plain, KEY, iv, codec=codec, keyframe=keyframe)]
 ]
-CODECS = st.sampled_from(["h264", "h265", "vp8", "vp9", "opus"])
+CODECS = st.sampled_from(get_args(Codec))
 FRAME_SETTINGS = settings(max_examples=400, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 
@@ -88,9 +86,9 @@ def test_bit_flipped_frames_are_rejected(case: tuple[Codec, bool, bytes, bytes],
     codec, keyframe, plaintext, encrypted = case
     position = data.draw(st.integers(min_value=0, max_value=len(encrypted) - 1))
     bit = data.draw(st.integers(min_value=0, max_value=7))
-    tampered = bytearray(encrypted)
-    tampered[position] ^= 1 << bit
-    tampered = bytes(tampered)
+    flipped = bytearray(encrypted)
+    flipped[position] ^= 1 << bit
+    tampered = bytes(flipped)
     with pytest.raises(DecryptionError):
         RING.decrypt_frame(tampered, codec=codec, keyframe=keyframe)
     if position == len(encrypted) - 1:  # the key index: not authenticated, only selects a key

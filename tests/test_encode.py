@@ -117,13 +117,13 @@ def test_libyuv_conversion_matches_swscale_colours() -> None:
     ref = av.VideoFrame.from_ndarray(img, format="bgra").reformat(format="yuv420p")
     sizes = ((320, 240), (160, 120), (160, 120))
     for plane_mine, plane_ref, (w, h) in zip(mine.planes, ref.planes, sizes, strict=True):
-        a = np.frombuffer(plane_mine, np.uint8).reshape(h, plane_mine.line_size)[:, :w].astype(int)
-        b = np.frombuffer(plane_ref, np.uint8).reshape(h, plane_ref.line_size)[:, :w].astype(int)
+        a = i420.plane_bytes(plane_mine).reshape(h, plane_mine.line_size)[:, :w].astype(int)
+        b = i420.plane_bytes(plane_ref).reshape(h, plane_ref.line_size)[:, :w].astype(int)
         diff = np.abs(a - b)
         # Luma within 2 everywhere; chroma too, except along the block's sharp edge, where
         # swscale's filter reaches into neighbouring samples and libyuv averages 2x2 boxes.
         assert diff.max() <= (2 if w == 320 else 12) and diff.mean() < 1.0
-    y, u, v = (np.frombuffer(p, np.uint8)[0] for p in mine.planes)
+    y, u, v = (i420.plane_bytes(p)[0] for p in mine.planes)
     assert (abs(int(y) - 145), abs(int(u) - 54), abs(int(v) - 34)) <= (1, 1, 1)  # BT.601 limited green
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -99,11 +99,11 @@ def viewer_token(server: LiveKitServer, room: str) -> str:
     return mint_token(server.api_key, server.api_secret, room, "fault-viewer")
 
 
-def events(runner: Runner, name: str) -> list[dict]:
+def events(runner: Runner, name: str) -> list[dict[str, Any]]:
     return [e for e in runner.events() if e.get("event") == name]
 
 
-def event_time(record_: dict) -> float:
+def event_time(record_: dict[str, Any]) -> float:
     """A runner log record's timestamp as Unix seconds."""
     return datetime.datetime.fromisoformat(record_["timestamp"]).timestamp()
 
@@ -307,16 +307,16 @@ async def test_network_drop_of_30s_recovers_without_leaks(
 ) -> None:
     async with live_runner(own_livekit, room_name, xvfb.display, page, open_viewer) as runner:
         await asyncio.sleep(2.0)  # let the subscriber's peer connection settle before counting
-        before = resources(runner.pid)
+        before = resources(runner.process.pid)
 
-        os.killpg(own_livekit.pid, signal.SIGSTOP)  # nothing gets through, connections stay open
+        os.killpg(own_livekit.process.pid, signal.SIGSTOP)  # nothing gets through, connections stay open
         try:
             paint(xvfb.display, PURPLE)
             await asyncio.sleep(NETWORK_DROP_S)
-            during = resources(runner.pid)
+            during = resources(runner.process.pid)
             assert runner.returncode is None, "the runner exited during the network drop"
         finally:
-            os.killpg(own_livekit.pid, signal.SIGCONT)
+            os.killpg(own_livekit.process.pid, signal.SIGCONT)
         back, back_unix = time.monotonic(), time.time()
 
         label = "30 s network drop (SIGSTOP)"
@@ -328,7 +328,7 @@ async def test_network_drop_of_30s_recovers_without_leaks(
             except AssertionError as exc:
                 viewer_failure = exc  # the resource figures are still wanted
             await asyncio.sleep(3.0)  # old connections are closed asynchronously
-        after = resources(runner.pid)
+        after = resources(runner.process.pid)
         print(f"runner resources (threads, fds, RSS KiB): before {before}, during {during}, after {after}")
         if viewer_failure is not None:
             raise viewer_failure

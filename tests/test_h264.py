@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import av
 import numpy as np
 import pytest
@@ -33,19 +35,22 @@ def decode(stream: list[bytes]) -> list[np.ndarray]:
     return out
 
 
-def with_skips(width: int, height: int, frames: int, *, skip_after: set[int], idr_at: set[int] = frozenset(),
+def with_skips(width: int, height: int, frames: int, *, skip_after: Collection[int], idr_at: Collection[int] = (),
                threads: int = 0) -> tuple[list[bytes], list[bytes], list[bool]]:
     """(libx264's stream, the same with skip pictures inserted, which of those are skips)."""
     enc = H264Encoder(width, height, fps=30, bitrate=1_000_000, threads=threads)
     plain = [enc.encode(picture(width, height, i), keyframe=i in idr_at).data for i in range(frames)]
     skips = SkipFrames()
-    stream, is_skip = [], []
+    stream: list[bytes] = []
+    is_skip: list[bool] = []
     for i, au in enumerate(plain):
         stream.append(skips.follow(au))
         is_skip.append(False)
         if i in skip_after:
             for _ in range(1 + i % 3):  # one to three in a row
-                stream.append(skips.skip())
+                skip = skips.skip()
+                assert skip is not None
+                stream.append(skip)
                 is_skip.append(True)
     return plain, stream, is_skip
 
@@ -69,10 +74,10 @@ def test_skip_pictures_show_the_last_picture_and_leave_the_rest_exactly_as_it_wa
     assert len(decoded) == len(stream) and len(reference) == len(plain)
     assert sum(is_skip) == 16
     real = iter(reference)
-    previous = None
+    previous: np.ndarray | None = None
     for frame, skip in zip(decoded, is_skip, strict=False):
         expected = previous if skip else next(real)
-        assert np.array_equal(frame, expected)
+        assert expected is not None and np.array_equal(frame, expected)
         previous = frame
 
 
@@ -85,13 +90,14 @@ def test_frame_numbers_follow_the_rules_for_reference_pictures() -> None:
     """H.264 7.4.3 without gaps: an IDR is 0, every later reference picture is the previous one
     + 1 (mod 16 here), and all slices of a picture agree; checked over two wraps and an IDR."""
     _, stream, _ = with_skips(640, 360, 50, skip_after={0, 3, 4, 5, 17, 33, 34}, idr_at={25}, threads=3)
-    previous = None
+    previous: int | None = None
     for au in stream:
         headers = slice_headers(au)
         assert len({h[2] for h in headers}) == 1 and len({h[:2] for h in headers}) == 1
         ref_idc, nal_type, frame_num = headers[0]
         assert ref_idc != 0  # every picture, skips included, is a reference picture
-        expected = 0 if nal_type == IDR else (previous + 1) % 16
+        assert nal_type == IDR or previous is not None  # the stream starts with an IDR
+        expected = 0 if nal_type == IDR or previous is None else (previous + 1) % 16
         assert frame_num == expected
         previous = frame_num
 
@@ -110,7 +116,9 @@ def test_streams_that_cannot_take_a_skip_picture_get_none() -> None:
 def test_an_access_unit_that_cannot_be_renumbered_after_skips_is_refused() -> None:
     enc = H264Encoder(320, 240, fps=30, bitrate=1_000_000)
     w = BitWriter()
-    w.ue(0), w.ue(5), w.ue(30), w.u(8, 0xFF)
+    for value in (0, 5, 30):  # first_mb_in_slice, slice_type, pic_parameter_set_id
+        w.ue(value)
+    w.u(8, 0xFF)
     alien = b"\x00\x00\x00\x01\x41" + w.rbsp()  # a P slice of a PPS (id 30) never seen
     skips = SkipFrames()
     skips.follow(enc.encode(picture(320, 240, 0)).data)

@@ -64,7 +64,8 @@ AFTER_NEW_KEY = (30, 30, 200)
 
 @pytest.fixture(params=["runner", "sdk"])
 def frame_engine(request: pytest.FixtureRequest) -> str:
-    return request.param
+    engine: str = request.param
+    return engine
 
 
 @contextlib.contextmanager
@@ -97,11 +98,11 @@ async def open_viewer_at(page: Page, viewer_url: str, livekit_server: LiveKitSer
     await page.wait_for_function("() => window.viewer !== undefined", timeout=10_000)
 
 
-def quadrants() -> list:
+def quadrants() -> list[tuple[int, int, int]]:
     return quadrant_colours()
 
 
-def solid(colour: tuple[int, int, int]) -> list:
+def solid(colour: tuple[int, int, int]) -> list[tuple[int, int, int]]:
     return [colour] * len(SCREEN_POINTS)
 
 
@@ -128,7 +129,7 @@ async def test_rotating_to_a_new_passphrase_on_sighup(
         # 2. Rotate: passphrase B in the file, SIGHUP. Same configured index, so the runner moves
         #    to the next one. A new colour afterwards tells new frames from old ones.
         key_file.write_text(PASSPHRASE_B + "\n")
-        runner._proc.send_signal(signal.SIGHUP)
+        runner.process.send_signal(signal.SIGHUP)
         rotated = runner.wait_for_event("e2ee_key_rotated", timeout=10)
         assert rotated["key_index"] == 1
         paint(xvfb.display, AFTER_ROTATION)
@@ -218,7 +219,7 @@ async def test_a_reconnect_after_rotation_keeps_the_rotated_key(
                             "RUNNER_LIVEKIT__RETRY_INITIAL_S": "0.2"}) as runner:
         runner.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
         key_file.write_text(PASSPHRASE_B + "\n")
-        runner._proc.send_signal(signal.SIGHUP)
+        runner.process.send_signal(signal.SIGHUP)
         assert runner.wait_for_event("e2ee_key_rotated", timeout=10)["key_index"] == 1
 
         lk = api.LiveKitAPI(livekit_server.http_url, livekit_server.api_key, livekit_server.api_secret)

@@ -43,6 +43,7 @@ async def _get(port: int, request: bytes) -> bytes:
 async def test_endpoint_serves_metrics_health_and_nothing_else() -> None:
     m = Metrics(_values, lambda: Health(False, "no frame published yet"))
     await m.start("127.0.0.1", 0)
+    assert m.port is not None
     task = asyncio.create_task(m.serve())
     try:
         body = await _get(m.port, b"GET /metrics HTTP/1.0\r\n\r\n")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,7 +95,7 @@ def test_unreachable_livekit_retries_with_capped_backoff(xvfb: Xvfb) -> None:
     )
     try:
         deadline = time.monotonic() + 40
-        failures: list[dict] = []
+        failures: list[dict[str, Any]] = []
         while time.monotonic() < deadline and len(failures) < 6:
             assert runner.returncode is None, "the runner exited instead of retrying"
             failures = [e for e in runner.events() if e.get("event") == "connect_failed"]
@@ -104,8 +105,8 @@ def test_unreachable_livekit_retries_with_capped_backoff(xvfb: Xvfb) -> None:
         assert all(d <= 0.4 * 1.2 + 1e-9 for d in delays), delays  # capped at retry_max_s (+jitter)
         assert all(d >= 0.4 * 0.8 - 1e-9 for d in delays[3:]), delays  # and it got there
         assert failures[0]["url"] == f"ws://127.0.0.1:{closed_port}"
-        runner._proc.send_signal(signal.SIGTERM)
-        assert runner._proc.wait(timeout=10) == 0
+        runner.process.send_signal(signal.SIGTERM)
+        assert runner.process.wait(timeout=10) == 0
     finally:
         runner.stop()
 
@@ -125,10 +126,10 @@ def test_secrets_never_appear_in_logs(xvfb: Xvfb, tmp_path: Path) -> None:
         try:
             runner.wait_for_event("track_published", timeout=30)
             runner.wait_for_event("status", timeout=10)
-            runner._proc.send_signal(signal.SIGHUP)  # re-reads the key file: logs a fingerprint only
+            runner.process.send_signal(signal.SIGHUP)  # re-reads the key file: logs a fingerprint only
             time.sleep(1.0)
-            runner._proc.send_signal(signal.SIGTERM)
-            assert runner._proc.wait(timeout=10) == 0
+            runner.process.send_signal(signal.SIGTERM)
+            assert runner.process.wait(timeout=10) == 0
         finally:
             runner.stop()
         text = runner.log_path.read_text()

@@ -295,7 +295,8 @@ def test_a_deliberate_wait_keeps_feeding_without_frames() -> None:
         assert gate.due(100.0) is True
         assert gate.due(114.0) is False
         assert gate.due(115.0) is True
-    assert gate.waiting_for == ()
+    # mypy keeps the narrowing from inside the block; the property changed when it ended.
+    assert gate.waiting_for == ()  # type: ignore[comparison-overlap]
     assert gate.due(130.0) is False
 
 
@@ -389,8 +390,14 @@ def test_the_runner_tells_systemd_ready_status_watchdog_and_stopping(
                                "RUNNER_LOG__STATUS_INTERVAL_S": "0"})
     with runner:
         messages: list[bytes] = []
+
+        def pings_after_ready() -> int:
+            after = next((i for i, m in enumerate(messages) if m.startswith(b"READY=1")), len(messages))
+            return messages[after:].count(b"WATCHDOG=1")
+
+        # Until two pings followed READY: how many come while connecting depends on the load.
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and sum(m == b"WATCHDOG=1" for m in messages) < 3:
+        while time.monotonic() < deadline and pings_after_ready() < 2:
             messages.append(path_listener.receive())
         ready = [m for m in messages if m.startswith(b"READY=1")]
         assert len(ready) == 1 and b"STATUS=publishing 1280x720 from " in ready[0], messages
@@ -401,4 +408,4 @@ def test_the_runner_tells_systemd_ready_status_watchdog_and_stopping(
         while (message := path_listener.receive()) == b"WATCHDOG=1":
             pass
         assert message == b"STOPPING=1"
-        assert runner._proc.wait(5) == 0
+        assert runner.process.wait(5) == 0

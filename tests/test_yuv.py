@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from i420 import planes
+from i420 import plane_bytes, planes
 from runner.media import yuv
 
 
@@ -41,7 +41,7 @@ def test_conversion_matches_the_sdk_libyuv() -> None:
     bgra = photo(320, 180)
     ours = av.VideoFrame(320, 180, "yuv420p")
     yuv.bgra_to_i420(bgra.ctypes.data, bgra.strides[0], 320, 180, ours)
-    sdk = np.frombuffer(rtc.VideoFrame(320, 180, rtc.VideoBufferType.BGRA, memoryview(bgra).cast("B"))
+    sdk = np.frombuffer(rtc.VideoFrame(320, 180, rtc.VideoBufferType.BGRA, bgra.data.cast("B"))
                         .convert(rtc.VideoBufferType.I420).data, np.uint8)
     y, u, v = planes(ours)
     assert np.array_equal(y.ravel(), sdk[:320 * 180])
@@ -52,7 +52,7 @@ def test_conversion_matches_the_sdk_libyuv() -> None:
 def test_conversion_at_an_offset_writes_only_that_rectangle() -> None:
     frame = av.VideoFrame(64, 48, "yuv420p")
     for plane in frame.planes:
-        np.frombuffer(plane, np.uint8)[:] = 7
+        plane_bytes(plane)[:] = 7
     white = np.full((10, 12, 4), 255, np.uint8)
     yuv.bgra_to_i420(white.ctypes.data, white.strides[0], 12, 10, frame, x=20, y=8)
     y, u, v = planes(frame)
@@ -66,7 +66,7 @@ def test_conversion_at_an_offset_writes_only_that_rectangle() -> None:
 def test_scaling_keeps_a_flat_colour_and_makes_the_target_size() -> None:
     src = av.VideoFrame(1280, 720, "yuv420p")
     for value, plane in zip((81, 90, 240), src.planes, strict=False):  # pure red in BT.601 limited range
-        np.frombuffer(plane, np.uint8)[:] = value
+        plane_bytes(plane)[:] = value
     dst = yuv.scale_i420(src, av.VideoFrame(640, 360, "yuv420p"))
     y, u, v = planes(dst)
     assert (dst.width, dst.height) == (640, 360)

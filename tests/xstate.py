@@ -31,7 +31,8 @@ class XState:
     def keycode(self, keysym_name: str) -> int:
         from Xlib import XK
 
-        return self._d.keysym_to_keycode(XK.string_to_keysym(keysym_name))
+        keycode: int = self._d.keysym_to_keycode(XK.string_to_keysym(keysym_name))
+        return keycode
 
     def warp(self, x: int, y: int) -> None:
         self._root.warp_pointer(x, y)

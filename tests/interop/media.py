@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import cast
 
 import av
 import numpy as np
+from av.video.codeccontext import VideoCodecContext
 
 WIDTH, HEIGHT = 320, 240
 FRAME_COUNT = 6
@@ -34,7 +36,8 @@ def desktop_picture(width: int, height: int, tick: int) -> np.ndarray:
 def encode_video(codec_name: str, options: dict[str, str], *, count: int = FRAME_COUNT,
                  forced_keyframe: int | None = FORCED_KEYFRAME) -> list[tuple[bytes, bool]]:
     """(encoded frame, is key frame) for ``count`` desktop pictures, one forced key frame."""
-    context = av.CodecContext.create(codec_name, "w")
+    # A video encoder by name; PyAV's stubs type only literal codec names precisely.
+    context = cast(VideoCodecContext, av.CodecContext.create(codec_name, "w"))
     context.width, context.height = WIDTH, HEIGHT
     context.pix_fmt = "yuv420p"
     context.time_base = Fraction(1, 30)

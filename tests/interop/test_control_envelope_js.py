@@ -81,7 +81,8 @@ class NodeHost:
             try:
                 line = self._lines.get(timeout=REPLY_TIMEOUT_S)
             except queue.Empty:
-                stderr = self._process.stderr.read() if self._process.poll() is not None else ""
+                pipe = self._process.stderr
+                stderr = pipe.read() if self._process.poll() is not None and pipe is not None else ""
                 raise AssertionError(f"no reply to {op} within {REPLY_TIMEOUT_S} s {stderr}") from None
             message = json.loads(line)
             if "event" in message:
@@ -149,7 +150,7 @@ class FakeRunner:
             self.sessions[sid] = {"window": env.ReplayWindow(), "seq": 0}
             self.hellos += 1
             nonce = base64.b64encode(os.urandom(16)).decode() if self.tamper_hello_nonce else params["nonce"]
-            result = {"session": f"{sid:016x}", "nonce": nonce, "protocol": 1, "runner": RUNNER,
+            result: dict[str, object] = {"session": f"{sid:016x}", "nonce": nonce, "protocol": 1, "runner": RUNNER,
                       "monitors": MONITORS, "selected": "DUMMY0", "controller": None,
                       "view_only": False, "clipboard": "both", "limits": {}}
             return self._answer(sid, f"dr.hello#{header.seq}", {"ok": True, "result": result})
@@ -200,7 +201,8 @@ def runner(node: NodeHost) -> FakeRunner:
 
 
 def vector_id(case: dict[str, Any]) -> str:
-    return case["name"].replace(" ", "-")
+    name: str = case["name"]
+    return name.replace(" ", "-")
 
 
 # --- published vectors ----------------------------------------------------------------------------

@@ -8,6 +8,8 @@ DataPacket rebuilt from the payload and the envelope's participant identity and 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from livekit.protocol.models import (
     ActiveSpeakerUpdate,
@@ -41,7 +43,7 @@ PASSPHRASE = b"data channel passphrase"
 KEY = derive_key(PASSPHRASE)
 
 
-def envelope(**value: object) -> DataPacket:
+def envelope(**value: Any) -> DataPacket:
     """A packet as a viewer sends it to the runner, with the sender fields the SFU fills in."""
     return DataPacket(
         kind=DataPacket.Kind.RELIABLE,

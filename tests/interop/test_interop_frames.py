@@ -28,9 +28,11 @@ from runner.bitstream.annexb import (
 from runner.e2ee import DecryptionError, KeyRing, decrypt_frame, derive_key, encrypt_frame
 from runner.e2ee.frame import _encrypt_frame_with_iv
 
-from .worker_host import JsFrame, WorkerHost, WorkerHostError
+from .worker_host import JsFrame, WorkerHost, WorkerHostError, kept
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from runner.e2ee import Codec
 
 pytestmark = pytest.mark.integration
@@ -55,7 +57,7 @@ def through_rtp(frame: bytes) -> bytes:
     return join_nalus(split_nalus(frame))
 
 
-def first_slice_header_end(au: bytes, slice_type: int) -> int:
+def first_slice_header_end(au: bytes, slice_type: Callable[[int], bool]) -> int:
     """Offset just past the first slice's NAL header + 1 byte (independent of runner code)."""
     for match in re.finditer(b"\x00\x00\x01", au):
         if slice_type(au[match.end()]):
@@ -72,7 +74,7 @@ def h265_slice(byte: int) -> bool:
     return nal_type <= 9 or 16 <= nal_type <= 21
 
 
-def received_plaintext(au: bytes, slice_type: int) -> bytes:
+def received_plaintext(au: bytes, slice_type: Callable[[int], bool]) -> bytes:
     """The plaintext a receiver gets back: the clear header with 4-byte start codes, then the rest
     exactly as the sender had it."""
     end = first_slice_header_end(au, slice_type)
@@ -122,7 +124,7 @@ def test_x264_normalized_by_runner_python_to_js(keyed: WorkerHost, x264_units: l
     assert decrypted == units
 
 
-def encrypt_through_rtp(units: list[tuple[bytes, bool]], codec: str) -> list[bytes]:
+def encrypt_through_rtp(units: list[tuple[bytes, bool]], codec: Codec) -> list[bytes]:
     return [through_rtp(encrypt_frame(au, KEY, codec=codec, keyframe=key)) for au, key in units]
 
 
@@ -139,7 +141,7 @@ def test_x264_survives_rtp_unchanged_once_encrypted(x264_units: list[tuple[bytes
 
 
 def test_x264_js_to_python(keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]) -> None:
-    encrypted = keyed.encode([JsFrame(au, "h264", key) for au, key in x264_units])
+    encrypted = kept(keyed.encode([JsFrame(au, "h264", key) for au, key in x264_units]))
     assert all(frame is not None for frame in encrypted)
     wire = [through_rtp(frame) for frame in encrypted]
     expected = [received_plaintext(au, h264_slice) for au, _ in x264_units]
@@ -152,7 +154,7 @@ def test_x264_js_to_python(keyed: WorkerHost, x264_units: list[tuple[bytes, bool
 
 def test_x264_js_and_python_keep_the_same_clear_header(keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]) -> None:
     au, key = x264_units[0]
-    from_js = keyed.encode([JsFrame(au, "h264", key)])[0]
+    from_js = kept(keyed.encode([JsFrame(au, "h264", key)]))[0]
     from_python = encrypt_frame(au, KEY, codec="h264", keyframe=key)
     header_end = first_slice_header_end(normalize_start_codes(au), h264_slice)
     expected = normalize_start_codes(au)[:header_end]
@@ -180,7 +182,7 @@ def test_x265_python_to_js(keyed: WorkerHost, x265_units: list[tuple[bytes, bool
 
 
 def test_x265_js_to_python(keyed: WorkerHost, x265_units: list[tuple[bytes, bool]]) -> None:
-    encrypted = keyed.encode([JsFrame(au, "h265", key) for au, key in x265_units])
+    encrypted = kept(keyed.encode([JsFrame(au, "h265", key) for au, key in x265_units]))
     wire = [through_rtp(frame) for frame in encrypted]
     assert [
         decrypt_frame(w, KEY, codec="h265", keyframe=key) for w, (_, key) in zip(wire, x265_units, strict=False)
@@ -205,7 +207,7 @@ def test_sps_pps_only_key_unit_python_to_js(keyed: WorkerHost, x264_units: list[
 
 def test_sps_pps_only_key_unit_js_to_python(keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]) -> None:
     unit = parameter_sets_only(x264_units)
-    encrypted = keyed.encode([JsFrame(unit, "h264", True)])[0]
+    encrypted = kept(keyed.encode([JsFrame(unit, "h264", True)]))[0]
     assert len(encrypted) == len(unit) + GCM_TAG + IV_LENGTH + TRAILER
     assert decrypt_frame(through_rtp(encrypted), KEY, codec="h264", keyframe=True) == unit
 
@@ -215,7 +217,7 @@ def test_sps_pps_only_delta_unit_keeps_3_clear_bytes_both_ways(
 ) -> None:
     unit = parameter_sets_only(x264_units)
     from_python = encrypt_frame(unit, KEY, codec="h264", keyframe=False)
-    from_js = keyed.encode([JsFrame(unit, "h264", False)])[0]
+    from_js = kept(keyed.encode([JsFrame(unit, "h264", False)]))[0]
     assert from_python[:3] == from_js[:3] == b"\x00\x00\x00"
     assert keyed.decode([JsFrame(from_python, "h264", False)]) == [unit]
     assert decrypt_frame(from_js, KEY, codec="h264", keyframe=False) == unit
@@ -256,7 +258,7 @@ def test_vpx_js_to_python(
         keyed: WorkerHost, vp8_frames: list[tuple[bytes, bool]], vp9_frames: list[tuple[bytes, bool]], codec: Codec
 ) -> None:
     frames = vp8_frames if codec == "vp8" else vp9_frames
-    encrypted = keyed.encode([JsFrame(frame, codec, key) for frame, key in frames])
+    encrypted = kept(keyed.encode([JsFrame(frame, codec, key) for frame, key in frames]))
     assert [
         decrypt_frame(e, KEY, codec=codec, keyframe=key) for e, (_, key) in zip(encrypted, frames, strict=False)
     ] == [frame for frame, _ in frames]
@@ -266,7 +268,7 @@ def test_vp8_keeps_10_clear_bytes_on_key_frames_and_3_on_delta_frames(
         keyed: WorkerHost, vp8_frames: list[tuple[bytes, bool]]
 ) -> None:
     (key_frame, _), (delta_frame, _) = vp8_frames[0], vp8_frames[1]
-    from_js = keyed.encode([JsFrame(key_frame, "vp8", True), JsFrame(delta_frame, "vp8", False)])
+    from_js = kept(keyed.encode([JsFrame(key_frame, "vp8", True), JsFrame(delta_frame, "vp8", False)]))
     assert from_js[0][:10] == key_frame[:10] and from_js[0][10:20] != key_frame[10:20]
     assert from_js[1][:3] == delta_frame[:3] and from_js[1][3:13] != delta_frame[3:13]
 
@@ -278,7 +280,7 @@ def test_opus_python_to_js(keyed: WorkerHost, opus_packets: list[bytes]) -> None
 
 
 def test_opus_js_to_python(keyed: WorkerHost, opus_packets: list[bytes]) -> None:
-    encrypted = keyed.encode([JsFrame(packet, "opus") for packet in opus_packets], track="mic")
+    encrypted = kept(keyed.encode([JsFrame(packet, "opus") for packet in opus_packets], track="mic"))
     assert [decrypt_frame(e, KEY, codec="opus") for e in encrypted] == opus_packets
 
 
@@ -320,7 +322,7 @@ def test_js_iv_that_needs_escaping_python_decrypts(keyed: WorkerHost, x264_units
     # FrameCryptor's IV is SSRC | RTP timestamp | timestamp - send count: SSRC 0 and timestamp 0
     # put eight zero bytes in the IV.
     frames = [JsFrame(au, "h264", key, ssrc=0, timestamp=0) for au, key in x264_units]
-    encrypted = keyed.encode(frames)
+    encrypted = kept(keyed.encode(frames))
     assert all(ESCAPE_PATTERN.search(frame[-24:]) for frame in encrypted)
     assert [
         decrypt_frame(through_rtp(e), KEY, codec="h264", keyframe=key)
@@ -338,7 +340,7 @@ def test_js_ciphertext_that_needs_escaping_python_decrypts(
     crafted = craft_zero_ciphertext(au, iv, (10, 11, 12, 13, 40, 41, 42))
     keyed.pin_random(0)
     try:
-        encrypted = keyed.encode([JsFrame(crafted, "h264", key, ssrc=ssrc, timestamp=timestamp)])[0]
+        encrypted = kept(keyed.encode([JsFrame(crafted, "h264", key, ssrc=ssrc, timestamp=timestamp)]))[0]
     finally:
         keyed.pin_random(None)
     assert encrypted[-14:-2] == iv
@@ -366,7 +368,7 @@ def test_js_drops_a_tampered_python_frame(keyed: WorkerHost, vp8_frames: list[tu
 
 def test_python_rejects_a_tampered_js_frame(keyed: WorkerHost, x264_units: list[tuple[bytes, bool]]) -> None:
     au, key = x264_units[0]
-    encrypted = bytearray(keyed.encode([JsFrame(au, "h264", key)])[0])
+    encrypted = bytearray(kept(keyed.encode([JsFrame(au, "h264", key)]))[0])
     encrypted[len(encrypted) // 2] ^= 0x80
     with pytest.raises(DecryptionError):
         decrypt_frame(bytes(encrypted), KEY, codec="h264", keyframe=key)
@@ -376,7 +378,7 @@ def test_keyring_decrypts_js_frames_by_their_key_index(keyed: WorkerHost, x264_u
     ring = KeyRing()
     ring.set_key(PASSPHRASE)
     au, key = x264_units[0]
-    encrypted = keyed.encode([JsFrame(au, "h264", key)])[0]
+    encrypted = kept(keyed.encode([JsFrame(au, "h264", key)]))[0]
     expected = received_plaintext(au, h264_slice)
     assert ring.decrypt_frame(encrypted, codec="h264", keyframe=key) == expected
 

@@ -16,6 +16,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from livekit.protocol.models import DataPacket
 
@@ -44,8 +45,8 @@ class JsFrame:
     timestamp: int = 90_000
     with_mime_type: bool = True
 
-    def to_json(self) -> dict:
-        spec: dict = {
+    def to_json(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {
             "data": base64.b64encode(self.data).decode(),
             "kind": "audio" if self.codec == "opus" else "video",
             "type": "key" if self.keyframe else "delta",
@@ -91,7 +92,7 @@ class WorkerHost:
         for line in self._process.stderr:
             self._stderr.append(line.rstrip())
 
-    def call(self, op: str, **arguments: object) -> dict:
+    def call(self, op: str, **arguments: object) -> dict[str, Any]:
         request_id = next(self._ids)
         assert self._process.stdin is not None
         self._process.stdin.write(json.dumps({"id": request_id, "op": op, **arguments}) + "\n")
@@ -105,7 +106,8 @@ class WorkerHost:
         assert reply["id"] == request_id, reply
         if not reply["ok"]:
             raise WorkerHostError(f"{op}: {reply['error']}\nworker log: {reply.get('logs')}")
-        return reply["result"]
+        result: dict[str, Any] = reply["result"]
+        return result
 
     # -- worker lifecycle and keys --------------------------------------------------------------
 
@@ -117,7 +119,7 @@ class WorkerHost:
         self, material: bytes, *, kdf: str = "pbkdf2", key_index: int | None = None,
         participant: str | None = None,
     ) -> None:
-        arguments: dict = {"material": _b64(material), "kdf": kdf}
+        arguments: dict[str, Any] = {"material": _b64(material), "kdf": kdf}
         if key_index is not None:
             arguments["keyIndex"] = key_index
         if participant is not None:
@@ -128,7 +130,7 @@ class WorkerHost:
         self.call("enable", participant=participant, enabled=enabled)
 
     def ratchet(self, participant: str, key_index: int | None = None) -> bytes:
-        arguments: dict = {"participant": participant}
+        arguments: dict[str, Any] = {"participant": participant}
         if key_index is not None:
             arguments["keyIndex"] = key_index
         return base64.b64decode(self.call("ratchet", **arguments)["chainKey"])
@@ -150,7 +152,7 @@ class WorkerHost:
 
     def _transform(self, op: str, frames: list[JsFrame], participant: str, track: str,
                    codec: str | None, timeout_ms: int) -> list[bytes | None]:
-        arguments: dict = {
+        arguments: dict[str, Any] = {
             "participant": participant,
             "trackId": track,
             "frames": [frame.to_json() for frame in frames],
@@ -176,7 +178,8 @@ class WorkerHost:
         raw = wire.SerializeToString() if isinstance(wire, DataPacket) else wire
         result = self.call("decryptData", packet=_b64(raw))
         if "error" in result:
-            return result["error"]
+            error: str = result["error"]
+            return error
         packet = DataPacket()
         packet.ParseFromString(base64.b64decode(result["packet"]))
         return packet
@@ -192,3 +195,10 @@ class WorkerHost:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def kept(frames: list[bytes | None]) -> list[bytes]:
+    """The frames the worker returned, failing if it dropped any (None)."""
+    out = [frame for frame in frames if frame is not None]
+    assert len(out) == len(frames), f"the worker dropped {len(frames) - len(out)} of {len(frames)} frames"
+    return out
