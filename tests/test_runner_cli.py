@@ -62,9 +62,10 @@ def test_invalid_environment_value_exits_2_naming_the_key() -> None:
     assert result.stderr == expected
 
 
+# A passphrase of 16+ characters: a shorter one adds a weak_passphrase line to the one line expected.
 VALID = dict(RUNNER_LIVEKIT__URL="ws://127.0.0.1:9", RUNNER_LIVEKIT__API_KEY="devkey",
-             RUNNER_LIVEKIT__API_SECRET="not-a-real-secret-0123456789abcdef", RUNNER_E2EE__PASSPHRASE="pass-phrase-xyz",
-             RUNNER_LOG__FORMAT="json")
+             RUNNER_LIVEKIT__API_SECRET="not-a-real-secret-0123456789abcdef",
+             RUNNER_E2EE__PASSPHRASE="a-pass-phrase-xyz", RUNNER_LOG__FORMAT="json")
 
 
 def test_no_display_is_a_clear_error() -> None:
