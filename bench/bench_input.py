@@ -41,8 +41,8 @@ def pct(values: list[float], q: float) -> float:
 
 async def run(trials: int) -> dict[str, Any]:
     with LiveKitServer() as lk, Xvfb(1920, 1080) as x:
-        runner = Runner(livekit_url=lk.url, api_key=lk.api_key, api_secret=lk.api_secret, room="bench-input",
-                        passphrase=PASSPHRASE, display=x.display, extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "0"})
+        runner = Runner.joining(lk, room="bench-input", passphrase=PASSPHRASE, display=x.display,
+                                extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "0"})
         with runner:
             runner.wait_for_event("track_published", timeout=30)
             token = mint_token(lk.api_key, lk.api_secret, "bench-input", "bench-viewer")

@@ -262,8 +262,7 @@ async def photon_section(lk: LiveKitServer, trials: int, idle_trials: int) -> li
                 room = f"bench-photon-{fps}-{int(skip)}"
                 env = runner_env(fps, BITRATES[(1920, 1080)], RUNNER_LOG__LEVEL="info",
                                  RUNNER_CAPTURE__SKIP_UNCHANGED="true" if skip else "false")
-                runner = Runner(livekit_url=lk.url, api_key=lk.api_key, api_secret=lk.api_secret, room=room,
-                                passphrase=PASSPHRASE, display=x.display, extra_env=env)
+                runner = Runner.joining(lk, room=room, passphrase=PASSPHRASE, display=x.display, extra_env=env)
                 with runner:
                     runner.wait_for_event("track_published", timeout=30)
                     page = await browser.new_page(viewport={"width": 1280, "height": 800})

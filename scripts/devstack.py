@@ -532,6 +532,13 @@ class Runner(_ManagedProcess):
         # ``script`` replaces `-m runner` (the benchmarks run the service under a probe).
         self._spawn([python, *(script or ["-m", "runner"])], env=env, cwd=REPO_ROOT)
 
+    @classmethod
+    def joining(cls, server: LiveKitServer, *, room: str, passphrase: str, display: str,
+                extra_env: dict[str, str] | None = None) -> Self:
+        """A runner that joins ``room`` on ``server`` with the server's API key and secret."""
+        return cls(livekit_url=server.url, api_key=server.api_key, api_secret=server.api_secret, room=room,
+                   passphrase=passphrase, display=display, extra_env=extra_env)
+
     @property
     def returncode(self) -> int | None:
         return self._proc.poll() if self._proc else None

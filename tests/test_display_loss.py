@@ -20,9 +20,8 @@ RESUME_DEADLINE_S = 5.0
 def test_runner_survives_the_x_server_restarting(livekit_server: LiveKitServer, room_name: str) -> None:
     screen = Xvfb(640, 480)
     number = screen.display.lstrip(":")
-    runner = Runner(livekit_url=livekit_server.url, api_key=livekit_server.api_key,
-                    api_secret=livekit_server.api_secret, room=room_name, passphrase="pw",
-                    display=screen.display, extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "0.5"})
+    runner = Runner.joining(livekit_server, room=room_name, passphrase="pw", display=screen.display,
+                            extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "0.5"})
     replacement = None
     try:
         with runner:

@@ -90,9 +90,8 @@ def record(recoveries: list[tuple[str, float]], what: str, seconds: float) -> No
 
 
 def start_runner(server: LiveKitServer, room: str, display: str, **env: str) -> Runner:
-    return Runner(livekit_url=server.url, api_key=server.api_key, api_secret=server.api_secret,
-                  room=room, passphrase=PASSPHRASE, display=display,
-                  extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "1", **env})
+    return Runner.joining(server, room=room, passphrase=PASSPHRASE, display=display,
+                          extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "1", **env})
 
 
 def viewer_token(server: LiveKitServer, room: str) -> str:

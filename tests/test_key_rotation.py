@@ -73,10 +73,8 @@ def running(livekit_server: LiveKitServer, xvfb: Xvfb, room: str, frame_engine: 
             extra_env: dict[str, str] | None = None) -> Iterator[Runner]:
     """A runner for the test; its log is printed at the end (pytest shows it on failure), and it
     must stop cleanly."""
-    runner = Runner(
-        livekit_url=livekit_server.url, api_key=livekit_server.api_key,
-        api_secret=livekit_server.api_secret, room=room, passphrase=passphrase,
-        display=xvfb.display,
+    runner = Runner.joining(
+        livekit_server, room=room, passphrase=passphrase, display=xvfb.display,
         extra_env={"RUNNER_E2EE__FRAME_ENGINE": frame_engine, "RUNNER_LOG__STATUS_INTERVAL_S": "2",
                    **(extra_env or {})},
     )

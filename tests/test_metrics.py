@@ -82,12 +82,11 @@ def test_runner_metrics_and_health_follow_the_frame_path() -> None:
 
     port = free_tcp_port()
     with LiveKitServer() as lk, Xvfb(640, 480) as x:
-        runner = Runner(livekit_url=lk.url, api_key=lk.api_key, api_secret=lk.api_secret, room="metrics",
-                        passphrase=PASSPHRASE, display=x.display,
-                        extra_env={"RUNNER_METRICS__ADDRESS": f"127.0.0.1:{port}",
-                                   "RUNNER_LOG__STATUS_INTERVAL_S": "0",
-                                   # every tick encoded, so the counters move on a still screen
-                                   "RUNNER_CAPTURE__SKIP_UNCHANGED": "false"})
+        runner = Runner.joining(lk, room="metrics", passphrase=PASSPHRASE, display=x.display,
+                                extra_env={"RUNNER_METRICS__ADDRESS": f"127.0.0.1:{port}",
+                                           "RUNNER_LOG__STATUS_INTERVAL_S": "0",
+                                           # every tick encoded, so the counters move on a still screen
+                                           "RUNNER_CAPTURE__SKIP_UNCHANGED": "false"})
         with runner:
             runner.wait_for_event("track_published", timeout=30)
             time.sleep(1.5)

@@ -71,10 +71,8 @@ def test_runs_with_a_read_only_root(livekit_server: LiveKitServer, xvfb: Xvfb, r
             pytest.fail(f"{tool} is required for this test (Debian package util-linux)", pytrace=False)
     home = tmp_path / "home"  # HOME and TMPDIR: must still be empty afterwards
     home.mkdir()
-    runner = ReadOnlyRootRunner(
-        livekit_url=livekit_server.url, api_key=livekit_server.api_key,
-        api_secret=livekit_server.api_secret, room=room_name, passphrase="read only",
-        display=xvfb.display,
+    runner = ReadOnlyRootRunner.joining(
+        livekit_server, room=room_name, passphrase="read only", display=xvfb.display,
         extra_env={"HOME": str(home), "TMPDIR": str(home), "RUNNER_LOG__STATUS_INTERVAL_S": "1"},
     )
     with runner:

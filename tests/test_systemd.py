@@ -383,11 +383,9 @@ def test_the_runner_tells_systemd_ready_status_watchdog_and_stopping(
 
     from realenv import Runner
 
-    runner = Runner(livekit_url=livekit_server.url, api_key=livekit_server.api_key,
-                    api_secret=livekit_server.api_secret, room=room_name, passphrase="notify test",
-                    display=xvfb.display,
-                    extra_env={"NOTIFY_SOCKET": path_listener.address, "WATCHDOG_USEC": "1000000",
-                               "RUNNER_LOG__STATUS_INTERVAL_S": "0"})
+    runner = Runner.joining(livekit_server, room=room_name, passphrase="notify test", display=xvfb.display,
+                            extra_env={"NOTIFY_SOCKET": path_listener.address, "WATCHDOG_USEC": "1000000",
+                                       "RUNNER_LOG__STATUS_INTERVAL_S": "0"})
     with runner:
         messages: list[bytes] = []
 
