@@ -7,8 +7,9 @@ import pytest
 
 import i420
 from runner.bitstream.annexb import h264_nal_types, short_start_code_offsets
+from runner.config import EncoderSettings
 from runner.media.capture import even_crop
-from runner.media.encode import EncoderError, H264Encoder
+from runner.media.encode import AccessUnit, EncoderError, EncoderSlot, H264Encoder
 
 SPS, PPS, IDR, NON_IDR = 7, 8, 5, 1
 
@@ -178,3 +179,70 @@ def test_a_converted_picture_of_another_size_is_scaled_to_the_encoder() -> None:
     assert (frame.width, frame.height) == (320, 180)
     rgb = frame.to_ndarray(format="rgb24")
     assert rgb[20, 20, 1] > 150 and rgb[150, 300, 1] < 40  # the green quarter stayed top-left
+
+
+# --- EncoderSlot: which encoder writes a picture ---------------------------------------------------
+
+
+def encoder_settings(codec: str = "libx264") -> EncoderSettings:
+    return EncoderSettings.model_validate({"codec": codec, "bitrate": 1_000_000, "min_bitrate": 100_000,
+                                           "max_bitrate": 2_000_000})
+
+
+def test_the_slot_reopens_for_another_size_or_rate_with_an_idr_and_keeps_it_otherwise() -> None:
+    slot = EncoderSlot(encoder_settings())
+    first = slot.encode(picture(320, 240), 320, 240, fps=30, bitrate=1_000_000, keyframe=False)
+    opened = slot.encoder
+    second = slot.encode(picture(320, 240, 9), 320, 240, fps=30, bitrate=500_000, keyframe=False)
+    assert first.keyframe and not second.keyframe  # the first picture of an encoder is an IDR
+    assert slot.encoder is opened and opened is not None and opened.bitrate == 500_000  # no reopen
+    smaller = slot.encode(picture(320, 240), 160, 120, fps=30, bitrate=500_000, keyframe=False)
+    assert slot.encoder is not opened and smaller.keyframe and (smaller.width, smaller.height) == (160, 120)
+    slower = slot.encode(picture(320, 240), 160, 120, fps=15, bitrate=500_000, keyframe=False)
+    assert slower.keyframe and slot.encoder is not None and slot.encoder.fps == 15
+
+
+def test_the_slot_repeats_only_at_its_encoder_size() -> None:
+    slot = EncoderSlot(encoder_settings())
+    assert not slot.can_repeat(320, 240) and slot.repeat() is None  # nothing encoded yet
+    slot.encode(picture(320, 240), 320, 240, fps=30, bitrate=1_000_000, keyframe=False)
+    assert slot.can_repeat(320, 240) and not slot.can_repeat(160, 120)
+    repeat = slot.repeat()
+    assert repeat is not None and not repeat.keyframe and len(repeat.data) <= 12
+
+
+class FailingHardwareEncoder:
+    """Stands in for a hardware encoder whose driver stops working after it opened."""
+
+    codec = "h264_nvenc"
+
+    def __init__(self, width: int, height: int, fps: float, bitrate: int) -> None:
+        self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
+
+    def encode(self, picture: object, *, keyframe: bool = False) -> AccessUnit:
+        raise EncoderError("h264_nvenc failed: device lost")
+
+
+def test_a_failing_hardware_encoder_is_replaced_by_libx264_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[str] = []
+    real = H264Encoder.configured
+
+    def configured(cfg: EncoderSettings, width: int, height: int, *, fps: float, bitrate: int,
+                   codec: str) -> H264Encoder | FailingHardwareEncoder:
+        opened.append(codec)
+        if codec == "h264_nvenc":
+            return FailingHardwareEncoder(width, height, fps, bitrate)
+        return real(cfg, width, height, fps=fps, bitrate=bitrate, codec=codec)
+
+    monkeypatch.setattr(H264Encoder, "configured", staticmethod(configured))
+    slot = EncoderSlot(encoder_settings("h264_nvenc"))
+    first = slot.encode(picture(320, 240), 320, 240, fps=30, bitrate=1_000_000, keyframe=False)
+    assert first.keyframe and slot.encoder is not None and slot.encoder.codec == "libx264"
+    slot.encode(picture(320, 240), 160, 120, fps=30, bitrate=1_000_000, keyframe=False)  # a new size
+    assert opened == ["h264_nvenc", "libx264", "libx264"]  # the codec is chosen once, then libx264
+
+
+def test_a_failing_libx264_is_an_error() -> None:
+    slot = EncoderSlot(encoder_settings())
+    with pytest.raises(EncoderError, match=r"^picture size 321x240 must be positive and even$"):
+        slot.encode(picture(320, 240), 321, 240, fps=30, bitrate=1_000_000, keyframe=False)

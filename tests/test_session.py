@@ -233,3 +233,23 @@ def test_no_skip_picture_for_an_encoder_of_another_size(pipeline: Pipeline) -> N
     pipeline.set_quality(QualityRequest(max_width=640))  # a smaller picture: the encoder is replaced
     frame, _ = pipeline._grab_if_changed(True)
     assert frame is not None and frame.repeat is False
+
+
+def test_the_status_line_reports_the_interval() -> None:
+    import io
+    import json
+
+    from runner.logs import setup_logging
+    from runner.media.stats import Interval, log_status
+
+    out = io.StringIO()
+    setup_logging("info", "json", out)
+    before = Stats(published=10, bytes_published=1000, encode_s=0.5, encoded=10, keyframes=1, dropped=2)
+    after = Stats(published=40, bytes_published=126_000, encode_s=0.8, encoded=40, keyframes=3, dropped=2,
+                  unchanged=5, repeated=4, bitrate_target=2_000_000)
+    log_status(Interval(before, after, rates_between(before, after, 1.0)), connected=True, subscribers=2)
+    line = json.loads(out.getvalue().splitlines()[-1])
+    del line["timestamp"], line["logger"], line["level"]
+    assert line == {"event": "status", "connected": True, "fps": 30.0, "encode_ms": 10.0, "bitrate": 1_000_000,
+                    "bitrate_target": 2_000_000, "keyframes": 2, "keyframe_requests": 0, "dropped": 0,
+                    "unchanged": 5, "repeated": 4, "rejected": 0, "subscribers": 2}
