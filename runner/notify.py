@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from enum import StrEnum
 
 from runner.logs import get_logger
 
@@ -181,6 +182,13 @@ def _status_line(text: str) -> str:
     return f"STATUS={line}"
 
 
+class Wait(StrEnum):
+    """Why the runner deliberately publishes no frames (``WatchdogGate.waiting``)."""
+
+    DISPLAY = "display"  # the X display is away and being retried
+    LIVEKIT = "livekit"  # the LiveKit server is unreachable and being retried
+
+
 class WatchdogGate:
     """Decides when the runner has earned a ``WATCHDOG=1``: pure, times passed in.
 
@@ -201,7 +209,7 @@ class WatchdogGate:
     (``capture_lost`` .. ``capture_resumed``) and while LiveKit is unreachable and being
     retried with backoff (``connect_failed``, ``livekit_disconnected``), no frame is published,
     and a restart would not help: the new process would wait for the same display or server.
-    The waiting code wraps itself in ``with gate.waiting("display"):`` (or ``"livekit"``);
+    The waiting code wraps itself in ``with gate.waiting(Wait.DISPLAY):`` (or ``Wait.LIVEKIT``);
     the gate is fed while any such wait is open. Waits are counted by reason, so overlapping
     waits (display gone while reconnecting) nest. A wait ends only when its block ends, never
     because a frame happened to be published meanwhile (the last picture grabbed before a
@@ -217,7 +225,7 @@ class WatchdogGate:
         self.last_frame_at: float | None = None
         self._last_ping: float | None = None
         self._published = False  # a frame went out since the last ping
-        self._waits: Counter[str] = Counter()
+        self._waits: Counter[Wait] = Counter()
 
     @property
     def check_every_s(self) -> float | None:
@@ -227,7 +235,7 @@ class WatchdogGate:
         return self.interval_s / WATCHDOG_CHECKS_PER_INTERVAL
 
     @property
-    def waiting_for(self) -> tuple[str, ...]:
+    def waiting_for(self) -> tuple[Wait, ...]:
         """The reasons of the open waits, sorted (for the status line)."""
         return tuple(sorted(self._waits))
 
@@ -237,7 +245,7 @@ class WatchdogGate:
         self._published = True
 
     @contextmanager
-    def waiting(self, reason: str) -> Iterator[None]:
+    def waiting(self, reason: Wait) -> Iterator[None]:
         """The runner deliberately publishes nothing inside this block: keep feeding."""
         self._waits[reason] += 1
         try:

@@ -32,7 +32,7 @@ from runner.media.pipeline import Pipeline, Sealer
 
 if TYPE_CHECKING:
     from runner.metrics import Health, Metrics, MetricValues
-from runner.notify import Notifier, WatchdogGate, feed_watchdog
+from runner.notify import Notifier, Wait, WatchdogGate, feed_watchdog
 from runner.publish import Publisher, SdkKey
 
 log = get_logger(__name__)
@@ -298,7 +298,7 @@ class Service:
         while True:
             width, height = self.grabber.size
             key = self._sdk_key
-            with self.watchdog.waiting("livekit"):  # a restart would wait for the same server
+            with self.watchdog.waiting(Wait.LIVEKIT):  # a restart would wait for the same server
                 if attempt == 0:
                     self.notifier.status(f"connecting to {lk.url}")
                 try:
@@ -351,7 +351,7 @@ class Service:
             else:
                 log.warning("livekit_disconnected", reason=reason, retry_in_s=round(delay, 2))
             self.notifier.status(f"disconnected from LiveKit ({reason}), reconnecting in {delay:.0f} s")
-            with self.watchdog.waiting("livekit"):
+            with self.watchdog.waiting(Wait.LIVEKIT):
                 await asyncio.sleep(delay)
 
     # --- SIGHUP --------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import pytest
 import structlog
 
-from runner.notify import Notifier, WatchdogGate, feed_watchdog, watchdog_usec_from
+from runner.notify import Notifier, Wait, WatchdogGate, feed_watchdog, watchdog_usec_from
 
 if TYPE_CHECKING:
     from realenv import LiveKitServer, Xvfb
@@ -290,7 +290,7 @@ def test_pings_stop_when_frames_stop() -> None:
 
 def test_a_deliberate_wait_keeps_feeding_without_frames() -> None:
     gate = WatchdogGate(15.0)
-    with gate.waiting("display"):
+    with gate.waiting(Wait.DISPLAY):
         assert gate.waiting_for == ("display",)
         assert gate.due(100.0) is True
         assert gate.due(114.0) is False
@@ -302,8 +302,8 @@ def test_a_deliberate_wait_keeps_feeding_without_frames() -> None:
 
 def test_overlapping_waits_feed_until_the_last_one_ends() -> None:
     gate = WatchdogGate(15.0)
-    with gate.waiting("livekit"):
-        with gate.waiting("display"):
+    with gate.waiting(Wait.LIVEKIT):
+        with gate.waiting(Wait.DISPLAY):
             assert gate.waiting_for == ("display", "livekit")
         assert gate.due(100.0) is True
     assert gate.due(115.0) is False
@@ -312,7 +312,7 @@ def test_overlapping_waits_feed_until_the_last_one_ends() -> None:
 def test_a_frame_during_a_wait_does_not_end_it() -> None:
     # The last picture grabbed before the display went away can still leave the encoder.
     gate = WatchdogGate(15.0)
-    with gate.waiting("display"):
+    with gate.waiting(Wait.DISPLAY):
         gate.frame_published(100.0)
         assert gate.due(100.0) is True
         assert gate.due(115.0) is True

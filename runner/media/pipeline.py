@@ -35,7 +35,7 @@ from runner.media.damage import ChangeWatch
 from runner.media.encode import AccessUnit, EncoderSlot
 from runner.media.scheduling import FrameSchedule, Grab, follow_target
 from runner.media.stats import FrameTimes, RateMeter, Stats, log_status
-from runner.notify import Notifier, WatchdogGate
+from runner.notify import Notifier, Wait, WatchdogGate
 from runner.publish import Publisher
 
 log = get_logger(__name__)
@@ -337,7 +337,7 @@ class Pipeline:
         grabber = self._grabber
         log.error("capture_lost", reason=reason, retry_every_s=DISPLAY_RETRY_S)
         self._notifier.status(f"X display {grabber.display} lost, retrying every {DISPLAY_RETRY_S:g} s")
-        with self._watchdog.waiting("display"):  # a restart would wait for the same display
+        with self._watchdog.waiting(Wait.DISPLAY):  # a restart would wait for the same display
             while True:
                 await asyncio.sleep(DISPLAY_RETRY_S)
                 try:
