@@ -242,7 +242,10 @@ class Service:
 
         passphrase, index = self._configured_key
         key = await asyncio.to_thread(control_envelope.derive_control_key, passphrase)  # PBKDF2: ~50 ms
-        control = ControlServer(self.settings, self.pipeline, Injector(self.grabber.display), X11Clipboard)
+        from runner.pipeline_media import PipelineMedia  # until the pipeline implements MediaControl
+
+        media = PipelineMedia(self.pipeline, self.settings)
+        control = ControlServer(self.settings, media, Injector(self.grabber.display), X11Clipboard)
         control.set_key(key, index)
         return control
 

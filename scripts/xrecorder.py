@@ -27,8 +27,6 @@ XTEST input is never synthetic.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import re
 import subprocess
@@ -44,8 +42,7 @@ from Xlib import display as xdisplay
 from Xlib import error as xerror
 
 from devstack import ComponentError, _log_hint, _ManagedProcess
-
-XK.load_keysym_group("xkb")  # ISO_Level3_Shift and friends
+from runner.control.keysyms import keysym_char, keysym_name
 
 READY_TIMEOUT_S = 10.0
 WAIT_TIMEOUT_S = 5.0
@@ -53,7 +50,6 @@ EVENT_MASK = (X.KeyPressMask | X.KeyReleaseMask | X.ButtonPressMask | X.ButtonRe
               | X.PointerMotionMask | X.FocusChangeMask | X.StructureNotifyMask)
 GEOMETRY_RE = re.compile(r"^(\d+)x(\d+)\+(-?\d+)\+(-?\d+)$")
 
-UNICODE_KEYSYM_BASE = 0x0100_0000
 KEYPAD_KEYSYMS = range(0xFF80, 0xFFBE)  # KP_Space .. KP_Equal
 # Keysyms that type text without being characters in the keysym tables.
 TEXT_KEYSYMS = {
@@ -67,64 +63,11 @@ TEXT_KEYSYMS = {
 # --- keysyms --------------------------------------------------------------------------------------
 
 
-def _pynput_keysym_table() -> dict[str, tuple[int, str | None]]:
-    """keysym name -> (keysym, character) for the named keysyms, pynput's keysymdef table.
-
-    Loaded from its file: importing ``pynput`` itself needs a display.
-    """
-    spec = importlib.util.find_spec("pynput")
-    if spec is None or not spec.submodule_search_locations:
-        return {}
-    path = Path(next(iter(spec.submodule_search_locations))) / "_util" / "xorg_keysyms.py"
-    module_spec = importlib.util.spec_from_file_location("_xrecorder_pynput_keysyms", path)
-    if module_spec is None or module_spec.loader is None:
-        return {}
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return dict(module.SYMBOLS)
-
-
-def _keysym_names() -> dict[int, str]:
-    """keysym -> its name: the first one python-xlib's keysymdef modules define (the name
-    XKeysymToString gives), else pynput's."""
-    import Xlib.keysymdef
-
-    names: dict[int, str] = {}
-    for group in Xlib.keysymdef.__all__:
-        module = importlib.import_module(f"Xlib.keysymdef.{group}")
-        for name, value in vars(module).items():
-            if name.startswith("XK_") and isinstance(value, int):
-                names.setdefault(value, name[3:].replace("XF86_", "XF86", 1))
-    for name, (value, _) in PYNPUT_KEYSYMS.items():
-        names.setdefault(value, name)
-    return names
-
-
-PYNPUT_KEYSYMS = _pynput_keysym_table()
-# keysym -> character; dead keys type nothing by themselves (pynput lists their combining mark).
-LEGACY_CHARS = {value: char for name, (value, char) in PYNPUT_KEYSYMS.items()
-                if char and not name.startswith("dead_")}
-KEYSYM_NAMES = _keysym_names()
-
-
 def keysym_to_char(keysym: int) -> str | None:
     """The character a keysym types, or None."""
     if keysym in TEXT_KEYSYMS:
         return TEXT_KEYSYMS[keysym]
-    if 0x20 <= keysym <= 0x7E or 0xA0 <= keysym <= 0xFF:
-        return chr(keysym)
-    if UNICODE_KEYSYM_BASE + 0x20 <= keysym <= UNICODE_KEYSYM_BASE + 0x10FFFF:
-        return chr(keysym - UNICODE_KEYSYM_BASE)
-    return LEGACY_CHARS.get(keysym)
-
-
-def keysym_name(keysym: int) -> str:
-    """The keysym's name ("at", "EuroSign"), "U20AC" style for unnamed Unicode keysyms."""
-    if keysym in KEYSYM_NAMES:
-        return KEYSYM_NAMES[keysym]
-    if keysym >= UNICODE_KEYSYM_BASE:
-        return f"U{keysym - UNICODE_KEYSYM_BASE:04X}"
-    return f"0x{keysym:x}"
+    return keysym_char(keysym)
 
 
 def _is_case_pair(lower: int, upper: int) -> bool:

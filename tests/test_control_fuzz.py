@@ -18,27 +18,16 @@ from types import SimpleNamespace
 import pytest
 from livekit import rtc
 
+from controlfakes import FakeMedia, RecordingInjector, screen
 from runner.config import load_settings
 from runner.control import envelope as env
-from runner.control.pointer import layout_from_mss
+from runner.control.pointer import layout_from_screen
 from runner.control.server import ControlServer
-from runner.session import Stats
 
 PASSPHRASE = "fuzz passphrase"
 RUNNER = "desktop-runner"
 VIEWER = "viewer"
 KEY = env.derive_control_key(PASSPHRASE)
-
-
-class RecordingInjector:
-    def __init__(self) -> None:
-        self.ops: list[object] = []
-        self.dropped = 0
-        self.latencies_s: list[float] = []
-
-    def submit(self, fn: object, *, move: bool = False) -> bool:
-        self.ops.append(fn)
-        return True
 
 
 def make_server() -> tuple[ControlServer, RecordingInjector]:
@@ -47,14 +36,12 @@ def make_server() -> tuple[ControlServer, RecordingInjector]:
         "e2ee": {"passphrase": PASSPHRASE},
         "control": {"max_input_rate": 10_000},
     })
-    grabber = SimpleNamespace(size=(1280, 720), region=None, display=":99")
-    pipeline = SimpleNamespace(stats=Stats(), grabber=grabber, output_size=lambda w, h: (w, h))
+    media = FakeMedia(screen((0, 0, 1280, 720), (0, 0, 1280, 720, "screen", True)))
     injector = RecordingInjector()
-    server = ControlServer(settings, pipeline, injector)  # type: ignore[arg-type]
+    server = ControlServer(settings, media, injector)  # type: ignore[arg-type]  # records, never injects
     server.set_key(KEY, 0)
-    server.layout = layout_from_mss([{"left": 0, "top": 0, "width": 1280, "height": 720},
-                                     {"left": 0, "top": 0, "width": 1280, "height": 720, "output": "screen"}])
-    server._room = SimpleNamespace(local_participant=SimpleNamespace(identity=RUNNER))  # no pushes sent
+    server.monitors.layout = layout_from_screen(media.layout)
+    server.pusher.room = SimpleNamespace(local_participant=SimpleNamespace(identity=RUNNER))  # type: ignore[assignment]  # no pushes sent
     return server, injector
 
 

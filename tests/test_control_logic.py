@@ -6,21 +6,18 @@ import json
 
 import pytest
 
+from controlfakes import screen
 from runner.control import messages as msg
-from runner.control.held import BUTTON, KEY, Held, HeldInputs
-from runner.control.pointer import Layout, UnknownMonitor, WheelAccumulator, layout_from_mss, saturate_int16
+from runner.control.held import Held, HeldInputs, HeldKind
+from runner.control.pointer import Layout, UnknownMonitor, WheelAccumulator, layout_from_screen, saturate_int16
 
-# Two monitors side by side, the second one smaller and lower (an "odd" layout), as mss lists them.
-MSS_TWO = [
-    {"left": 0, "top": 0, "width": 2304, "height": 1080},
-    {"left": 0, "top": 0, "width": 1280, "height": 720, "output": "DUMMY0", "is_primary": True},
-    {"left": 1280, "top": 300, "width": 1024, "height": 768, "output": "DUMMY1"},
-]
+# Two monitors side by side, the second one smaller and lower (an "odd" layout), as X lists them.
+TWO = screen((0, 0, 2304, 1080), (0, 0, 1280, 720, "DUMMY0", True), (1280, 300, 1024, 768, "DUMMY1", False))
 
 
 @pytest.fixture
 def two() -> Layout:
-    return layout_from_mss(MSS_TWO)
+    return layout_from_screen(TWO)
 
 
 def test_layout_lists_each_output_and_the_union(two: Layout) -> None:
@@ -32,8 +29,7 @@ def test_layout_lists_each_output_and_the_union(two: Layout) -> None:
 
 
 def test_single_monitor_layout_has_no_union_and_is_primary() -> None:
-    layout = layout_from_mss([{"left": 0, "top": 0, "width": 800, "height": 600},
-                              {"left": 0, "top": 0, "width": 800, "height": 600, "output": "screen"}])
+    layout = layout_from_screen(screen((0, 0, 800, 600), (0, 0, 800, 600, "screen", False)))
     assert [(m.id, m.primary) for m in layout.monitors] == [("screen", True)]
 
 
@@ -80,21 +76,21 @@ def test_relative_moves_saturate_to_int16() -> None:
 
 def test_held_input_expires_after_the_timeout_unless_refreshed() -> None:
     held = HeldInputs(timeout_s=2.0)
-    held.press(Held(KEY, "KeyA"), now=0.0)
-    held.press(Held(BUTTON, "left"), now=0.5)
+    held.press(Held(HeldKind.KEY, "KeyA"), now=0.0)
+    held.press(Held(HeldKind.BUTTON, "left"), now=0.5)
     assert held.expired(now=1.9) == []
     assert held.heartbeat(["KeyA"], ["left"], now=1.9) == []
     assert held.expired(now=3.0) == []  # both refreshed at 1.9: deadline 3.9
-    assert held.expired(now=3.9) == [Held(BUTTON, "left"), Held(KEY, "KeyA")]
+    assert held.expired(now=3.9) == [Held(HeldKind.BUTTON, "left"), Held(HeldKind.KEY, "KeyA")]
     assert len(held) == 0
 
 
 def test_heartbeat_releases_at_once_what_the_viewer_no_longer_holds() -> None:
     held = HeldInputs(timeout_s=2.0)
-    held.press(Held(KEY, "ShiftLeft"), now=0.0)
-    held.press(Held(KEY, "KeyA"), now=0.0)
-    assert held.heartbeat(["ShiftLeft"], [], now=0.1) == [Held(KEY, "KeyA")]
-    assert Held(KEY, "ShiftLeft") in held and Held(KEY, "KeyA") not in held
+    held.press(Held(HeldKind.KEY, "ShiftLeft"), now=0.0)
+    held.press(Held(HeldKind.KEY, "KeyA"), now=0.0)
+    assert held.heartbeat(["ShiftLeft"], [], now=0.1) == [Held(HeldKind.KEY, "KeyA")]
+    assert Held(HeldKind.KEY, "ShiftLeft") in held and Held(HeldKind.KEY, "KeyA") not in held
 
 
 def test_heartbeat_does_not_invent_presses() -> None:

@@ -7,15 +7,19 @@ crashed tab, a dropped network), and anything the viewer no longer lists is rele
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
-KEY = "key"
-BUTTON = "button"
+
+class HeldKind(StrEnum):
+    BUTTON = "button"  # a button name
+    KEY = "key"        # a KeyboardEvent.code
 
 
 @dataclass(frozen=True, order=True)
 class Held:
-    kind: str  # KEY (a KeyboardEvent.code) or BUTTON (a button name)
+    kind: HeldKind
     name: str
 
 
@@ -36,9 +40,9 @@ class HeldInputs:
     def release(self, item: Held) -> None:
         self._deadlines.pop(item, None)
 
-    def heartbeat(self, keys: list[str], buttons: list[str], now: float) -> list[Held]:
+    def heartbeat(self, keys: Iterable[str], buttons: Iterable[str], now: float) -> list[Held]:
         """Refresh what is listed; return (and forget) what we hold that the viewer does not."""
-        listed = {Held(KEY, k) for k in keys} | {Held(BUTTON, b) for b in buttons}
+        listed = {Held(HeldKind.KEY, k) for k in keys} | {Held(HeldKind.BUTTON, b) for b in buttons}
         dropped = sorted(h for h in self._deadlines if h not in listed)
         for h in dropped:
             del self._deadlines[h]

@@ -16,8 +16,9 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
+from runner.control.keyboard import KeyboardInjector
 from runner.control.pointer import clamp_to_bounds, saturate_int16
 from runner.logs import get_logger
 
@@ -30,11 +31,18 @@ WHEEL_UP, WHEEL_DOWN, WHEEL_LEFT, WHEEL_RIGHT = 4, 5, 6, 7
 MAX_WHEEL_STEPS = 64
 
 
+T = TypeVar("T")
+
+
+class InjectError(RuntimeError):
+    """The X input connections cannot be made; the message says why and what to set."""
+
+
 @dataclass
 class Op:
     """One injection: ``fn`` runs on the injection thread with the X backend."""
 
-    fn: Callable[[XBackend], Any]
+    fn: Callable[[XBackend], object]
     move: bool = False  # a pointer move: may be coalesced or dropped under pressure
     enqueued_at: float = field(default_factory=time.perf_counter)
 
@@ -43,24 +51,25 @@ class XBackend:
     """The X connections, created and used on the injection thread only."""
 
     def __init__(self, display: str) -> None:
-        # pynput picks its X display from $DISPLAY when its controllers are created; this
-        # process serves exactly one display, the captured one.
-        os.environ["DISPLAY"] = display
+        # pynput (the mouse) takes no display argument: it connects to $DISPLAY, at import and
+        # in Controller(). The environment is read here, never written (other threads read it),
+        # so it must name the captured display. The keyboard opens ``display`` itself.
+        if os.environ.get("DISPLAY") != display:
+            raise InjectError(f"pointer input needs DISPLAY={display} in the runner's environment "
+                              f"(pynput uses $DISPLAY; it is {os.environ.get('DISPLAY')!r})")
         from pynput.mouse import Button, Controller
 
         self.display = display
         self._Button = Button
         self.mouse = Controller()
-        self._keyboard: Any = None
+        self._keyboard: KeyboardInjector | None = None
         self.bounds: tuple[int, int, int, int] | None = None
         self.buttons_down: set[str] = set()
 
     @property
-    def keyboard(self) -> Any:
+    def keyboard(self) -> KeyboardInjector:
         """The XTEST keyboard injector, opened on first use."""
         if self._keyboard is None:
-            from runner.control.keyboard import KeyboardInjector
-
             self._keyboard = KeyboardInjector(self.display)
         return self._keyboard
 
@@ -107,10 +116,10 @@ class XBackend:
 class Injector:
     """Runs injection operations in order on its own thread; see the module docstring."""
 
-    def __init__(self, display: str, backend_factory: Callable[[str], Any] = XBackend) -> None:
+    def __init__(self, display: str, backend_factory: Callable[[str], XBackend] = XBackend) -> None:
         self.display = display
         self._factory = backend_factory
-        self._backend: Any = None
+        self._backend: XBackend | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="inject")
         self._queue: deque[Op] = deque()
         self._ready = asyncio.Event()
@@ -120,7 +129,7 @@ class Injector:
         self._failures_logged_at = 0.0
 
     # --- producer side (event loop) --------------------------------------------------------
-    def submit(self, fn: Callable[[Any], Any], *, move: bool = False) -> bool:
+    def submit(self, fn: Callable[[XBackend], object], *, move: bool = False) -> bool:
         """Queue an operation; False when it was dropped (queue full of non-moves)."""
         if move and self._queue and self._queue[-1].move:
             self._queue[-1] = Op(fn, move=True)  # coalesce: only the newest position matters
@@ -147,11 +156,14 @@ class Injector:
                 op = self._queue.popleft()
                 await loop.run_in_executor(self._pool, self._apply, op)
 
+    def _connected(self) -> XBackend:
+        if self._backend is None:
+            self._backend = self._factory(self.display)
+        return self._backend
+
     def _apply(self, op: Op) -> None:
         try:
-            if self._backend is None:
-                self._backend = self._factory(self.display)
-            op.fn(self._backend)
+            op.fn(self._connected())
             self.injected += 1
             self.latencies_s.append(time.perf_counter() - op.enqueued_at)
         except Exception as exc:  # X gone, keymap trouble: drop this input, reconnect next time
@@ -164,19 +176,11 @@ class Injector:
     def _drop_backend(self) -> None:
         backend, self._backend = self._backend, None
         if backend is not None and backend._keyboard is not None:
-            try:
-                backend._keyboard.close()
-            except Exception:
-                pass
+            backend._keyboard.close()  # never raises
 
-    async def call(self, fn: Callable[[Any], Any]) -> Any:
+    async def call(self, fn: Callable[[XBackend], T]) -> T:
         """Run one function on the injection thread now (bypassing the queue) and return its result."""
-        def run() -> Any:
-            if self._backend is None:
-                self._backend = self._factory(self.display)
-            return fn(self._backend)
-
-        return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(self._connected()))
 
     async def release_all(self) -> None:
         """Release every key and button we hold, after dropping queued input."""

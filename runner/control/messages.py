@@ -8,7 +8,7 @@ the sender is careless or hostile: sizes, ranges and list lengths are all bounde
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError
 
@@ -35,6 +35,9 @@ class SchemaError(ValueError):
 
 class _Msg(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+M = TypeVar("M", bound=_Msg)
 
 
 class Move(_Msg):
@@ -88,8 +91,8 @@ class Reset(_Msg):
     t: Literal["reset"]
 
 
-InputMessage = Annotated[Move | Rel | ButtonMsg | Wheel | Key | Text | HeldMsg | Reset, Field(discriminator="t")]
-_INPUT = TypeAdapter(InputMessage)
+InputMessage = Move | Rel | ButtonMsg | Wheel | Key | Text | HeldMsg | Reset
+_INPUT: TypeAdapter[InputMessage] = TypeAdapter(Annotated[InputMessage, Field(discriminator="t")])
 
 
 def _describe(exc: ValidationError) -> str:
@@ -98,14 +101,14 @@ def _describe(exc: ValidationError) -> str:
     return f"{where}: {err['msg']}"  # pydantic messages name the rule, never the offending value
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes) -> object:
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise SchemaError("body is not UTF-8 JSON") from None
 
 
-def parse_input(body: bytes) -> Move | Rel | ButtonMsg | Wheel | Key | Text | HeldMsg | Reset:
+def parse_input(body: bytes) -> InputMessage:
     data = parse_json(body)
     if not isinstance(data, dict):
         raise SchemaError("input message is not a JSON object")
@@ -136,7 +139,7 @@ class SelectMonitorParams(_Msg):
 
 
 class QualityParams(_Msg):
-    fps: Annotated[float, Field(ge=1, le=60, allow_inf_nan=False)] | None = None
+    fps: Annotated[int, Field(ge=1, le=60, strict=True)] | None = None
     bitrate: Annotated[int, Field(ge=50_000, le=200_000_000)] | None = None
     max_width: Annotated[int, Field(ge=0, le=16384)] | None = None
     max_height: Annotated[int, Field(ge=0, le=16384)] | None = None
@@ -145,12 +148,15 @@ class QualityParams(_Msg):
 class ClipboardSetParams(_Msg):
     text: str
 
-    def model_post_init(self, _context: Any) -> None:
+    def model_post_init(self, _context: object) -> None:
         if len(self.text.encode("utf-8", "surrogatepass")) > MAX_CLIPBOARD_BYTES:
             raise ValueError(f"clipboard text is longer than {MAX_CLIPBOARD_BYTES} bytes")
 
 
-def parse_params(model: type[_Msg], body: bytes) -> _Msg:
+RpcParams = _Msg  # the base of every RPC parameter model
+
+
+def parse_params(model: type[M], body: bytes) -> M:
     data = parse_json(body)
     if data is None:
         data = {}
