@@ -153,3 +153,32 @@ def test_clipboard_limit_is_in_utf8_bytes() -> None:
     assert msg.parse_params(msg.ClipboardSetParams, json.dumps({"text": ok}).encode()).text == ok
     with pytest.raises(msg.SchemaError, match="longer than 65536 bytes"):
         msg.parse_params(msg.ClipboardSetParams, json.dumps({"text": ok + "é"}).encode())
+
+
+# --- strict types (issue 17, item 10) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    {"t": "move", "mon": "screen", "x": True, "y": 0.5},
+    {"t": "move", "mon": "screen", "x": 0.5, "y": False},
+    {"t": "button", "button": "left", "down": True, "mon": "screen", "x": True, "y": 0.0},
+    {"t": "wheel", "dx": 0, "dy": True},
+    {"t": "rel", "dx": True, "dy": 0},
+])
+def test_json_booleans_are_never_numbers(body: dict[str, object]) -> None:
+    with pytest.raises(msg.SchemaError):
+        msg.parse_input(json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("body", [
+    b'{"t":"rel","dx":' + b"9" * 5000 + b',"dy":0}',
+    b'{"t":"move","mon":"screen","x":' + b"1" * 5000 + b',"y":0}',
+])
+def test_integers_of_thousands_of_digits_are_a_schema_error(body: bytes) -> None:
+    with pytest.raises(msg.SchemaError, match="a number in the body has more than 20 digits"):
+        msg.parse_input(body)
+
+
+def test_huge_integer_params_are_a_schema_error() -> None:
+    with pytest.raises(msg.SchemaError):
+        msg.parse_params(msg.QualityParams, b'{"bitrate":' + b"7" * 5000 + b"}")

@@ -23,8 +23,11 @@ MAX_KEY_CHARS = 32
 
 Button = Literal["left", "middle", "right", "back", "forward"]
 Modifier = Literal["Shift", "Control", "Alt", "Meta", "AltGraph", "CapsLock"]
-Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-Notches = Annotated[float, Field(allow_inf_nan=False)]
+MAX_INT_DIGITS = 20  # no field needs more; Python refuses to convert past 4300 anyway
+
+# strict: JSON true/false are never numbers (pydantic's lax mode reads true as 1.0)
+Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
+Notches = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 Int16 = Annotated[int, Field(ge=-32768, le=32767, strict=True)]
 MonitorId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
 
@@ -101,9 +104,15 @@ def _describe(exc: ValidationError) -> str:
     return f"{where}: {err['msg']}"  # pydantic messages name the rule, never the offending value
 
 
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise SchemaError(f"a number in the body has more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
 def parse_json(body: bytes) -> object:
     try:
-        return json.loads(body)
+        return json.loads(body, parse_int=_bounded_int)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise SchemaError("body is not UTF-8 JSON") from None
 
@@ -131,7 +140,7 @@ class HelloParams(_Msg):
 
 
 class PingParams(_Msg):
-    t: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+    t: Annotated[float, Field(allow_inf_nan=False, strict=True)] = 0.0
 
 
 class SelectMonitorParams(_Msg):
@@ -140,9 +149,9 @@ class SelectMonitorParams(_Msg):
 
 class QualityParams(_Msg):
     fps: Annotated[int, Field(ge=1, le=60, strict=True)] | None = None
-    bitrate: Annotated[int, Field(ge=50_000, le=200_000_000)] | None = None
-    max_width: Annotated[int, Field(ge=0, le=16384)] | None = None
-    max_height: Annotated[int, Field(ge=0, le=16384)] | None = None
+    bitrate: Annotated[int, Field(ge=50_000, le=200_000_000, strict=True)] | None = None
+    max_width: Annotated[int, Field(ge=0, le=16384, strict=True)] | None = None
+    max_height: Annotated[int, Field(ge=0, le=16384, strict=True)] | None = None
 
 
 class ClipboardSetParams(_Msg):
