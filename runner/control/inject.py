@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TypeVar
 
 from runner.control.keyboard import KeyboardInjector
@@ -38,13 +39,23 @@ class InjectError(RuntimeError):
     """The X input connections cannot be made; the message says why and what to set."""
 
 
+class OpKind(Enum):
+    INPUT = "input"      # in order, dropped only when the queue is full of them
+    MOVE = "move"        # a pointer move: may be coalesced or dropped under pressure
+    BARRIER = "barrier"  # no X call: tells the event loop everything queued before it has run
+
+
 @dataclass
 class Op:
     """One injection: ``fn`` runs on the injection thread with the X backend."""
 
     fn: Callable[[XBackend], object]
-    move: bool = False  # a pointer move: may be coalesced or dropped under pressure
+    kind: OpKind = OpKind.INPUT
     enqueued_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def move(self) -> bool:
+        return self.kind is OpKind.MOVE
 
 
 class XBackend:
@@ -132,7 +143,7 @@ class Injector:
     def submit(self, fn: Callable[[XBackend], object], *, move: bool = False) -> bool:
         """Queue an operation; False when it was dropped (queue full of non-moves)."""
         if move and self._queue and self._queue[-1].move:
-            self._queue[-1] = Op(fn, move=True)  # coalesce: only the newest position matters
+            self._queue[-1] = Op(fn, OpKind.MOVE)  # coalesce: only the newest position matters
             self._ready.set()
             return True
         if len(self._queue) >= QUEUE_LIMIT:
@@ -142,9 +153,25 @@ class Injector:
                 return False
             self._queue.remove(oldest_move)
             self.dropped += 1
-        self._queue.append(Op(fn, move=move))
+        self._queue.append(Op(fn, OpKind.MOVE if move else OpKind.INPUT))
         self._ready.set()
         return True
+
+    async def barrier(self) -> None:
+        """Return once every operation queued before this call has run (or was discarded)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def finish() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def arrived(_: XBackend) -> None:  # injection thread
+            loop.call_soon_threadsafe(finish)
+
+        self._queue.append(Op(arrived, OpKind.BARRIER))
+        self._ready.set()
+        await done
 
     async def run(self) -> None:
         """Consume the queue until cancelled; failures are logged (rate-limited), never fatal."""
@@ -162,6 +189,9 @@ class Injector:
         return self._backend
 
     def _apply(self, op: Op) -> None:
+        if op.kind is OpKind.BARRIER:
+            op.fn(self._backend)  # type: ignore[arg-type]  # a barrier never touches X
+            return
         try:
             op.fn(self._connected())
             self.injected += 1
@@ -182,9 +212,16 @@ class Injector:
         """Run one function on the injection thread now (bypassing the queue) and return its result."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(self._connected()))
 
+    def _clear(self) -> None:
+        """Drop everything queued; waiting barriers are let through."""
+        for op in self._queue:
+            if op.kind is OpKind.BARRIER:
+                op.fn(self._backend)  # type: ignore[arg-type]  # a barrier never touches X
+        self._queue.clear()
+
     async def release_all(self) -> None:
         """Release every key and button we hold, after dropping queued input."""
-        self._queue.clear()
+        self._clear()
         if self._backend is None:
             return
         try:
@@ -194,7 +231,7 @@ class Injector:
 
     def close(self) -> None:
         """Release everything and stop the thread (blocking; call via asyncio.to_thread)."""
-        self._queue.clear()
+        self._clear()
 
         def shutdown() -> None:
             if self._backend is not None:
