@@ -176,6 +176,7 @@ class ControlServer:
         try:
             session, opened = self.sessions.open(data, sender, env.KIND_INPUT, env.DATA_CONTEXT)
             sender = session.identity
+            self._end_evicted()
             message = msg.parse_input(opened.body)
         except env.EnvelopeError as exc:
             self.rejections.add(exc.reason, sender, str(exc))
@@ -215,10 +216,12 @@ class ControlServer:
         if self.policy.controller is not None:
             self.pusher.push(self.policy.controller, {"t": "clipboard", "text": text})
 
-    def _drop_session(self, session: Session) -> None:
-        self.sessions.drop(session)
-        if self.policy.controller is session:
-            self._set_controller(None, "session_ended")
+    def _end_evicted(self) -> None:
+        """Sessions pushed out by a newer one of the same viewer (or the global bound) end."""
+        evicted, self.sessions.evicted = self.sessions.evicted, []
+        for old in evicted:
+            if self.policy.controller is old:
+                self._set_controller(None, "session_ended")
 
     def _on_participant_left(self, participant: rtc.RemoteParticipant) -> None:
         try:
@@ -269,6 +272,7 @@ class ControlServer:
                 self.rejections.add("unknown_session", sender)
                 raise rtc.RpcError(UNAUTHENTICATED, "no_session") from None
             raise self._unauthenticated(exc.reason, sender, str(exc)) from None
+        self._end_evicted()
         context = env.response_context(method, opened.header.seq)
         body: dict[str, object]
         try:
@@ -298,10 +302,7 @@ class ControlServer:
                 raise ValueError
         except (msg.SchemaError, binascii.Error, ValueError):
             raise self._unauthenticated("schema", sender, "hello without a 16-byte nonce") from None
-        session, evicted = self.sessions.new(sender)
-        for old in evicted:
-            if self.policy.controller is old:
-                self._set_controller(None, "session_ended")
+        session = self.sessions.new(sender)
         c = self.policy.controller
         result = {
             "session": f"{session.id:016x}",

@@ -18,6 +18,11 @@ from runner.control import envelope as env
 
 SESSIONS_PER_IDENTITY = 4
 MAX_SESSIONS = 64
+# Sessions a hello opened and nothing has used yet. The server can replay a viewer's sealed
+# hello at will (it is bound to the sender and runner, not to a moment), so these are kept apart
+# and only evict each other; a session counts among the above once a message authenticated in it.
+PENDING_PER_IDENTITY = 4
+MAX_PENDING = 64
 
 
 @dataclass(eq=False)
@@ -40,13 +45,15 @@ class Sessions:
         self.identity = identity  # ours: the recipient of what viewers seal
         self.key = b""
         self.key_index = 0
-        self._by_id: OrderedDict[int, Session] = OrderedDict()
+        self._by_id: OrderedDict[int, Session] = OrderedDict()  # used: a message authenticated in it
+        self._pending: OrderedDict[int, Session] = OrderedDict()  # opened by a hello, not used yet
+        self.evicted: list[Session] = []  # used sessions pushed out by newer ones; the owner empties it
 
     def __iter__(self) -> Iterator[Session]:
-        return iter(list(self._by_id.values()))
+        return iter([*self._by_id.values(), *self._pending.values()])
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._by_id) + len(self._pending)
 
     def set_key(self, key: bytes, key_index: int) -> bool:
         """Install the key; True when it replaced another one (every session then ended)."""
@@ -54,6 +61,7 @@ class Sessions:
         self.key, self.key_index = key, key_index
         if rotated:
             self._by_id.clear()
+            self._pending.clear()
         return rotated
 
     # --- incoming -----------------------------------------------------------------------------
@@ -65,7 +73,7 @@ class Sessions:
         header = env.parse_header(data)
         if header.kind != kind or header.key_index != self.key_index or not self.key:
             raise env.EnvelopeError("auth", "wrong kind or key index")
-        session = self._by_id.get(header.session)
+        session = self._by_id.get(header.session) or self._pending.get(header.session)
         if session is None or (sender is not None and session.identity != sender):
             if sender is None:
                 raise env.EnvelopeError("auth", "no sender and no such session")
@@ -77,8 +85,20 @@ class Sessions:
         opened = env.open_envelope(self.key, data, sender=session.identity, recipient=self.identity,
                                    context=context)
         session.window.accept(header.seq)
+        if self._pending.pop(session.id, None) is not None:
+            self._establish(session)
         self._by_id.move_to_end(session.id)
         return session, opened
+
+    def _establish(self, session: Session) -> None:
+        """A pending session was used: it joins the used ones, the least recently used of its
+        identity (and of all) making room."""
+        mine = [s for s in self._by_id.values() if s.identity == session.identity]
+        for old in mine[: max(0, len(mine) - SESSIONS_PER_IDENTITY + 1)]:
+            self.evicted.append(self._by_id.pop(old.id))
+        while len(self._by_id) >= MAX_SESSIONS:
+            self.evicted.append(self._by_id.popitem(last=False)[1])
+        self._by_id[session.id] = session
 
     def open_hello(self, data: bytes, sender: str) -> env.Opened:
         """Authenticate a ``dr.hello`` request (session 0); EnvelopeError says why not."""
@@ -95,26 +115,27 @@ class Sessions:
                         context=context, body=raw)
 
     # --- the table ----------------------------------------------------------------------------
-    def new(self, identity: str) -> tuple[Session, list[Session]]:
-        """Open a session for ``identity``; also returns the sessions evicted to make room."""
-        evicted: list[Session] = []
-        mine = [s for s in self._by_id.values() if s.identity == identity]
-        for old in mine[: max(0, len(mine) - SESSIONS_PER_IDENTITY + 1)]:
-            evicted.append(self._by_id.pop(old.id))
-        while len(self._by_id) >= MAX_SESSIONS:
-            evicted.append(self._by_id.popitem(last=False)[1])
+    def new(self, identity: str) -> Session:
+        """Open a pending session for ``identity`` (a hello). It can push out only other pending
+        sessions, never one in use."""
+        mine = [s for s in self._pending.values() if s.identity == identity]
+        for old in mine[: max(0, len(mine) - PENDING_PER_IDENTITY + 1)]:
+            del self._pending[old.id]
+        while len(self._pending) >= MAX_PENDING:
+            self._pending.popitem(last=False)
         sid = int.from_bytes(os.urandom(8), "big") or 1
-        session = self._by_id[sid] = Session(sid, identity, self.key_index)
-        return session, evicted
+        session = self._pending[sid] = Session(sid, identity, self.key_index)
+        return session
 
     def drop(self, session: Session) -> None:
         self._by_id.pop(session.id, None)
+        self._pending.pop(session.id, None)
 
     def drop_identity(self, identity: str) -> list[Session]:
-        gone = [s for s in self._by_id.values() if s.identity == identity]
+        gone = [s for s in self if s.identity == identity]
         for s in gone:
-            del self._by_id[s.id]
+            self.drop(s)
         return gone
 
     def identities(self) -> set[str]:
-        return {s.identity for s in self._by_id.values()}
+        return {s.identity for s in self}
