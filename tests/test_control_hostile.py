@@ -45,3 +45,37 @@ async def test_replayed_hellos_do_not_evict_the_live_session(stack: HostileStack
     await stack.settle()
     assert xs.pointer() == (1279, 719)
     assert stack.server.policy.controller is not None and stack.server.policy.controller.identity == "alice"
+
+
+class RecordingRoom:
+    """What ``attach`` touches of an rtc.Room, recording the order of registrations."""
+
+    def __init__(self, remote: tuple[str, ...] = ()) -> None:
+        self.registered: list[str] = []
+        self.handlers: dict[str, object] = {}
+        self.remote_participants = {identity: object() for identity in remote}
+        self.local_participant = self
+
+    identity = "desktop-runner"
+
+    def on(self, event: str, handler: object) -> None:
+        self.handlers[event] = handler
+
+    def register_rpc_method(self, method: str, handler: object) -> None:
+        self.registered.append(method)
+
+
+def test_hello_is_registered_after_every_other_method() -> None:
+    """Item 12: a viewer calls dr.hello as soon as the runner is in the room and every method right
+    after; registering hello last means an answered hello implies every method is there."""
+    from controlfakes import FakeMedia, RecordingInjector
+    from controlfakes import screen as layout
+    from runner.control.rpc import METHODS
+    from runner.control.server import ControlServer
+
+    server = ControlServer(settings(), FakeMedia(layout((0, 0, 8, 8), (0, 0, 8, 8, "s", True))),
+                           RecordingInjector())  # type: ignore[arg-type]
+    room = RecordingRoom()
+    server.attach(room)  # type: ignore[arg-type]
+    assert room.registered[-1] == "dr.hello"
+    assert sorted(room.registered[:-1]) == sorted(METHODS)

@@ -117,7 +117,9 @@ class ControlServer:
         self.sessions.identity = room.local_participant.identity
         room.on("data_received", self._on_data)
         room.on("participant_disconnected", self._on_participant_left)
-        for method in ("dr.hello", *METHODS):
+        # dr.hello last: a viewer calls it first, so an answered hello means every method is there
+        # (registered first, a fast viewer's next call got "Method not supported at destination").
+        for method in (*METHODS, "dr.hello"):
             room.local_participant.register_rpc_method(method, self._rpc_handler(method))
 
     def detach(self) -> None:
