@@ -4,12 +4,17 @@ with what reaches the keyboard and mouse read back from X. Harness: tests/hostil
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
+from Xlib import XK, X
+from Xlib import display as xdisplay
+from Xlib.ext import xtest
 
 from devstack import Xvfb
 from hostile import HostileStack, settings
+from realenv import until
+from xrecorder import XRecorder
 from xstate import XState
 
 pytestmark = pytest.mark.integration
@@ -79,3 +84,70 @@ def test_hello_is_registered_after_every_other_method() -> None:
     server.attach(room)  # type: ignore[arg-type]
     assert room.registered[-1] == "dr.hello"
     assert sorted(room.registered[:-1]) == sorted(METHODS)
+
+
+@pytest.fixture
+def recorder(screen: Xvfb) -> Iterator[XRecorder]:
+    with XRecorder(screen.display) as rec:
+        yield rec
+
+
+def xs_display(stack: HostileStack) -> str:
+    return stack.media.display
+
+
+def presses(rec: XRecorder) -> int:
+    """Characters typed ("x" presses; Control is lifted and pressed again around each)."""
+    return sum(1 for e in rec.events() if e["type"] == "key_press" and e["keysym_name"] == "x")
+
+
+MARKER = "F12"  # on every keymap; nothing under test presses it
+
+
+def recorded_so_far(display: str, rec: XRecorder) -> int:
+    """Presses the recorder has seen of everything injected before now: a marker key tapped from
+    another client after a round trip comes after them, so once it is seen, they all are."""
+    d = xdisplay.Display(display)
+    try:
+        d.sync()
+        keycode = d.keysym_to_keycode(XK.string_to_keysym(MARKER))
+        xtest.fake_input(d, X.KeyPress, keycode)
+        xtest.fake_input(d, X.KeyRelease, keycode)
+        d.sync()
+    finally:
+        d.close()
+    rec.wait_for(lambda e: e["type"] == "key_release" and e["keysym_name"] == MARKER)
+    return presses(rec)
+
+
+@pytest.mark.parametrize("revoke", ["key_rotation", "control_released", "view_only", "reset"])
+async def test_nothing_queued_before_a_revocation_is_injected_after_it(
+        stack: HostileStack, recorder: XRecorder, xs: XState, revoke: str) -> None:
+    """Item 5: ten texts of 1000 characters and a full queue behind them, Control held; the
+    revocation stops the text being typed, drops the rest, and releases Control first."""
+    alice = stack.viewer("alice")
+    await stack.hello(alice)
+    await stack.call(alice, "dr.control.request")
+    stack.deliver(alice.input({"t": "key", "code": "ControlLeft", "key": "Control", "down": True,
+                               "mods": ["Control"]}))
+    ctrl = xs.keycode("Control_L")
+    assert await until(lambda: ctrl in xs.keycodes_down())
+    for _ in range(10):
+        stack.deliver(alice.input({"t": "text", "text": "x" * 1000}))
+    for _ in range(300):  # and the queue full (256): the release must still get through
+        stack.deliver(alice.input({"t": "text", "text": "x"}))
+    assert await until(lambda: presses(recorder) > 3)  # typing has begun
+    match revoke:
+        case "key_rotation":
+            stack.server.set_key(b"\x01" * 32, 1)
+        case "control_released":
+            await stack.call(alice, "dr.control.release")
+        case "view_only":
+            stack.server.update_settings(settings(heartbeat_timeout_s=30, view_only=True))
+        case "reset":
+            stack.deliver(alice.input({"t": "reset"}))
+    await stack.settle()
+    typed = recorded_so_far(xs_display(stack), recorder)
+    print(f"{revoke}: {typed} characters reached X of 10,246 queued")
+    assert ctrl not in xs.keycodes_down()
+    assert typed < 1000  # the first text did not even finish: it stopped at the revocation

@@ -51,7 +51,8 @@ class InputDispatcher:
                 snapshot = frozenset(mods)
                 submit(lambda b: b.keyboard.key(code, key, down, snapshot))
             case msg.Text(text=text):
-                submit(lambda b: b.keyboard.type_text(text))
+                stop = self.injector.stale(self.injector.epoch)
+                submit(lambda b: b.keyboard.type_text(text, stop=stop))
             case msg.HeldMsg(keys=keys, buttons=buttons):
                 for item in self.held.heartbeat(keys, buttons, now):
                     self.release(item)
@@ -72,13 +73,14 @@ class InputDispatcher:
                 op = lambda b: b.keyboard.release(name)  # noqa: E731
             case HeldKind.BUTTON:
                 op = lambda b: b.button(name, False)  # noqa: E731
-        self.injector.submit(op)
+        self.injector.submit_release(op)
 
     def release_all(self) -> None:
-        """Forget everything held and release it on the host (reset, control changed hands)."""
+        """Forget everything held, drop every queued input and release it all on the host (reset,
+        control changed hands, key rotated, view-only): nothing from before runs afterwards."""
         self.held.clear()
         self._wheel.reset()
-        self.injector.submit(lambda b: b.release_all())
+        self.injector.revoke()
 
     def expire(self, now: float) -> None:
         """Release what the viewer stopped vouching for (heartbeat timeout)."""

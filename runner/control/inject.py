@@ -42,6 +42,7 @@ class InjectError(RuntimeError):
 class OpKind(Enum):
     INPUT = "input"      # in order, dropped only when the queue is full of them
     MOVE = "move"        # a pointer move: may be coalesced or dropped under pressure
+    RELEASE = "release"  # releases held input: never dropped, runs before any queued input
     BARRIER = "barrier"  # no X call: tells the event loop everything queued before it has run
 
 
@@ -51,6 +52,7 @@ class Op:
 
     fn: Callable[[XBackend], object]
     kind: OpKind = OpKind.INPUT
+    epoch: int = 0  # INPUT and MOVE run only while the injector is still in this epoch
     enqueued_at: float = field(default_factory=time.perf_counter)
 
     @property
@@ -138,12 +140,36 @@ class Injector:
         self.injected = 0
         self.latencies_s: deque[float] = deque(maxlen=4096)  # enqueue to injected, for the benchmark
         self._failures_logged_at = 0.0
+        # Bumped by revoke(): input queued in an earlier epoch never runs. Written on the event
+        # loop, read on the injection thread (an int: one atomic load).
+        self.epoch = 0
+        self.revoked = 0  # queued operations discarded by revoke()
 
     # --- producer side (event loop) --------------------------------------------------------
+    def stale(self, epoch: int) -> Callable[[], bool]:
+        """For long operations (a text): True once the injector left ``epoch``; checked between steps."""
+        return lambda: self.epoch != epoch
+
+    def submit_release(self, fn: Callable[[XBackend], object]) -> None:
+        """Queue a release: never dropped, and ahead of any queued input (after earlier releases)."""
+        at = next((i for i, op in enumerate(self._queue) if op.kind is not OpKind.RELEASE), len(self._queue))
+        self._queue.insert(at, Op(fn, OpKind.RELEASE))
+        self._ready.set()
+
+    def revoke(self) -> None:
+        """Control changed hands, the key rotated, view-only came on, or the controller reset: no
+        input queued so far may run, a text being typed stops at its next character, and
+        everything held is released first."""
+        self.epoch += 1
+        kept = deque(op for op in self._queue if op.kind in (OpKind.RELEASE, OpKind.BARRIER))
+        self.revoked += len(self._queue) - len(kept)
+        self._queue = kept
+        self.submit_release(lambda b: b.release_all())
+
     def submit(self, fn: Callable[[XBackend], object], *, move: bool = False) -> bool:
         """Queue an operation; False when it was dropped (queue full of non-moves)."""
         if move and self._queue and self._queue[-1].move:
-            self._queue[-1] = Op(fn, OpKind.MOVE)  # coalesce: only the newest position matters
+            self._queue[-1] = Op(fn, OpKind.MOVE, self.epoch)  # coalesce: only the newest position matters
             self._ready.set()
             return True
         if len(self._queue) >= QUEUE_LIMIT:
@@ -153,7 +179,7 @@ class Injector:
                 return False
             self._queue.remove(oldest_move)
             self.dropped += 1
-        self._queue.append(Op(fn, OpKind.MOVE if move else OpKind.INPUT))
+        self._queue.append(Op(fn, OpKind.MOVE if move else OpKind.INPUT, self.epoch))
         self._ready.set()
         return True
 
@@ -191,6 +217,9 @@ class Injector:
     def _apply(self, op: Op) -> None:
         if op.kind is OpKind.BARRIER:
             op.fn(self._backend)  # type: ignore[arg-type]  # a barrier never touches X
+            return
+        if op.kind is not OpKind.RELEASE and op.epoch != self.epoch:
+            self.revoked += 1  # queued before a revocation that came while it waited
             return
         try:
             op.fn(self._connected())

@@ -182,8 +182,9 @@ class KeyboardInjector:
         self._flush_if(drifted and not injected)
         return injected
 
-    def type_text(self, text: str) -> int:
-        """Type ``text`` character by character (press and release); the number typed."""
+    def type_text(self, text: str, stop: Callable[[], bool] | None = None) -> int:
+        """Type ``text`` character by character (press and release); the number typed. ``stop``
+        is asked before each character: True ends the text there (control was revoked)."""
         if not isinstance(text, str):
             return 0
         self._process_pending_events()
@@ -196,6 +197,8 @@ class KeyboardInjector:
 
         typed = 0
         for char in text:
+            if stop is not None and stop():
+                break
             if char in TEXT_CONTROLS:
                 keycode = self._keymap.find_keycode((TEXT_CONTROLS[char],))
                 if keycode is None:
