@@ -89,6 +89,7 @@ def test_hello_is_registered_after_every_other_method() -> None:
 @pytest.fixture
 def recorder(screen: Xvfb) -> Iterator[XRecorder]:
     with XRecorder(screen.display) as rec:
+        rec.wait_ready()
         yield rec
 
 
@@ -101,6 +102,7 @@ def presses(rec: XRecorder) -> int:
     return sum(1 for e in rec.events() if e["type"] == "key_press" and e["keysym_name"] == "x")
 
 
+KEY_HOLD_S = 0.5  # docs/protocol.md: a key not refreshed is released within this
 MARKER = "F12"  # on every keymap; nothing under test presses it
 
 
@@ -151,3 +153,21 @@ async def test_nothing_queued_before_a_revocation_is_injected_after_it(
     print(f"{revoke}: {typed} characters reached X of 10,246 queued")
     assert ctrl not in xs.keycodes_down()
     assert typed < 1000  # the first text did not even finish: it stopped at the revocation
+
+
+async def test_a_lost_key_up_releases_the_key_before_the_x_server_repeats_it(
+        stack: HostileStack, recorder: XRecorder, xs: XState) -> None:
+    """Item 2: the server drops the key-up and every heartbeat after the key-down (heartbeat
+    timeout 30 s here). The key is released within KEY_HOLD_S, before X's autorepeat delay
+    (660 ms by default), so the application sees exactly one press."""
+    alice = stack.viewer("alice")
+    await stack.hello(alice)
+    await stack.call(alice, "dr.control.request")
+    stack.deliver(alice.input({"t": "key", "code": "KeyQ", "key": "q", "down": True}))
+    up = alice.input({"t": "key", "code": "KeyQ", "key": "q", "down": False})  # never delivered
+    q = xs.keycode("q")
+    assert await until(lambda: q in xs.keycodes_down())
+    assert await until(lambda: q not in xs.keycodes_down(), timeout=KEY_HOLD_S + 0.3)
+    release = recorder.wait_for(lambda e: e["type"] == "key_release" and e["keysym_name"] == "q")
+    assert [e["type"] for e in recorder.events() if e.get("keysym_name") == "q"] == ["key_press", "key_release"]
+    assert release["type"] == "key_release" and up.seq > 0

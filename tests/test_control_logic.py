@@ -75,7 +75,7 @@ def test_relative_moves_saturate_to_int16() -> None:
 
 
 def test_held_input_expires_after_the_timeout_unless_refreshed() -> None:
-    held = HeldInputs(timeout_s=2.0)
+    held = HeldInputs(timeout_s=2.0, key_hold_s=2.0)
     held.press(Held(HeldKind.KEY, "KeyA"), now=0.0)
     held.press(Held(HeldKind.BUTTON, "left"), now=0.5)
     assert held.expired(now=1.9) == []
@@ -83,6 +83,16 @@ def test_held_input_expires_after_the_timeout_unless_refreshed() -> None:
     assert held.expired(now=3.0) == []  # both refreshed at 1.9: deadline 3.9
     assert held.expired(now=3.9) == [Held(HeldKind.BUTTON, "left"), Held(HeldKind.KEY, "KeyA")]
     assert len(held) == 0
+
+
+def test_keys_are_held_at_most_key_hold_s_without_a_refresh_buttons_the_heartbeat_timeout() -> None:
+    held = HeldInputs(timeout_s=30.0)  # the largest control.heartbeat_timeout_s
+    held.press(Held(HeldKind.KEY, "KeyQ"), now=0.0)
+    held.press(Held(HeldKind.BUTTON, "left"), now=0.0)
+    assert held.expired(now=0.49) == []
+    assert held.expired(now=0.5) == [Held(HeldKind.KEY, "KeyQ")]
+    assert held.heartbeat([], ["left"], now=0.6) == []
+    assert held.expired(now=30.6) == [Held(HeldKind.BUTTON, "left")]  # refreshed at 0.6
 
 
 def test_heartbeat_releases_at_once_what_the_viewer_no_longer_holds() -> None:
