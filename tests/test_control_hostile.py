@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
+from livekit import rtc
 from Xlib import XK, X
 from Xlib import display as xdisplay
 from Xlib.ext import xtest
 
 from devstack import Xvfb
-from hostile import HostileStack, settings
+from hostile import CallRefused, HostileStack, participant, settings
 from realenv import until
 from xrecorder import XRecorder
 from xstate import XState
@@ -57,8 +58,9 @@ class RecordingRoom:
 
     def __init__(self, remote: tuple[str, ...] = ()) -> None:
         self.registered: list[str] = []
+        self.published: list[bytes] = []
         self.handlers: dict[str, object] = {}
-        self.remote_participants = {identity: object() for identity in remote}
+        self.remote_participants = {identity: participant(identity) for identity in remote}
         self.local_participant = self
 
     identity = "desktop-runner"
@@ -68,6 +70,9 @@ class RecordingRoom:
 
     def register_rpc_method(self, method: str, handler: object) -> None:
         self.registered.append(method)
+
+    async def publish_data(self, payload: bytes, **options: object) -> None:
+        self.published.append(payload)
 
 
 def test_hello_is_registered_after_every_other_method() -> None:
@@ -171,3 +176,27 @@ async def test_a_lost_key_up_releases_the_key_before_the_x_server_repeats_it(
     release = recorder.wait_for(lambda e: e["type"] == "key_release" and e["keysym_name"] == "q")
     assert [e["type"] for e in recorder.events() if e.get("keysym_name") == "q"] == ["key_press", "key_release"]
     assert release["type"] == "key_release" and up.seq > 0
+
+
+async def test_after_a_reconnect_sessions_and_control_follow_who_is_in_the_room(
+        stack: HostileStack, xs: XState) -> None:
+    """Item 6: the controller left while the runner was reconnecting; its control and held input
+    do not survive the reconnect, and the viewer still in the room can take control."""
+    stack.server.attach(RecordingRoom(remote=("alice", "bob")))  # type: ignore[arg-type]
+    alice, bob = stack.viewer("alice"), stack.viewer("bob")
+    await stack.hello(alice)
+    await stack.hello(bob)
+    await stack.call(alice, "dr.control.request")
+    stack.deliver(alice.input({"t": "button", "button": "left", "down": True}))
+    assert await until(lambda: xs.buttons_down() == {"left"})
+    with pytest.raises(CallRefused) as caught:
+        await stack.call(bob, "dr.control.request")
+    assert caught.value.code == "busy"
+
+    stack.server.attach(RecordingRoom(remote=("bob",)))  # type: ignore[arg-type]  # alice left meanwhile
+
+    assert await until(lambda: xs.buttons_down() == set())
+    assert await stack.call(bob, "dr.control.request") == {"controller": "bob", "you": True}
+    with pytest.raises(rtc.RpcError) as gone:
+        await stack.call(alice, "dr.ping")
+    assert gone.value.message == "no_session"

@@ -121,6 +121,14 @@ class ControlServer:
         # (registered first, a fast viewer's next call got "Method not supported at destination").
         for method in (*METHODS, "dr.hello"):
             room.local_participant.register_rpc_method(method, self._rpc_handler(method))
+        self._reconcile({p.identity for p in room.remote_participants.values()})
+
+    def _reconcile(self, present: set[str]) -> None:
+        """After a (re)connect: whoever left while we were away is gone. LiveKit told us nothing
+        about them, so their sessions and control would otherwise outlive them (everyone else
+        got busy). The join response lists everyone in the room, so ``present`` is complete."""
+        for identity in self.sessions.identities() - present:
+            self._participant_gone(identity, reason="left_during_reconnect")
 
     def detach(self) -> None:
         self.pusher.room = None
@@ -227,15 +235,17 @@ class ControlServer:
 
     def _on_participant_left(self, participant: rtc.RemoteParticipant) -> None:
         try:
-            identity = participant.identity
-            c = self.policy.controller
-            if c is not None and c.identity == identity:
-                self._set_controller(None, "controller_left")
-            self.sessions.drop_identity(identity)
-            self._input_buckets.forget(identity)
-            self._rpc_buckets.forget(identity)
+            self._participant_gone(participant.identity, reason="controller_left")
         except Exception as exc:
             log.error("participant_left_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _participant_gone(self, identity: str, *, reason: str) -> None:
+        c = self.policy.controller
+        if c is not None and c.identity == identity:
+            self._set_controller(None, reason)
+        self.sessions.drop_identity(identity)
+        self._input_buckets.forget(identity)
+        self._rpc_buckets.forget(identity)
 
     # --- RPC --------------------------------------------------------------------------------
     def _rpc_handler(self, method: str) -> Callable[[rtc.RpcInvocationData], Awaitable[str]]:
