@@ -16,6 +16,7 @@ from typing import Any
 from livekit import rtc
 
 from runner.control import envelope as env
+from runner.control import messages as msg
 
 
 class CallFailed(Exception):
@@ -32,6 +33,7 @@ class ControlClient:
         self.key_index = key_index
         self.session = 0
         self.seq = 0
+        self.ordinal = 0  # of this session's reliable input messages
         self.window = env.ReplayWindow()
         self.pushes: list[dict[str, Any]] = []
         self.push_failures = 0
@@ -87,6 +89,7 @@ class ControlClient:
         result = body["result"]
         assert result["nonce"] == nonce and int(result["session"], 16) == header.session
         self.session = header.session
+        self.ordinal = 0
         self.window = env.ReplayWindow()
         self.window.accept(header.seq)
         return result
@@ -107,7 +110,13 @@ class ControlClient:
 
     # --- input ----------------------------------------------------------------------------------
     async def send(self, message: dict[str, Any], *, reliable: bool = True) -> None:
-        await self.raw_send(self.seal(env.KIND_INPUT, env.DATA_CONTEXT, message), reliable=reliable)
+        """Seal and send as the reference viewer does: reliable kinds numbered, the body padded."""
+        ordinal = None
+        if message.get("t") in msg.RELIABLE_KINDS:
+            self.ordinal += 1
+            ordinal = self.ordinal
+        body = msg.encode_input(message, ordinal)
+        await self.raw_send(self.seal(env.KIND_INPUT, env.DATA_CONTEXT, body), reliable=reliable)
 
     async def raw_send(self, payload: bytes, *, reliable: bool = True, topic: str = env.DATA_CONTEXT) -> None:
         await self.room.local_participant.publish_data(

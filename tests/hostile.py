@@ -31,6 +31,7 @@ from livekit.rtc._proto import participant_pb2, room_pb2
 from controlfakes import FakeMedia, screen
 from runner.config import Settings, load_settings
 from runner.control import envelope as env
+from runner.control import messages as msg
 from runner.control.inject import Injector
 from runner.control.pointer import layout_from_screen
 from runner.control.server import ControlServer
@@ -49,8 +50,8 @@ def settings(**control: object) -> Settings:
 
 def participant(identity: str) -> rtc.RemoteParticipant:
     """A RemoteParticipant as the SDK makes it from the server's participant info."""
-    info = participant_pb2.OwnedParticipant(info=participant_pb2.ParticipantInfo(identity=identity, sid=f"PA_{identity}"))
-    return rtc.RemoteParticipant(info)
+    info = participant_pb2.ParticipantInfo(identity=identity, sid=f"PA_{identity}")
+    return rtc.RemoteParticipant(participant_pb2.OwnedParticipant(info=info))
 
 
 @dataclass
@@ -72,18 +73,25 @@ class Viewer:
     key_index: int = 0
     session: int = 0
     seq: int = 0
+    ordinal: int = 0  # of this session's reliable input messages
     hellos: list[bytes] = field(default_factory=list)
 
-    def seal(self, kind: int, context: str, body: dict[str, object], *, session: int | None = None) -> tuple[bytes, int]:
+    def seal(self, kind: int, context: str, body: dict[str, object] | bytes, *,
+             session: int | None = None) -> tuple[bytes, int]:
         self.seq += 1
-        raw = json.dumps(body, separators=(",", ":")).encode()
+        raw = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
         sealed = env.seal(self.key, kind=kind, key_index=self.key_index,
                           session=self.session if session is None else session, seq=self.seq,
                           sender=self.identity, recipient=RUNNER, context=context, body=raw)
         return sealed, self.seq
 
     def input(self, body: dict[str, object]) -> Packet:
-        data, seq = self.seal(env.KIND_INPUT, env.DATA_CONTEXT, body)
+        """An input message as the viewer seals it: reliable kinds numbered, the body padded."""
+        ordinal = None
+        if body.get("t") in msg.RELIABLE_KINDS:
+            self.ordinal += 1
+            ordinal = self.ordinal
+        data, seq = self.seal(env.KIND_INPUT, env.DATA_CONTEXT, msg.encode_input(body, ordinal))
         return Packet(data, self.identity, seq, body)
 
 
@@ -148,6 +156,7 @@ class HostileStack:
         result: dict[str, object] = json.loads(opened.body)["result"]
         assert result["nonce"] == nonce
         v.session = header.session
+        v.ordinal = 0
         return result
 
     async def call(self, v: Viewer, method: str, params: dict[str, object] | None = None) -> dict[str, object]:

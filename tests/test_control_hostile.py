@@ -13,7 +13,7 @@ from Xlib import display as xdisplay
 from Xlib.ext import xtest
 
 from devstack import Xvfb
-from hostile import CallRefused, HostileStack, participant, settings
+from hostile import CallRefused, HostileStack, Viewer, participant, settings
 from realenv import until
 from xrecorder import XRecorder
 from xstate import XState
@@ -200,3 +200,61 @@ async def test_after_a_reconnect_sessions_and_control_follow_who_is_in_the_room(
     with pytest.raises(rtc.RpcError) as gone:
         await stack.call(alice, "dr.ping")
     assert gone.value.message == "no_session"
+
+
+def typed(display: str, rec: XRecorder) -> str:
+    """What X delivered as text, once everything injected before now has arrived (see MARKER)."""
+    recorded_so_far(display, rec)
+    return rec.typed_text()
+
+
+async def controller(stack: HostileStack, identity: str = "alice") -> Viewer:
+    v = stack.viewer(identity)
+    await stack.hello(v)
+    await stack.call(v, "dr.control.request")
+    return v
+
+
+async def test_reordered_reliable_input_is_not_typed_out_of_order(
+        stack: HostileStack, recorder: XRecorder) -> None:
+    """Item 1: the server moves Enter ahead of "build"; X gets "rm -rf ./" and nothing after the gap
+    until the viewer resynchronises with a reset."""
+    alice = await controller(stack)
+    packets = [alice.input({"t": "text", "text": c}) for c in "rm -rf ./build\n"]
+    enter = packets.pop()
+    for p in [*packets[:9], enter, *packets[9:]]:  # "rm -rf ./" "\n" "build"
+        stack.deliver(p)
+    await stack.settle()
+    assert typed(stack.media.display, recorder) == "rm -rf ./"
+    stack.deliver(alice.input({"t": "reset"}))  # what the viewer sends on the resync push
+    stack.deliver(alice.input({"t": "text", "text": "ls"}))
+    await stack.settle()
+    assert typed(stack.media.display, recorder) == "rm -rf ./ls"
+    assert stack.server.rejections.counts["order"] == 1
+    assert stack.server.rejections.counts["stale"] + stack.server.rejections.counts["desynced"] == 5
+
+
+async def test_a_dropped_reliable_message_stops_input_and_releases_what_is_held(
+        stack: HostileStack, recorder: XRecorder, xs: XState) -> None:
+    """Item 1: Shift is down, the server drops one text message; nothing after it is typed and
+    Shift is released at once."""
+    alice = await controller(stack)
+    stack.deliver(alice.input({"t": "key", "code": "ShiftLeft", "key": "Shift", "down": True, "mods": ["Shift"]}))
+    shift = xs.keycode("Shift_L")
+    assert await until(lambda: shift in xs.keycodes_down())
+    packets = [alice.input({"t": "text", "text": c}) for c in "abcdef"]
+    del packets[2]  # "c" never arrives
+    for p in packets:
+        stack.deliver(p)
+    await stack.settle()
+    assert typed(stack.media.display, recorder) == "ab"
+    assert await until(lambda: shift not in xs.keycodes_down())
+
+
+async def test_duplicated_and_replayed_reliable_input_is_typed_once(stack: HostileStack, recorder: XRecorder) -> None:
+    alice = await controller(stack)
+    packets = [alice.input({"t": "text", "text": c}) for c in "xyz"]
+    for p in [packets[0], packets[0], packets[1], packets[0], packets[1], packets[2], packets[2]]:
+        stack.deliver(p)
+    await stack.settle()
+    assert typed(stack.media.display, recorder) == "xyz"

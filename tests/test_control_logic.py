@@ -109,8 +109,9 @@ def test_heartbeat_does_not_invent_presses() -> None:
     assert len(held) == 0
 
 
-def _parse(obj: object) -> object:
-    return msg.parse_input(json.dumps(obj).encode())
+def _parse(obj: dict[str, object]) -> object:
+    """Parse ``obj`` as the runner receives it from the reference viewer: numbered, padded."""
+    return msg.parse_input(msg.encode_input(obj, 1))
 
 
 @pytest.mark.parametrize("obj, cls", [
@@ -144,6 +145,27 @@ def test_valid_messages_parse(obj, cls) -> None:
 def test_invalid_messages_name_the_field(obj, where) -> None:
     with pytest.raises(msg.SchemaError, match=f"^{where}:"):
         _parse(obj)
+
+
+@pytest.mark.parametrize("kind", sorted(msg.RELIABLE_KINDS))
+def test_reliable_messages_without_their_ordinal_are_refused(kind: str) -> None:
+    with pytest.raises(msg.SchemaError, match=f"^{kind}.o: Field required"):
+        msg.parse_input(json.dumps({"t": kind}).encode())
+
+
+@pytest.mark.parametrize("message, size", [
+    ({"t": "key", "code": "KeyA", "key": "a", "down": True, "mods": []}, 256),
+    ({"t": "key", "code": "Enter", "key": "Enter", "down": True, "mods": []}, 256),
+    ({"t": "key", "code": "K" * 32, "key": "k" * 32, "down": False, "mods": ["Shift", "Control", "Alt", "Meta",
+                                                                        "AltGraph", "CapsLock"]}, 256),
+    ({"t": "move", "mon": "screen", "x": 0.123456789, "y": 1}, 256),
+    ({"t": "held", "keys": ["K" * 32] * 8, "buttons": []}, 1024),
+    ({"t": "text", "text": "世" * 1024}, 4048),
+])
+def test_input_bodies_are_padded_to_three_sizes(message: dict[str, object], size: int) -> None:
+    body = msg.encode_input(message, 2**53 - 1)
+    assert len(body) == size
+    assert msg.parse_input(body) == msg.parse_input(body.rstrip())
 
 
 @pytest.mark.parametrize("body", [b"\xff\xfe", b"not json", b"[1,2]", b"null", b"[" * 100000])

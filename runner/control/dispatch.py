@@ -82,6 +82,13 @@ class InputDispatcher:
         self._wheel.reset()
         self.injector.revoke()
 
+    def release_after_queued(self) -> None:
+        """Forget everything held and release it on the host once what is queued has run (the
+        session lost step: what came in order still happens, nothing held outlives it)."""
+        self.held.clear()
+        self._wheel.reset()
+        self.injector.submit_release(lambda b: b.release_all(), first=False)
+
     def expire(self, now: float) -> None:
         """Release what the viewer stopped vouching for (heartbeat timeout)."""
         for item in self.held.expired(now):

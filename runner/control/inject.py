@@ -150,9 +150,12 @@ class Injector:
         """For long operations (a text): True once the injector left ``epoch``; checked between steps."""
         return lambda: self.epoch != epoch
 
-    def submit_release(self, fn: Callable[[XBackend], object]) -> None:
-        """Queue a release: never dropped, and ahead of any queued input (after earlier releases)."""
-        at = next((i for i, op in enumerate(self._queue) if op.kind is not OpKind.RELEASE), len(self._queue))
+    def submit_release(self, fn: Callable[[XBackend], object], *, first: bool = True) -> None:
+        """Queue a release: never dropped; ahead of any queued input (after earlier releases), or
+        with ``first`` False after everything queued (input in order, then the release)."""
+        at = len(self._queue)
+        if first:
+            at = next((i for i, op in enumerate(self._queue) if op.kind is not OpKind.RELEASE), at)
         self._queue.insert(at, Op(fn, OpKind.RELEASE))
         self._ready.set()
 

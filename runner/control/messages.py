@@ -8,11 +8,17 @@ the sender is careless or hostile: sizes, ranges and list lengths are all bounde
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError
 
 MAX_INPUT_ENVELOPE_BYTES = 4096
+# Input bodies are padded with spaces to the first of these sizes they fit, so an envelope's
+# length tells the server which of three classes a message is, not which key it carries. The
+# largest is what the 4096-byte envelope leaves after its 32-byte header and 16-byte tag.
+INPUT_PAD_SIZES = (256, 1024, MAX_INPUT_ENVELOPE_BYTES - 32 - 16)
+RELIABLE_KINDS = frozenset({"button", "wheel", "key", "text", "held", "reset"})
 MAX_RPC_PAYLOAD_CHARS = 128 * 1024
 MAX_TEXT_CHARS = 1024
 MAX_HELD_KEYS = 32
@@ -30,6 +36,7 @@ Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
 Notches = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 Int16 = Annotated[int, Field(ge=-32768, le=32767, strict=True)]
 MonitorId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+Ordinal = Annotated[int, Field(ge=1, le=2**53 - 1, strict=True)]  # JSON-safe in every language
 
 
 class SchemaError(ValueError):
@@ -56,7 +63,14 @@ class Rel(_Msg):
     dy: Int16
 
 
-class ButtonMsg(_Msg):
+class Ordered(_Msg):
+    """A reliable input message: ``o`` numbers the session's reliable messages 1, 2, 3, ... with no
+    gap (docs/protocol.md, "Order"); pointer moves are lossy and carry none."""
+
+    o: Ordinal
+
+
+class ButtonMsg(Ordered):
     t: Literal["button"]
     button: Button
     down: StrictBool
@@ -65,13 +79,13 @@ class ButtonMsg(_Msg):
     y: Unit | None = None
 
 
-class Wheel(_Msg):
+class Wheel(Ordered):
     t: Literal["wheel"]
     dx: Notches = 0.0
     dy: Notches = 0.0
 
 
-class Key(_Msg):
+class Key(Ordered):
     t: Literal["key"]
     code: Annotated[str, Field(max_length=MAX_CODE_CHARS)]
     key: Annotated[str, Field(max_length=MAX_KEY_CHARS)]
@@ -79,18 +93,18 @@ class Key(_Msg):
     mods: Annotated[list[Modifier], Field(max_length=6)] = []
 
 
-class Text(_Msg):
+class Text(Ordered):
     t: Literal["text"]
     text: Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
 
 
-class HeldMsg(_Msg):
+class HeldMsg(Ordered):
     t: Literal["held"]
     keys: Annotated[list[Annotated[str, Field(max_length=MAX_CODE_CHARS)]], Field(max_length=MAX_HELD_KEYS)] = []
     buttons: Annotated[list[Button], Field(max_length=5)] = []
 
 
-class Reset(_Msg):
+class Reset(Ordered):
     t: Literal["reset"]
 
 
@@ -115,6 +129,20 @@ def parse_json(body: bytes) -> object:
         return json.loads(body, parse_int=_bounded_int)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise SchemaError("body is not UTF-8 JSON") from None
+
+
+def encode_input(message: Mapping[str, object], ordinal: int | None = None) -> bytes:
+    """The body of an input envelope: compact JSON with ``o`` = ``ordinal`` for reliable kinds,
+    padded with spaces to an INPUT_PAD_SIZES size (the viewer's side of docs/protocol.md)."""
+    if message.get("t") in RELIABLE_KINDS:
+        if ordinal is None:
+            raise ValueError(f"a {message.get('t')} message needs its ordinal")
+        message = {**message, "o": ordinal}
+    raw = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    size = next((n for n in INPUT_PAD_SIZES if len(raw) <= n), None)
+    if size is None:
+        raise ValueError(f"input message of {len(raw)} bytes exceeds {INPUT_PAD_SIZES[-1]}")
+    return raw + b" " * (size - len(raw))
 
 
 def parse_input(body: bytes) -> InputMessage:

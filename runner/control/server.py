@@ -28,6 +28,7 @@ from runner.control.dispatch import InputDispatcher
 from runner.control.host_clipboard import ClipboardFactory, HostClipboard
 from runner.control.inject import Injector
 from runner.control.monitors import LAYOUT_POLL_S, Monitors
+from runner.control.ordering import Verdict
 from runner.control.pointer import Layout, UnknownMonitor
 from runner.control.policy import ControlPolicy, Refused
 from runner.control.pushes import Pusher
@@ -39,7 +40,7 @@ from runner.media.controls import MediaControl
 
 log = get_logger(__name__)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: ordinals on reliable input, padded input bodies, the resync push
 RPC_RATE = 20.0
 RPC_BURST = 40.0
 INPUT_BURST_FACTOR = 2.0
@@ -194,6 +195,20 @@ class ControlServer:
         except msg.SchemaError as exc:
             self.rejections.add("schema", sender, str(exc))
             return
+        if isinstance(message, msg.Ordered):
+            match session.order.check(message.o, reset=isinstance(message, msg.Reset)):
+                case Verdict.STALE:
+                    self.rejections.add("stale", sender)
+                    return
+                case Verdict.GAP:
+                    self.rejections.add("order", sender)
+                    self._desynchronised(session)
+                    return
+                case Verdict.DESYNCED:
+                    self.rejections.add("desynced", sender)
+                    return
+                case Verdict.IN_ORDER:
+                    pass
         reason = self.policy.input_refusal(session)
         if reason is not None:
             self.rejections.add(reason, sender)
@@ -225,6 +240,15 @@ class ControlServer:
     def _push_clipboard(self, text: str) -> None:
         if self.policy.controller is not None:
             self.pusher.push(self.policy.controller, {"t": "clipboard", "text": text})
+
+    def _desynchronised(self, session: Session) -> None:
+        """A reliable message is missing or late: nothing more of this session's reliable input is
+        injected until its reset, what it holds is released after what came in order, and the
+        viewer is asked to reset."""
+        log.warning("input_out_of_order", identity=session.identity, expected=session.order.expected)
+        if self.policy.controller is session:
+            self.input.release_after_queued()
+        self.pusher.push(session, {"t": "resync"})
 
     def _end_evicted(self) -> None:
         """Sessions pushed out by a newer one of the same viewer (or the global bound) end."""

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from runner.control import envelope as env
+from runner.control.ordering import InputOrder
 
 SESSIONS_PER_IDENTITY = 4
 MAX_SESSIONS = 64
@@ -31,6 +32,7 @@ class Session:
     identity: str
     key_index: int
     window: env.ReplayWindow = field(default_factory=env.ReplayWindow)
+    order: InputOrder = field(default_factory=InputOrder)
     out_seq: int = 0
 
     def next_seq(self) -> int:
