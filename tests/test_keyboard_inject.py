@@ -8,12 +8,12 @@ Xorg with the dummy driver switched to a German keymap.
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterable, Iterator
 
 import pytest
-from Xlib import X
+from Xlib import XK, X
 from Xlib import display as xdisplay
+from Xlib.ext import xtest
 
 import xorgdummy
 from devstack import ComponentError, Xvfb
@@ -26,7 +26,7 @@ from xrecorder import XRecorder
 
 integration = pytest.mark.integration
 NONE: frozenset[str] = frozenset()
-SETTLE_S = 0.05  # events of one flush reach the recorder together; this covers stragglers
+MARKER = "F12"  # tapped from another client to know the recorder has everything before it
 
 
 # --- pure: tables ---------------------------------------------------------------------------------
@@ -218,15 +218,33 @@ class Rig:
         assert self.down(code, key, *mods)
         assert self.up(code, key, *mods)
 
+    def settle(self) -> None:
+        """Return once the recorder has every event of what was injected so far: the server has
+        processed our requests (a round trip), then a marker tapped from another client after
+        them reaches the recorder after their events."""
+        self.kb.sync()
+        d = xdisplay.Display(self.display)
+        try:
+            keycode = d.keysym_to_keycode(XK.string_to_keysym(MARKER))
+            xtest.fake_input(d, X.KeyPress, keycode)
+            xtest.fake_input(d, X.KeyRelease, keycode)
+            d.sync()
+        finally:
+            d.close()
+        self.recorder.wait_for(lambda e: e["type"] == "key_release" and e["keysym_name"] == MARKER)
+
+    def _events(self) -> list[dict]:
+        return [e for e in self.recorder.events() if e.get("keysym_name") != MARKER]
+
     def keys(self, until: str) -> list[tuple[str, str]]:
         """("+"/"-", keysym name) of every key event, once a release of ``until`` came."""
         self.recorder.wait_for(lambda e: e["type"] == "key_release" and e["keysym_name"] == until)
-        time.sleep(SETTLE_S)
+        self.settle()
         return [("+" if e["type"] == "key_press" else "-", e["keysym_name"])
-                for e in self.recorder.events() if e["type"].startswith("key_")]
+                for e in self._events() if e["type"].startswith("key_")]
 
     def presses(self) -> list[dict]:
-        return [e for e in self.recorder.events() if e["type"] == "key_press"]
+        return [e for e in self._events() if e["type"] == "key_press"]
 
     def close(self) -> None:
         self.kb.close()
@@ -521,7 +539,7 @@ def test_the_injector_follows_a_layout_change_on_the_host() -> None:
             rig.keys(until="z")
             subprocess.run(["setxkbmap", "-display", server.display, "de"], check=True, timeout=10)
             rig.tap("KeyY", "z")
-            time.sleep(SETTLE_S)
+            rig.settle()
         finally:
             rig.close()
     assert [e["keycode"] for e in rig.presses()] == [52, 29]

@@ -216,6 +216,10 @@ class KeyboardInjector:
             typed += 1
         return typed
 
+    def sync(self) -> None:
+        """Wait until the X server has processed everything sent so far (a round trip)."""
+        self._connection().sync()
+
     def release(self, code: str) -> None:
         """Release one held key (the heartbeat expired for it); nothing if we do not hold it."""
         if not isinstance(code, str):
