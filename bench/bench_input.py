@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "tests")]
@@ -38,7 +39,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run(trials: int) -> dict:
+async def run(trials: int) -> dict[str, Any]:
     with LiveKitServer() as lk, Xvfb(1920, 1080) as x:
         runner = Runner(livekit_url=lk.url, api_key=lk.api_key, api_secret=lk.api_secret, room="bench-input",
                         passphrase=PASSPHRASE, display=x.display, extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "0"})
@@ -54,7 +55,7 @@ async def run(trials: int) -> dict:
                 fx, fy, target = POSITIONS[i % 2]
                 seen = threading.Event()
 
-                def poll(target: tuple[int, int] = target) -> None:
+                def poll(target: tuple[int, int] = target, seen: threading.Event = seen) -> None:
                     while xs.pointer() != target:
                         pass
                     seen.set()

@@ -10,6 +10,7 @@ import base64
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -18,7 +19,7 @@ from runner.control import messages as msg
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "control_envelope.json"
 
-CASES = [
+CASES: list[dict[str, Any]] = [
     dict(name="hello request", passphrase="correct horse battery staple", kind=env.KIND_RPC_REQUEST,
          key_index=0, session=0, seq=1, sender="viewer-1", recipient="desktop-runner", context="dr.hello",
          body={"nonce": "AAECAwQFBgcICQoLDA0ODw==", "client": "vectors"}),
@@ -53,7 +54,7 @@ def _body(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def build() -> dict:
+def build() -> dict[str, Any]:
     vectors = []
     for i, case in enumerate(CASES):
         key = env.derive_control_key(case["passphrase"])
@@ -75,7 +76,7 @@ def build() -> dict:
     flipped[-1] ^= 1
     other_index = bytearray(sealed)
     other_index[2] = 4
-    bad = [
+    bad: list[dict[str, Any]] = [
         {"name": "flipped tag bit", "envelope_hex": bytes(flipped).hex()},
         {"name": "key index changed", "envelope_hex": bytes(other_index).hex()},
         {"name": "truncated", "envelope_hex": sealed[:40].hex()},

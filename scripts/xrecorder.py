@@ -114,7 +114,7 @@ class Keymap:
             second = not second
         if lower in KEYPAD_KEYSYMS or upper in KEYPAD_KEYSYMS:
             second = bool(state & X.ShiftMask) != bool(state & self.numlock_mask)
-        return upper if second else lower
+        return int(upper if second else lower)
 
 
 # --- the recording client -------------------------------------------------------------------------

@@ -50,7 +50,9 @@ class ControlClient:
                 key_provider_options=rtc.KeyProviderOptions(shared_key=passphrase.encode()))
         await room.connect(url, token, options)
         if e2ee and passphrase is not None and key_index:
-            room.e2ee_manager.key_provider.set_shared_key(passphrase.encode(), key_index)
+            provider = room.e2ee_manager.key_provider
+            assert provider is not None  # E2EE is on
+            provider.set_shared_key(passphrase.encode(), key_index)
         for _ in range(100):  # the runner must be in the room before we can call it
             if runner_identity in room.remote_participants:
                 break
@@ -86,7 +88,7 @@ class ControlClient:
         opened = env.open_envelope(self.key, answer, sender=self.runner, recipient=self.identity,
                                    context=env.response_context("dr.hello", seq))
         body = json.loads(opened.body)
-        result = body["result"]
+        result: dict[str, Any] = body["result"]
         assert result["nonce"] == nonce and int(result["session"], 16) == header.session
         self.session = header.session
         self.ordinal = 0
@@ -106,7 +108,8 @@ class ControlClient:
         body = json.loads(opened.body)
         if not body["ok"]:
             raise CallFailed(body["error"]["code"], body["error"]["message"])
-        return body["result"]
+        result: dict[str, Any] = body["result"]
+        return result
 
     # --- input ----------------------------------------------------------------------------------
     async def send(self, message: dict[str, Any], *, reliable: bool = True) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import os
 import uuid
@@ -48,10 +49,24 @@ def settings(**control: object) -> Settings:
     })
 
 
+@functools.cache
 def participant(identity: str) -> rtc.RemoteParticipant:
-    """A RemoteParticipant as the SDK makes it from the server's participant info."""
+    """A RemoteParticipant as the SDK makes it from the server's participant info (one per identity,
+    as in a room)."""
     info = participant_pb2.ParticipantInfo(identity=identity, sid=f"PA_{identity}")
     return rtc.RemoteParticipant(participant_pb2.OwnedParticipant(info=info))
+
+
+def data_packet(data: bytes, sender: str | None, topic: str = env.DATA_CONTEXT) -> rtc.DataPacket:
+    """A data packet as the SDK hands it to ``data_received`` (no participant: not announced yet)."""
+    return rtc.DataPacket(data=data, kind=room_pb2.DataPacketKind.KIND_RELIABLE,
+                          participant=participant(sender) if sender is not None else None, topic=topic)
+
+
+def invocation(method: str, payload: str, caller: str) -> rtc.RpcInvocationData:
+    """An RPC invocation as the SDK hands it to a registered handler."""
+    return rtc.RpcInvocationData(request_id=str(uuid.uuid4()), caller_identity=caller, payload=payload,
+                                 response_timeout=10.0, method=method)
 
 
 @dataclass
@@ -134,15 +149,11 @@ class HostileStack:
         """Deliver one data packet; ``as_sender`` relabels it (None: no sender, as before LiveKit
         announced the participant)."""
         sender = packet.sender if as_sender == "" else as_sender
-        self.server._on_data(rtc.DataPacket(data=packet.data, kind=room_pb2.DataPacketKind.KIND_RELIABLE,
-                                            participant=participant(sender) if sender is not None else None,
-                                            topic=topic))
+        self.server._on_data(data_packet(packet.data, sender, topic))
 
     async def rpc(self, method: str, payload: bytes, caller: str) -> str:
         """Invoke the runner's RPC handler as the SDK does; raises rtc.RpcError as the caller sees it."""
-        data = rtc.RpcInvocationData(request_id=str(uuid.uuid4()), caller_identity=caller,
-                                     payload=base64.b64encode(payload).decode(), response_timeout=10.0, method=method)
-        return await self.server._handle_rpc(method, data)
+        return await self.server._handle_rpc(method, invocation(method, base64.b64encode(payload).decode(), caller))
 
     async def hello(self, v: Viewer) -> dict[str, object]:
         """Open a session for ``v``; the sealed hello is kept in ``v.hellos`` for replaying."""

@@ -16,7 +16,8 @@ from Xlib import display as xdisplay
 from Xlib.protocol import event as xevent
 
 from realenv import Xvfb
-from runner.control.clipboard import MAX_CLIPBOARD_BYTES, ClipboardError, X11Clipboard
+from runner.control.clipboard import ClipboardError, X11Clipboard
+from runner.control.messages import MAX_CLIPBOARD_BYTES
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +51,7 @@ def clipboard_owner(screen: Xvfb) -> int:
     conn = xdisplay.Display(screen.display)
     try:
         owner = conn.get_selection_owner(conn.intern_atom("CLIPBOARD"))
-        return owner.id if owner != X.NONE else X.NONE
+        return int(owner.id) if owner != X.NONE else X.NONE
     finally:
         conn.close()
 

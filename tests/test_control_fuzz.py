@@ -19,6 +19,7 @@ import pytest
 from livekit import rtc
 
 from controlfakes import FakeMedia, RecordingInjector, screen
+from hostile import data_packet, invocation
 from runner.config import load_settings
 from runner.control import envelope as env
 from runner.control.pointer import layout_from_screen
@@ -45,9 +46,8 @@ def make_server() -> tuple[ControlServer, RecordingInjector]:
     return server, injector
 
 
-def packet(data: bytes, sender: str | None = VIEWER, topic: str = env.DATA_CONTEXT) -> SimpleNamespace:
-    participant = SimpleNamespace(identity=sender) if sender is not None else None
-    return SimpleNamespace(data=data, participant=participant, topic=topic)
+def packet(data: bytes, sender: str | None = VIEWER, topic: str = env.DATA_CONTEXT) -> rtc.DataPacket:
+    return data_packet(data, sender, topic)
 
 
 async def open_session(server: ControlServer, control: bool = True) -> int:
@@ -64,12 +64,11 @@ async def open_session(server: ControlServer, control: bool = True) -> int:
     return session
 
 
-def rpc(raw: bytes | str, sender: str = VIEWER) -> SimpleNamespace:
-    payload = raw if isinstance(raw, str) else base64.b64encode(raw).decode()
-    return SimpleNamespace(caller_identity=sender, payload=payload)
+def rpc(raw: bytes | str, sender: str = VIEWER, method: str = "") -> rtc.RpcInvocationData:
+    return invocation(method, raw if isinstance(raw, str) else base64.b64encode(raw).decode(), sender)
 
 
-def hostile_batch(rng: random.Random, session: int, valid: bytes, n: int) -> list[SimpleNamespace]:
+def hostile_batch(rng: random.Random, session: int, valid: bytes, n: int) -> list[rtc.DataPacket]:
     """n packets, none of which may reach the injector."""
     move = json.dumps({"t": "move", "mon": "screen", "x": 0.5, "y": 0.5}).encode()
     out = []

@@ -33,7 +33,7 @@ async def stack(screen: Xvfb) -> AsyncIterator[HostileStack]:
 
 
 @pytest.fixture
-def xs(screen: Xvfb) -> XState:
+def xs(screen: Xvfb) -> Iterator[XState]:
     x = XState(screen.display)
     yield x
     x.close()

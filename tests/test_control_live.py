@@ -11,20 +11,23 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 from livekit import rtc
 
 from controlclient import CallFailed, ControlClient
+from devstack import LiveKitServer
 from realenv import Runner, Xvfb, mint_token, until
 from runner.control import envelope as env
+from xrecorder import XRecorder
 from xstate import XState
 
 pytestmark = pytest.mark.integration
 
 PASSPHRASE = "control tests passphrase"
 RUNNER_ID = "desktop-runner"
+Join = Callable[..., Awaitable[ControlClient]]  # (identity, passphrase=..., *, e2ee, hello, control)
 
 
 
@@ -36,7 +39,7 @@ def screen() -> Iterator[Xvfb]:
 
 
 @pytest.fixture(scope="module")
-def runner(livekit_server, screen) -> Iterator[Runner]:
+def runner(livekit_server: LiveKitServer, screen: Xvfb) -> Iterator[Runner]:
     r = Runner(livekit_url=livekit_server.url, api_key=livekit_server.api_key,
                api_secret=livekit_server.api_secret, room="control-live", passphrase=PASSPHRASE,
                display=screen.display, extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "0",
@@ -49,14 +52,14 @@ def runner(livekit_server, screen) -> Iterator[Runner]:
 
 
 @pytest.fixture
-def xs(screen) -> Iterator[XState]:
+def xs(screen: Xvfb) -> Iterator[XState]:
     s = XState(screen.display)
     yield s
     s.close()
 
 
 @pytest.fixture
-def join(livekit_server, runner) -> Callable[..., object]:
+def join(livekit_server: LiveKitServer, runner: Runner) -> Iterator[Join]:
     clients: list[ControlClient] = []
 
     async def make(identity: str, passphrase: str | None = PASSPHRASE, *, e2ee: bool = True,
@@ -92,7 +95,8 @@ async def _close_clients() -> AsyncIterator[None]:
 
 
 async def rejected(c: ControlClient) -> dict[str, int]:
-    return (await c.call("dr.stats"))["input"]["rejected"]
+    counts: dict[str, int] = (await c.call("dr.stats"))["input"]["rejected"]
+    return counts
 
 
 async def until_rejected(c: ControlClient, reason: str, count: int, timeout: float = 5.0) -> dict[str, int]:
@@ -104,7 +108,7 @@ async def until_rejected(c: ControlClient, reason: str, count: int, timeout: flo
     return now
 
 
-async def test_controller_moves_pointer_and_clicks(join, xs) -> None:
+async def test_controller_moves_pointer_and_clicks(join: Join, xs: XState) -> None:
     c = await join("ctl-move", control=True)
     await c.send({"t": "move", "mon": "screen", "x": 0.25, "y": 0.75}, reliable=False)
     assert await until(lambda: xs.pointer() == (320, 539)), xs.pointer()
@@ -114,7 +118,7 @@ async def test_controller_moves_pointer_and_clicks(join, xs) -> None:
     assert await until(lambda: xs.buttons_down() == set())
 
 
-async def test_relative_moves_add_up(join, xs) -> None:
+async def test_relative_moves_add_up(join: Join, xs: XState) -> None:
     c = await join("ctl-rel", control=True)
     await c.send({"t": "move", "mon": "screen", "x": 0.5, "y": 0.5})
     assert await until(lambda: xs.pointer() == (640, 360))
@@ -123,7 +127,7 @@ async def test_relative_moves_add_up(join, xs) -> None:
     assert await until(lambda: xs.pointer() == (710, 330)), xs.pointer()
 
 
-async def test_unheld_button_is_released_after_the_heartbeat_timeout(join, xs) -> None:
+async def test_unheld_button_is_released_after_the_heartbeat_timeout(join: Join, xs: XState) -> None:
     c = await join("ctl-stuck", control=True)
     await c.send({"t": "button", "button": "right", "down": True})
     assert await until(lambda: xs.buttons_down() == {"right"})
@@ -136,7 +140,7 @@ async def test_unheld_button_is_released_after_the_heartbeat_timeout(join, xs) -
     assert 0.7 < time.monotonic() - t0 < 2.0
 
 
-async def test_releasing_control_releases_held_buttons(join, xs) -> None:
+async def test_releasing_control_releases_held_buttons(join: Join, xs: XState) -> None:
     c = await join("ctl-release", control=True)
     await c.send({"t": "button", "button": "middle", "down": True})
     assert await until(lambda: xs.buttons_down() == {"middle"})
@@ -144,7 +148,7 @@ async def test_releasing_control_releases_held_buttons(join, xs) -> None:
     assert await until(lambda: xs.buttons_down() == set(), timeout=1)
 
 
-async def test_one_controller_at_a_time(join, xs) -> None:
+async def test_one_controller_at_a_time(join: Join, xs: XState) -> None:
     first = await join("ctl-first", control=True)
     second = await join("ctl-second")
     with pytest.raises(CallFailed) as caught:
@@ -160,7 +164,7 @@ async def test_one_controller_at_a_time(join, xs) -> None:
     assert (await second.call("dr.control.request"))["you"] is True
 
 
-async def test_plaintext_participant_cannot_move_pointer_or_call(join, xs) -> None:
+async def test_plaintext_participant_cannot_move_pointer_or_call(join: Join, xs: XState) -> None:
     """A client without E2EE: its data packets and RPC reach the runner in plaintext."""
     watcher = await join("ctl-watcher", control=True)
     attacker = await join("ctl-plain", None, e2ee=False, hello=False)
@@ -177,7 +181,7 @@ async def test_plaintext_participant_cannot_move_pointer_or_call(join, xs) -> No
     assert xs.pointer() == (11, 11)
 
 
-async def test_participant_without_the_key_cannot_move_pointer(join, xs) -> None:
+async def test_participant_without_the_key_cannot_move_pointer(join: Join, xs: XState) -> None:
     """E2EE on with a wrong passphrase: the runner's SDK cannot even decrypt its packets."""
     await join("ctl-watcher2", control=True)
     stranger = await join("ctl-nokey", "not the passphrase", hello=False)
@@ -192,7 +196,7 @@ async def test_participant_without_the_key_cannot_move_pointer(join, xs) -> None
     assert xs.pointer() == (13, 13)
 
 
-async def test_replayed_and_unknown_session_messages_are_dropped(join, xs) -> None:
+async def test_replayed_and_unknown_session_messages_are_dropped(join: Join, xs: XState) -> None:
     c = await join("ctl-replay", control=True)
     move_a = c.seal(env.KIND_INPUT, env.DATA_CONTEXT, {"t": "move", "mon": "screen", "x": 0.0, "y": 0.0})
     await c.raw_send(move_a)
@@ -206,7 +210,9 @@ async def test_replayed_and_unknown_session_messages_are_dropped(join, xs) -> No
                      body=b'{"t":"move","mon":"screen","x":0.5,"y":0.5}')
     await c.raw_send(stale)
     # "unknown_session" once LiveKit has announced us to the runner, "auth" before (no sender yet)
-    dropped = lambda r: r.get("unknown_session", 0) + r.get("auth", 0)  # noqa: E731
+    def dropped(r: dict[str, int]) -> int:
+        return r.get("unknown_session", 0) + r.get("auth", 0)
+
     deadline = time.monotonic() + 5
     while (((after := await rejected(c)).get("replay", 0) <= before.get("replay", 0)
             or dropped(after) <= dropped(before)) and time.monotonic() < deadline):
@@ -216,7 +222,7 @@ async def test_replayed_and_unknown_session_messages_are_dropped(join, xs) -> No
     assert dropped(after) == dropped(before) + 1
 
 
-async def test_monitor_list_and_unknown_monitor(join, xs) -> None:
+async def test_monitor_list_and_unknown_monitor(join: Join, xs: XState) -> None:
     c = await join("ctl-monitors", control=True)
     listed = await c.call("dr.monitors.list")
     assert listed == {"monitors": [{"id": "screen", "name": "screen", "x": 0, "y": 0, "width": 1280,
@@ -231,7 +237,7 @@ async def test_monitor_list_and_unknown_monitor(join, xs) -> None:
     assert xs.pointer() == (17, 17)
 
 
-async def test_rpc_basics(join) -> None:
+async def test_rpc_basics(join: Join) -> None:
     c = await join("ctl-rpc")
     assert (await c.call("dr.ping", {"t": 42}))["t"] == 42
     assert await c.call("dr.keyframe") == {}
@@ -246,14 +252,16 @@ async def test_rpc_basics(join) -> None:
     assert caught.value.code in ("no_control",)
 
 
-def _rss_kb(pid: int) -> int:
+def _rss_kb(pid: int | None) -> int:
+    assert pid is not None, "the runner is not running"
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
 
 
-async def test_hostile_flood_through_livekit_neither_crashes_nor_injects(join, xs, runner) -> None:
+async def test_hostile_flood_through_livekit_neither_crashes_nor_injects(join: Join, xs: XState,
+                                                                        runner: Runner) -> None:
     """Thousands of forged, replayed, malformed and oversized packets through the real server."""
     import random
 
@@ -297,7 +305,7 @@ async def test_hostile_flood_through_livekit_neither_crashes_nor_injects(join, x
 
 
 @pytest.fixture(scope="module")
-def clip_runner(livekit_server) -> Iterator[tuple[Runner, Xvfb]]:
+def clip_runner(livekit_server: LiveKitServer) -> Iterator[tuple[Runner, Xvfb]]:
     with Xvfb(640, 480) as x:
         r = Runner(livekit_url=livekit_server.url, api_key=livekit_server.api_key,
                    api_secret=livekit_server.api_secret, room="control-clip", passphrase=PASSPHRASE,
@@ -308,7 +316,8 @@ def clip_runner(livekit_server) -> Iterator[tuple[Runner, Xvfb]]:
             yield r, x
 
 
-async def test_clipboard_both_ways_checked_with_xclip(livekit_server, clip_runner) -> None:
+async def test_clipboard_both_ways_checked_with_xclip(livekit_server: LiveKitServer,
+                                                      clip_runner: tuple[Runner, Xvfb]) -> None:
     import subprocess
 
     _runner, x = clip_runner
@@ -335,20 +344,19 @@ async def test_clipboard_both_ways_checked_with_xclip(livekit_server, clip_runne
 
 
 @pytest.fixture
-def recorder(screen) -> Iterator[object]:
-    from xrecorder import XRecorder
-
+def recorder(screen: Xvfb) -> Iterator[XRecorder]:
     with XRecorder(screen.display) as rec:
         rec.wait_ready()
         yield rec
 
 
-async def _typed(rec, text: str, timeout: float = 5.0) -> str:
+async def _typed(rec: XRecorder, text: str, timeout: float = 5.0) -> str:
     await until(lambda: rec.typed_text() == text, timeout)
     return rec.typed_text()
 
 
-async def test_keys_from_a_german_viewer_type_the_intended_characters(join, recorder, xs) -> None:
+async def test_keys_from_a_german_viewer_type_the_intended_characters(join: Join, recorder: XRecorder,
+                                                                      xs: XState) -> None:
     """The host is US; the viewer's layout (German) decides: AltGr+Q is @, Shift+2 is "."""
     c = await join("ctl-keys", control=True)
     events = [
@@ -368,13 +376,13 @@ async def test_keys_from_a_german_viewer_type_the_intended_characters(join, reco
     assert await until(lambda: xs.keycodes_down() == set())
 
 
-async def test_text_command_types_unicode(join, recorder) -> None:
+async def test_text_command_types_unicode(join: Join, recorder: XRecorder) -> None:
     c = await join("ctl-text", control=True)
     await c.send({"t": "text", "text": "Grüße, 世界! €5\n"})
     assert await _typed(recorder, "Grüße, 世界! €5\n") == "Grüße, 世界! €5\n"
 
 
-async def test_a_key_held_without_heartbeat_is_released(join, xs) -> None:
+async def test_a_key_held_without_heartbeat_is_released(join: Join, xs: XState) -> None:
     c = await join("ctl-key-stuck", control=True)
     await c.send({"t": "key", "code": "KeyA", "key": "a", "down": True, "mods": []})
     a = xs.keycode("a")
@@ -382,7 +390,7 @@ async def test_a_key_held_without_heartbeat_is_released(join, xs) -> None:
     assert await until(lambda: a not in xs.keycodes_down(), timeout=3)  # 1 s timeout in this runner
 
 
-async def test_leaving_the_room_releases_held_keys(join, xs) -> None:
+async def test_leaving_the_room_releases_held_keys(join: Join, xs: XState) -> None:
     c = await join("ctl-key-leave", control=True)
     await asyncio.sleep(3.0)  # LiveKit announces us to the runner by now, so our leaving is seen
     shift = xs.keycode("Shift_L")

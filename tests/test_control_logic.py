@@ -42,7 +42,8 @@ def test_single_monitor_layout_has_no_union_and_is_primary() -> None:
     ("DUMMY1", 0.25, 0.5, (1280 + 256, 300 + 384)),
     ("all", 1.0, 1.0, (2303, 1079)),
 ])
-def test_normalized_positions_land_on_the_named_monitor(two: Layout, mon, x, y, expected) -> None:
+def test_normalized_positions_land_on_the_named_monitor(two: Layout, mon: str, x: float, y: float,
+                                                       expected: tuple[int, int]) -> None:
     assert two.to_pixels(mon, x, y) == expected
 
 
@@ -124,7 +125,7 @@ def _parse(obj: dict[str, object]) -> object:
     ({"t": "held", "keys": ["KeyA"], "buttons": ["left"]}, msg.HeldMsg),
     ({"t": "reset"}, msg.Reset),
 ])
-def test_valid_messages_parse(obj, cls) -> None:
+def test_valid_messages_parse(obj: dict[str, object], cls: type) -> None:
     assert isinstance(_parse(obj), cls)
 
 
@@ -142,7 +143,7 @@ def test_valid_messages_parse(obj, cls) -> None:
     ({"t": "launch_missiles"}, "message"),
     ({"x": 1}, "message"),
 ])
-def test_invalid_messages_name_the_field(obj, where) -> None:
+def test_invalid_messages_name_the_field(obj: dict[str, object], where: str) -> None:
     with pytest.raises(msg.SchemaError, match=f"^{where}:"):
         _parse(obj)
 

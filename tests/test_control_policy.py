@@ -6,21 +6,27 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from livekit import rtc
 
 from controlclient import CallFailed, ControlClient
+from devstack import LiveKitServer
 from realenv import Runner, Xvfb, mint_token, until
 from xstate import XState
 
 pytestmark = pytest.mark.integration
 
 PASSPHRASE = "policy tests passphrase"
+Start = Callable[..., tuple[Runner, Xvfb]]  # (**RUNNER_* environment) -> a runner on its own Xvfb
+MakeViewer = Callable[[str], Awaitable[ControlClient]]
 
 
-async def until_async(get, predicate, timeout: float = 5.0) -> bool:
+async def until_async(get: Callable[[], Awaitable[Any]], predicate: Callable[[Any], bool],
+                      timeout: float = 5.0) -> bool:
     """Poll an awaitable ``get()`` until ``predicate`` holds of its value (or ``timeout``)."""
     deadline = time.monotonic() + timeout
     while not predicate(await get()):
@@ -30,7 +36,7 @@ async def until_async(get, predicate, timeout: float = 5.0) -> bool:
     return True
 
 @pytest.fixture
-def start(livekit_server, room_name) -> Iterator[object]:
+def start(livekit_server: LiveKitServer, room_name: str) -> Iterator[Start]:
     made: list[tuple[Runner, Xvfb]] = []
 
     def make(**env: str) -> tuple[Runner, Xvfb]:
@@ -49,7 +55,7 @@ def start(livekit_server, room_name) -> Iterator[object]:
 
 
 @pytest.fixture
-def viewer(livekit_server, room_name):
+def viewer(livekit_server: LiveKitServer, room_name: str) -> MakeViewer:
     clients: list[ControlClient] = []
 
     async def make(identity: str) -> ControlClient:
@@ -62,7 +68,7 @@ def viewer(livekit_server, room_name):
     return make
 
 
-async def test_only_allowed_identities_may_take_control(start, viewer) -> None:
+async def test_only_allowed_identities_may_take_control(start: Start, viewer: MakeViewer) -> None:
     start(RUNNER_CONTROL__ALLOWED_IDENTITIES='["boss"]')
     intruder = await viewer("intruder")
     with pytest.raises(CallFailed) as caught:
@@ -74,7 +80,7 @@ async def test_only_allowed_identities_may_take_control(start, viewer) -> None:
     await boss.close()
 
 
-async def test_view_only_runner_refuses_control_and_input(start, viewer) -> None:
+async def test_view_only_runner_refuses_control_and_input(start: Start, viewer: MakeViewer) -> None:
     _, x = start(RUNNER_CONTROL__VIEW_ONLY="true")
     xs = XState(x.display)
     xs.warp(3, 3)
@@ -91,7 +97,7 @@ async def test_view_only_runner_refuses_control_and_input(start, viewer) -> None
     await c.close()
 
 
-async def test_stopping_the_runner_releases_held_keys_and_buttons(start, viewer) -> None:
+async def test_stopping_the_runner_releases_held_keys_and_buttons(start: Start, viewer: MakeViewer) -> None:
     runner, x = start(RUNNER_CONTROL__HEARTBEAT_TIMEOUT_S="30")
     xs = XState(x.display)
     c = await viewer("holder")
@@ -102,7 +108,9 @@ async def test_stopping_the_runner_releases_held_keys_and_buttons(start, viewer)
     assert await until(lambda: ctrl in xs.keycodes_down() and xs.buttons_down() == {"left"})
     t0 = time.monotonic()
     runner._signal(signal.SIGTERM)
-    assert await asyncio.to_thread(runner._proc.wait, 5) == 0
+    proc = runner._proc
+    assert proc is not None
+    assert await asyncio.to_thread(proc.wait, 5) == 0
     stop_s = time.monotonic() - t0
     print(f"SIGTERM to exit 0 with a viewer connected: {stop_s:.2f} s")
     assert stop_s < 3.0  # the issue's bound
@@ -111,8 +119,8 @@ async def test_stopping_the_runner_releases_held_keys_and_buttons(start, viewer)
     await c.close()
 
 
-async def test_key_rotation_ends_old_sessions_and_new_key_holders_take_over(start, livekit_server, room_name,
-                                                                            tmp_path) -> None:
+async def test_key_rotation_ends_old_sessions_and_new_key_holders_take_over(
+        start: Start, livekit_server: LiveKitServer, room_name: str, tmp_path: Path) -> None:
     key_file = tmp_path / "passphrase"
     key_file.write_text("first passphrase\n")
     runner, x = start(RUNNER_E2EE__PASSPHRASE="", RUNNER_E2EE__PASSPHRASE_FILE=str(key_file),

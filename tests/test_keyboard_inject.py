@@ -8,7 +8,7 @@ Xorg with the dummy driver switched to a German keymap.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 import pytest
 from Xlib import XK, X
@@ -22,7 +22,7 @@ from runner.control import keyplan, keytables
 from runner.control.keyboard import KeyboardError, KeyboardInjector
 from runner.control.keyplan import HostKeymap, KeyActionKind
 from runner.control.keysyms import char_keysyms, keysym
-from xrecorder import XRecorder
+from xrecorder import Event, XRecorder
 
 integration = pytest.mark.integration
 NONE: frozenset[str] = frozenset()
@@ -114,7 +114,7 @@ def test_dead_keys_are_ignored() -> None:
 # --- pure: the host keymap ------------------------------------------------------------------------
 
 
-def keymap(keys: dict[int, Iterable[str]], modifier_keycodes: Iterable[int] = ()) -> HostKeymap:
+def keymap(keys: Mapping[int, Iterable[str]], modifier_keycodes: Iterable[int] = ()) -> HostKeymap:
     """A keymap for keycodes 8..255 with ``keys`` (keycode -> keysym names), 7 columns."""
     rows = []
     for keycode in range(8, 256):
@@ -233,7 +233,7 @@ class Rig:
             d.close()
         self.recorder.wait_for(lambda e: e["type"] == "key_release" and e["keysym_name"] == MARKER)
 
-    def _events(self) -> list[dict]:
+    def _events(self) -> list[Event]:
         return [e for e in self.recorder.events() if e.get("keysym_name") != MARKER]
 
     def keys(self, until: str) -> list[tuple[str, str]]:
@@ -243,7 +243,7 @@ class Rig:
         return [("+" if e["type"] == "key_press" else "-", e["keysym_name"])
                 for e in self._events() if e["type"].startswith("key_")]
 
-    def presses(self) -> list[dict]:
+    def presses(self) -> list[Event]:
         return [e for e in self._events() if e["type"] == "key_press"]
 
     def close(self) -> None:
