@@ -401,3 +401,19 @@ async def test_leaving_the_room_releases_held_keys(join: Join, xs: XState) -> No
     c.session = 0  # no release call at teardown
     await c.room.disconnect()
     assert await until(lambda: shift not in xs.keycodes_down(), timeout=3)
+
+
+async def test_huge_rpc_payloads_are_refused_before_they_are_buffered(join: Join, runner: Runner) -> None:
+    """Issue 17, item 4: RPC payloads ride a data stream that the SDK buffers whole before any
+    handler sees it (unbounded: +82 MB resident for 16 MB). The runner bounds the stream to the
+    protocol's 128 KiB, so the SDK refuses it while it arrives."""
+    watcher = await join("ctl-flood-watch")
+    attacker = await join("ctl-flood-rpc", None, e2ee=False, hello=False)
+    rss_before = _rss_kb(runner.pid)
+    for _ in range(2):
+        with pytest.raises(rtc.RpcError):
+            await attacker.raw_call("dr.stats", "A" * (16 << 20), timeout=20)
+    growth_mb = (_rss_kb(runner.pid) - rss_before) / 1024
+    print(f"runner RSS growth after two 16 MB RPC payloads: {growth_mb:.1f} MB")
+    assert growth_mb < 16
+    assert (await watcher.call("dr.ping", {"t": 1}))["t"] == 1  # still serving
