@@ -40,11 +40,13 @@ from typing import Any, TextIO
 from Xlib import XK, X
 from Xlib import display as xdisplay
 from Xlib import error as xerror
+from Xlib.ext import xtest
 
 from devstack import ComponentError, _log_hint, _ManagedProcess
 from runner.control.keysyms import keysym_char, keysym_name
 
 READY_TIMEOUT_S = 10.0
+MARKER = "F12"  # settle()'s marker key: on every keymap, and nothing under test presses it
 WAIT_TIMEOUT_S = 5.0
 EVENT_MASK = (X.KeyPressMask | X.KeyReleaseMask | X.ButtonPressMask | X.ButtonReleaseMask
               | X.PointerMotionMask | X.FocusChangeMask | X.StructureNotifyMask)
@@ -274,6 +276,26 @@ class XRecorder(_ManagedProcess):
                 return found[0]
             seen = self._events[since:]
         raise TimeoutError(f"no matching event after {timeout} s; recorded: {seen[-20:]}")
+
+    def settle(self, timeout: float = WAIT_TIMEOUT_S) -> None:
+        """Return once every input event the X server generated before this call is recorded.
+
+        A marker key (``MARKER``) is tapped through XTEST from a connection of our own after a
+        round trip; the server queues its events after everything it processed before, so once
+        the marker's release is recorded, so is all that came before. The marker's events are
+        then removed. Callers that inject from another connection sync it first (a round trip),
+        so their requests are processed before the marker's."""
+        d = xdisplay.Display(self.display)
+        try:
+            keycode = d.keysym_to_keycode(XK.string_to_keysym(MARKER))
+            xtest.fake_input(d, X.KeyPress, keycode)
+            xtest.fake_input(d, X.KeyRelease, keycode)
+            d.sync()
+        finally:
+            d.close()
+        self.wait_for(lambda e: e["type"] == "key_release" and e["keysym_name"] == MARKER, timeout)
+        with self._changed:
+            self._events = [e for e in self._events if e.get("keysym_name") != MARKER]
 
     def typed_text(self) -> str:
         """The characters of all key presses, joined."""

@@ -4,13 +4,10 @@ with what reaches the keyboard and mouse read back from X. Harness: tests/hostil
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from livekit import rtc
-from Xlib import XK, X
-from Xlib import display as xdisplay
-from Xlib.ext import xtest
 
 from devstack import Xvfb
 from hostile import CallRefused, HostileStack, Viewer, participant, settings
@@ -19,6 +16,7 @@ from xrecorder import XRecorder
 from xstate import XState
 
 pytestmark = pytest.mark.integration
+pytest_plugins = ["xfixtures"]  # xs, recorder
 
 
 @pytest.fixture
@@ -30,13 +28,6 @@ def screen(xvfb_factory: Callable[..., Xvfb]) -> Xvfb:
 async def stack(screen: Xvfb) -> AsyncIterator[HostileStack]:
     async with HostileStack(settings(heartbeat_timeout_s=30), screen.display) as s:
         yield s
-
-
-@pytest.fixture
-def xs(screen: Xvfb) -> Iterator[XState]:
-    x = XState(screen.display)
-    yield x
-    x.close()
 
 
 async def test_replayed_hellos_do_not_evict_the_live_session(stack: HostileStack, xs: XState) -> None:
@@ -91,40 +82,17 @@ def test_hello_is_registered_after_every_other_method() -> None:
     assert sorted(room.registered[:-1]) == sorted(METHODS)
 
 
-@pytest.fixture
-def recorder(screen: Xvfb) -> Iterator[XRecorder]:
-    with XRecorder(screen.display) as rec:
-        rec.wait_ready()
-        yield rec
-
-
-def xs_display(stack: HostileStack) -> str:
-    return stack.media.display
-
-
 def presses(rec: XRecorder) -> int:
     """Characters typed ("x" presses; Control is lifted and pressed again around each)."""
     return sum(1 for e in rec.events() if e["type"] == "key_press" and e["keysym_name"] == "x")
 
 
 KEY_HOLD_S = 0.5  # docs/protocol.md: a key not refreshed is released within this
-MARKER = "F12"  # on every keymap; nothing under test presses it
-
-
-def recorded_so_far(display: str, rec: XRecorder) -> int:
-    """Presses the recorder has seen of everything injected before now: a marker key tapped from
-    another client after a round trip comes after them, so once it is seen, they all are."""
-    d = xdisplay.Display(display)
-    try:
-        d.sync()
-        keycode = d.keysym_to_keycode(XK.string_to_keysym(MARKER))
-        xtest.fake_input(d, X.KeyPress, keycode)
-        xtest.fake_input(d, X.KeyRelease, keycode)
-        d.sync()
-    finally:
-        d.close()
-    rec.wait_for(lambda e: e["type"] == "key_release" and e["keysym_name"] == MARKER)
-    return presses(rec)
+async def recorded(stack: HostileStack, rec: XRecorder) -> None:
+    """Return once the recorder has every event of what was injected so far."""
+    await stack.settle()
+    await stack.injector.call(lambda b: b.keyboard.sync())  # processed by the server
+    rec.settle()
 
 
 @pytest.mark.parametrize("revoke", ["key_rotation", "control_released", "view_only", "reset"])
@@ -153,8 +121,8 @@ async def test_nothing_queued_before_a_revocation_is_injected_after_it(
             stack.server.update_settings(settings(heartbeat_timeout_s=30, view_only=True))
         case "reset":
             stack.deliver(alice.input({"t": "reset"}))
-    await stack.settle()
-    typed = recorded_so_far(xs_display(stack), recorder)
+    await recorded(stack, recorder)
+    typed = presses(recorder)
     print(f"{revoke}: {typed} characters reached X of 10,246 queued")
     assert ctrl not in xs.keycodes_down()
     assert typed < 1000  # the first text did not even finish: it stopped at the revocation
@@ -202,9 +170,9 @@ async def test_after_a_reconnect_sessions_and_control_follow_who_is_in_the_room(
     assert gone.value.message == "no_session"
 
 
-def typed(display: str, rec: XRecorder) -> str:
-    """What X delivered as text, once everything injected before now has arrived (see MARKER)."""
-    recorded_so_far(display, rec)
+async def typed(stack: HostileStack, rec: XRecorder) -> str:
+    """What X delivered as text, once everything injected before now has arrived."""
+    await recorded(stack, rec)
     return rec.typed_text()
 
 
@@ -224,12 +192,10 @@ async def test_reordered_reliable_input_is_not_typed_out_of_order(
     enter = packets.pop()
     for p in [*packets[:9], enter, *packets[9:]]:  # "rm -rf ./" "\n" "build"
         stack.deliver(p)
-    await stack.settle()
-    assert typed(stack.media.display, recorder) == "rm -rf ./"
+    assert await typed(stack, recorder) == "rm -rf ./"
     stack.deliver(alice.input({"t": "reset"}))  # what the viewer sends on the resync push
     stack.deliver(alice.input({"t": "text", "text": "ls"}))
-    await stack.settle()
-    assert typed(stack.media.display, recorder) == "rm -rf ./ls"
+    assert await typed(stack, recorder) == "rm -rf ./ls"
     assert stack.server.rejections.counts["order"] == 1
     assert stack.server.rejections.counts["stale"] + stack.server.rejections.counts["desynced"] == 5
 
@@ -246,8 +212,7 @@ async def test_a_dropped_reliable_message_stops_input_and_releases_what_is_held(
     del packets[2]  # "c" never arrives
     for p in packets:
         stack.deliver(p)
-    await stack.settle()
-    assert typed(stack.media.display, recorder) == "ab"
+    assert await typed(stack, recorder) == "ab"
     assert await until(lambda: shift not in xs.keycodes_down())
 
 
@@ -256,5 +221,4 @@ async def test_duplicated_and_replayed_reliable_input_is_typed_once(stack: Hosti
     packets = [alice.input({"t": "text", "text": c}) for c in "xyz"]
     for p in [packets[0], packets[0], packets[1], packets[0], packets[1], packets[2], packets[2]]:
         stack.deliver(p)
-    await stack.settle()
-    assert typed(stack.media.display, recorder) == "xyz"
+    assert await typed(stack, recorder) == "xyz"

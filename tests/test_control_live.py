@@ -24,6 +24,7 @@ from xrecorder import XRecorder
 from xstate import XState
 
 pytestmark = pytest.mark.integration
+pytest_plugins = ["xfixtures"]  # xs, recorder
 
 PASSPHRASE = "control tests passphrase"
 RUNNER_ID = "desktop-runner"
@@ -49,13 +50,6 @@ def runner(livekit_server: LiveKitServer, screen: Xvfb) -> Iterator[Runner]:
         yield r
         print("--- runner log ---")
         print(r.log_path.read_text(errors="replace")[-6000:])
-
-
-@pytest.fixture
-def xs(screen: Xvfb) -> Iterator[XState]:
-    s = XState(screen.display)
-    yield s
-    s.close()
 
 
 @pytest.fixture
@@ -341,13 +335,6 @@ async def test_clipboard_both_ways_checked_with_xclip(livekit_server: LiveKitSer
     with pytest.raises(CallFailed) as caught:
         await c.call("dr.clipboard.set", {"text": "x" * 65537})
     assert caught.value.code == "bad_request"
-
-
-@pytest.fixture
-def recorder(screen: Xvfb) -> Iterator[XRecorder]:
-    with XRecorder(screen.display) as rec:
-        rec.wait_ready()
-        yield rec
 
 
 async def _typed(rec: XRecorder, text: str, timeout: float = 5.0) -> str:

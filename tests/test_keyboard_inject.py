@@ -11,9 +11,8 @@ import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 
 import pytest
-from Xlib import XK, X
+from Xlib import X
 from Xlib import display as xdisplay
-from Xlib.ext import xtest
 
 import xorgdummy
 from devstack import ComponentError, Xvfb
@@ -26,7 +25,6 @@ from xrecorder import Event, XRecorder
 
 integration = pytest.mark.integration
 NONE: frozenset[str] = frozenset()
-MARKER = "F12"  # tapped from another client to know the recorder has everything before it
 
 
 # --- pure: tables ---------------------------------------------------------------------------------
@@ -219,32 +217,19 @@ class Rig:
         assert self.up(code, key, *mods)
 
     def settle(self) -> None:
-        """Return once the recorder has every event of what was injected so far: the server has
-        processed our requests (a round trip), then a marker tapped from another client after
-        them reaches the recorder after their events."""
-        self.kb.sync()
-        d = xdisplay.Display(self.display)
-        try:
-            keycode = d.keysym_to_keycode(XK.string_to_keysym(MARKER))
-            xtest.fake_input(d, X.KeyPress, keycode)
-            xtest.fake_input(d, X.KeyRelease, keycode)
-            d.sync()
-        finally:
-            d.close()
-        self.recorder.wait_for(lambda e: e["type"] == "key_release" and e["keysym_name"] == MARKER)
-
-    def _events(self) -> list[Event]:
-        return [e for e in self.recorder.events() if e.get("keysym_name") != MARKER]
+        """Return once the recorder has every event of what was injected so far."""
+        self.kb.sync()  # the server has processed our requests
+        self.recorder.settle()
 
     def keys(self, until: str) -> list[tuple[str, str]]:
         """("+"/"-", keysym name) of every key event, once a release of ``until`` came."""
         self.recorder.wait_for(lambda e: e["type"] == "key_release" and e["keysym_name"] == until)
         self.settle()
         return [("+" if e["type"] == "key_press" else "-", e["keysym_name"])
-                for e in self._events() if e["type"].startswith("key_")]
+                for e in self.recorder.events() if e["type"].startswith("key_")]
 
     def presses(self) -> list[Event]:
-        return [e for e in self._events() if e["type"] == "key_press"]
+        return [e for e in self.recorder.events() if e["type"] == "key_press"]
 
     def close(self) -> None:
         self.kb.close()
