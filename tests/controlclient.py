@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from livekit import rtc
@@ -109,6 +110,17 @@ class ControlClient:
         if not body["ok"]:
             raise CallFailed(body["error"]["code"], body["error"]["message"])
         result: dict[str, Any] = body["result"]
+        return result
+
+    async def call_until(self, method: str, predicate: Callable[[dict[str, Any]], bool],
+                         params: dict[str, Any] | None = None, timeout: float = 5.0) -> dict[str, Any]:
+        """Call ``method`` until its result satisfies ``predicate`` (or ``timeout`` passes); the
+        last result either way, for the caller's assertions."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate(result := await self.call(method, params)):
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)
         return result
 
     # --- input ----------------------------------------------------------------------------------

@@ -96,10 +96,10 @@ async def rejected(c: ControlClient) -> dict[str, int]:
 async def until_rejected(c: ControlClient, reason: str, count: int, timeout: float = 5.0) -> dict[str, int]:
     """Wait until the runner counts ``count`` drops for ``reason``: the observable proof that the
     messages under test arrived and were dropped (not merely still on their way)."""
-    deadline = time.monotonic() + timeout
-    while (now := await rejected(c)).get(reason, 0) < count and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    return now
+    stats = await c.call_until("dr.stats", lambda s: s["input"]["rejected"].get(reason, 0) >= count,
+                               timeout=timeout)
+    counts: dict[str, int] = stats["input"]["rejected"]
+    return counts
 
 
 async def test_controller_moves_pointer_and_clicks(join: Join, xs: XState) -> None:
@@ -287,10 +287,10 @@ async def test_hostile_flood_through_livekit_neither_crashes_nor_injects(join: J
         sent += 1
         if i % 100 == 99:
             await asyncio.sleep(0.05)  # stay near the per-sender rate limit, so most reach the crypto
-    await asyncio.sleep(1.0)
+    stats = await watcher.call_until(  # still answering, and the flood has arrived and been dropped
+        "dr.stats", lambda s: sum(s["input"]["rejected"].values()) >= sent * 0.9)
     assert xs.pointer() == (21, 21)
     assert runner.returncode is None
-    stats = await watcher.call("dr.stats")  # still answering
     rejected_total = sum(stats["input"]["rejected"].values())
     assert rejected_total >= sent * 0.9, stats["input"]  # lossy ones may be lost on the way
     growth_kb = _rss_kb(runner.pid) - rss_before
