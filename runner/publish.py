@@ -15,6 +15,7 @@ import jwt
 from livekit import rtc
 
 from runner.config import FrameEngine, Settings
+from runner.control.messages import MAX_RPC_PAYLOAD_CHARS
 from runner.logs import get_logger, register_secrets
 
 log = get_logger(__name__)
@@ -143,6 +144,10 @@ class Publisher:
             encryption=rtc.E2EEOptions(
                 key_provider_options=rtc.KeyProviderOptions(shared_key=key.passphrase)
             ),
+            # The SDK buffers an RPC payload whole (RPC v2 rides a data stream) before any handler
+            # sees it: unbounded, a peer's 16 MB payload cost +82 MB resident. Bounded here to the
+            # control protocol's own limit, the SDK refuses the stream as it arrives (+1 MB).
+            data_stream=rtc.DataStreamOptions(max_payload_byte_length=MAX_RPC_PAYLOAD_CHARS),
         )
         room = rtc.Room()
         try:

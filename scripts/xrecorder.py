@@ -27,8 +27,6 @@ XTEST input is never synthetic.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import re
 import subprocess
@@ -42,18 +40,18 @@ from typing import Any, TextIO
 from Xlib import XK, X
 from Xlib import display as xdisplay
 from Xlib import error as xerror
+from Xlib.ext import xtest
 
 from devstack import ComponentError, _log_hint, _ManagedProcess
-
-XK.load_keysym_group("xkb")  # ISO_Level3_Shift and friends
+from runner.control.keysyms import keysym_char, keysym_name
 
 READY_TIMEOUT_S = 10.0
+MARKER = "F12"  # settle()'s marker key: on every keymap, and nothing under test presses it
 WAIT_TIMEOUT_S = 5.0
 EVENT_MASK = (X.KeyPressMask | X.KeyReleaseMask | X.ButtonPressMask | X.ButtonReleaseMask
               | X.PointerMotionMask | X.FocusChangeMask | X.StructureNotifyMask)
 GEOMETRY_RE = re.compile(r"^(\d+)x(\d+)\+(-?\d+)\+(-?\d+)$")
 
-UNICODE_KEYSYM_BASE = 0x0100_0000
 KEYPAD_KEYSYMS = range(0xFF80, 0xFFBE)  # KP_Space .. KP_Equal
 # Keysyms that type text without being characters in the keysym tables.
 TEXT_KEYSYMS = {
@@ -67,64 +65,11 @@ TEXT_KEYSYMS = {
 # --- keysyms --------------------------------------------------------------------------------------
 
 
-def _pynput_keysym_table() -> dict[str, tuple[int, str | None]]:
-    """keysym name -> (keysym, character) for the named keysyms, pynput's keysymdef table.
-
-    Loaded from its file: importing ``pynput`` itself needs a display.
-    """
-    spec = importlib.util.find_spec("pynput")
-    if spec is None or not spec.submodule_search_locations:
-        return {}
-    path = Path(next(iter(spec.submodule_search_locations))) / "_util" / "xorg_keysyms.py"
-    module_spec = importlib.util.spec_from_file_location("_xrecorder_pynput_keysyms", path)
-    if module_spec is None or module_spec.loader is None:
-        return {}
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return dict(module.SYMBOLS)
-
-
-def _keysym_names() -> dict[int, str]:
-    """keysym -> its name: the first one python-xlib's keysymdef modules define (the name
-    XKeysymToString gives), else pynput's."""
-    import Xlib.keysymdef
-
-    names: dict[int, str] = {}
-    for group in Xlib.keysymdef.__all__:
-        module = importlib.import_module(f"Xlib.keysymdef.{group}")
-        for name, value in vars(module).items():
-            if name.startswith("XK_") and isinstance(value, int):
-                names.setdefault(value, name[3:].replace("XF86_", "XF86", 1))
-    for name, (value, _) in PYNPUT_KEYSYMS.items():
-        names.setdefault(value, name)
-    return names
-
-
-PYNPUT_KEYSYMS = _pynput_keysym_table()
-# keysym -> character; dead keys type nothing by themselves (pynput lists their combining mark).
-LEGACY_CHARS = {value: char for name, (value, char) in PYNPUT_KEYSYMS.items()
-                if char and not name.startswith("dead_")}
-KEYSYM_NAMES = _keysym_names()
-
-
 def keysym_to_char(keysym: int) -> str | None:
     """The character a keysym types, or None."""
     if keysym in TEXT_KEYSYMS:
         return TEXT_KEYSYMS[keysym]
-    if 0x20 <= keysym <= 0x7E or 0xA0 <= keysym <= 0xFF:
-        return chr(keysym)
-    if UNICODE_KEYSYM_BASE + 0x20 <= keysym <= UNICODE_KEYSYM_BASE + 0x10FFFF:
-        return chr(keysym - UNICODE_KEYSYM_BASE)
-    return LEGACY_CHARS.get(keysym)
-
-
-def keysym_name(keysym: int) -> str:
-    """The keysym's name ("at", "EuroSign"), "U20AC" style for unnamed Unicode keysyms."""
-    if keysym in KEYSYM_NAMES:
-        return KEYSYM_NAMES[keysym]
-    if keysym >= UNICODE_KEYSYM_BASE:
-        return f"U{keysym - UNICODE_KEYSYM_BASE:04X}"
-    return f"0x{keysym:x}"
+    return keysym_char(keysym)
 
 
 def _is_case_pair(lower: int, upper: int) -> bool:
@@ -171,7 +116,7 @@ class Keymap:
             second = not second
         if lower in KEYPAD_KEYSYMS or upper in KEYPAD_KEYSYMS:
             second = bool(state & X.ShiftMask) != bool(state & self.numlock_mask)
-        return upper if second else lower
+        return int(upper if second else lower)
 
 
 # --- the recording client -------------------------------------------------------------------------
@@ -331,6 +276,26 @@ class XRecorder(_ManagedProcess):
                 return found[0]
             seen = self._events[since:]
         raise TimeoutError(f"no matching event after {timeout} s; recorded: {seen[-20:]}")
+
+    def settle(self, timeout: float = WAIT_TIMEOUT_S) -> None:
+        """Return once every input event the X server generated before this call is recorded.
+
+        A marker key (``MARKER``) is tapped through XTEST from a connection of our own after a
+        round trip; the server queues its events after everything it processed before, so once
+        the marker's release is recorded, so is all that came before. The marker's events are
+        then removed. Callers that inject from another connection sync it first (a round trip),
+        so their requests are processed before the marker's."""
+        d = xdisplay.Display(self.display)
+        try:
+            keycode = d.keysym_to_keycode(XK.string_to_keysym(MARKER))
+            xtest.fake_input(d, X.KeyPress, keycode)
+            xtest.fake_input(d, X.KeyRelease, keycode)
+            d.sync()
+        finally:
+            d.close()
+        self.wait_for(lambda e: e["type"] == "key_release" and e["keysym_name"] == MARKER, timeout)
+        with self._changed:
+            self._events = [e for e in self._events if e.get("keysym_name") != MARKER]
 
     def typed_text(self) -> str:
         """The characters of all key presses, joined."""

@@ -11,11 +11,13 @@ import asyncio
 import base64
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from livekit import rtc
 
 from runner.control import envelope as env
+from runner.control import messages as msg
 
 
 class CallFailed(Exception):
@@ -32,6 +34,7 @@ class ControlClient:
         self.key_index = key_index
         self.session = 0
         self.seq = 0
+        self.ordinal = 0  # of this session's reliable input messages
         self.window = env.ReplayWindow()
         self.pushes: list[dict[str, Any]] = []
         self.push_failures = 0
@@ -48,7 +51,9 @@ class ControlClient:
                 key_provider_options=rtc.KeyProviderOptions(shared_key=passphrase.encode()))
         await room.connect(url, token, options)
         if e2ee and passphrase is not None and key_index:
-            room.e2ee_manager.key_provider.set_shared_key(passphrase.encode(), key_index)
+            provider = room.e2ee_manager.key_provider
+            assert provider is not None  # E2EE is on
+            provider.set_shared_key(passphrase.encode(), key_index)
         for _ in range(100):  # the runner must be in the room before we can call it
             if runner_identity in room.remote_participants:
                 break
@@ -84,9 +89,10 @@ class ControlClient:
         opened = env.open_envelope(self.key, answer, sender=self.runner, recipient=self.identity,
                                    context=env.response_context("dr.hello", seq))
         body = json.loads(opened.body)
-        result = body["result"]
+        result: dict[str, Any] = body["result"]
         assert result["nonce"] == nonce and int(result["session"], 16) == header.session
         self.session = header.session
+        self.ordinal = 0
         self.window = env.ReplayWindow()
         self.window.accept(header.seq)
         return result
@@ -103,11 +109,29 @@ class ControlClient:
         body = json.loads(opened.body)
         if not body["ok"]:
             raise CallFailed(body["error"]["code"], body["error"]["message"])
-        return body["result"]
+        result: dict[str, Any] = body["result"]
+        return result
+
+    async def call_until(self, method: str, predicate: Callable[[dict[str, Any]], bool],
+                         params: dict[str, Any] | None = None, timeout: float = 5.0) -> dict[str, Any]:
+        """Call ``method`` until its result satisfies ``predicate`` (or ``timeout`` passes); the
+        last result either way, for the caller's assertions."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate(result := await self.call(method, params)):
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        return result
 
     # --- input ----------------------------------------------------------------------------------
     async def send(self, message: dict[str, Any], *, reliable: bool = True) -> None:
-        await self.raw_send(self.seal(env.KIND_INPUT, env.DATA_CONTEXT, message), reliable=reliable)
+        """Seal and send as the reference viewer does: reliable kinds numbered, the body padded."""
+        ordinal = None
+        if message.get("t") in msg.RELIABLE_KINDS:
+            self.ordinal += 1
+            ordinal = self.ordinal
+        body = msg.encode_input(message, ordinal)
+        await self.raw_send(self.seal(env.KIND_INPUT, env.DATA_CONTEXT, body), reliable=reliable)
 
     async def raw_send(self, payload: bytes, *, reliable: bool = True, topic: str = env.DATA_CONTEXT) -> None:
         await self.room.local_participant.publish_data(

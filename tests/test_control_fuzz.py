@@ -18,27 +18,17 @@ from types import SimpleNamespace
 import pytest
 from livekit import rtc
 
+from controlfakes import FakeMedia, RecordingInjector, screen
+from hostile import data_packet, invocation
 from runner.config import load_settings
 from runner.control import envelope as env
-from runner.control.pointer import layout_from_mss
+from runner.control.pointer import layout_from_screen
 from runner.control.server import ControlServer
-from runner.media.pipeline import Stats
 
 PASSPHRASE = "fuzz passphrase"
 RUNNER = "desktop-runner"
 VIEWER = "viewer"
 KEY = env.derive_control_key(PASSPHRASE)
-
-
-class RecordingInjector:
-    def __init__(self) -> None:
-        self.ops: list[object] = []
-        self.dropped = 0
-        self.latencies_s: list[float] = []
-
-    def submit(self, fn: object, *, move: bool = False) -> bool:
-        self.ops.append(fn)
-        return True
 
 
 def make_server() -> tuple[ControlServer, RecordingInjector]:
@@ -47,20 +37,17 @@ def make_server() -> tuple[ControlServer, RecordingInjector]:
         "e2ee": {"passphrase": PASSPHRASE},
         "control": {"max_input_rate": 10_000},
     })
-    grabber = SimpleNamespace(size=(1280, 720), region=None, display=":99")
-    pipeline = SimpleNamespace(stats=Stats(), grabber=grabber, output_size=lambda w, h: (w, h))
+    media = FakeMedia(screen((0, 0, 1280, 720), (0, 0, 1280, 720, "screen", True)))
     injector = RecordingInjector()
-    server = ControlServer(settings, pipeline, injector)  # type: ignore[arg-type]
+    server = ControlServer(settings, media, injector)  # type: ignore[arg-type]  # records, never injects
     server.set_key(KEY, 0)
-    server.layout = layout_from_mss([{"left": 0, "top": 0, "width": 1280, "height": 720},
-                                     {"left": 0, "top": 0, "width": 1280, "height": 720, "output": "screen"}])
-    server._room = SimpleNamespace(local_participant=SimpleNamespace(identity=RUNNER))  # no pushes sent
+    server.monitors.layout = layout_from_screen(media.layout)
+    server.pusher.room = SimpleNamespace(local_participant=SimpleNamespace(identity=RUNNER))  # type: ignore[assignment]  # no pushes sent
     return server, injector
 
 
-def packet(data: bytes, sender: str | None = VIEWER, topic: str = env.DATA_CONTEXT) -> SimpleNamespace:
-    participant = SimpleNamespace(identity=sender) if sender is not None else None
-    return SimpleNamespace(data=data, participant=participant, topic=topic)
+def packet(data: bytes, sender: str | None = VIEWER, topic: str = env.DATA_CONTEXT) -> rtc.DataPacket:
+    return data_packet(data, sender, topic)
 
 
 async def open_session(server: ControlServer, control: bool = True) -> int:
@@ -77,12 +64,11 @@ async def open_session(server: ControlServer, control: bool = True) -> int:
     return session
 
 
-def rpc(raw: bytes | str, sender: str = VIEWER) -> SimpleNamespace:
-    payload = raw if isinstance(raw, str) else base64.b64encode(raw).decode()
-    return SimpleNamespace(caller_identity=sender, payload=payload)
+def rpc(raw: bytes | str, sender: str = VIEWER, method: str = "") -> rtc.RpcInvocationData:
+    return invocation(method, raw if isinstance(raw, str) else base64.b64encode(raw).decode(), sender)
 
 
-def hostile_batch(rng: random.Random, session: int, valid: bytes, n: int) -> list[SimpleNamespace]:
+def hostile_batch(rng: random.Random, session: int, valid: bytes, n: int) -> list[rtc.DataPacket]:
     """n packets, none of which may reach the injector."""
     move = json.dumps({"t": "move", "mon": "screen", "x": 0.5, "y": 0.5}).encode()
     out = []

@@ -6,21 +6,18 @@ import json
 
 import pytest
 
+from controlfakes import screen
 from runner.control import messages as msg
-from runner.control.held import BUTTON, KEY, Held, HeldInputs
-from runner.control.pointer import Layout, UnknownMonitor, WheelAccumulator, layout_from_mss, saturate_int16
+from runner.control.held import Held, HeldInputs, HeldKind
+from runner.control.pointer import Layout, UnknownMonitor, WheelAccumulator, layout_from_screen, saturate_int16
 
-# Two monitors side by side, the second one smaller and lower (an "odd" layout), as mss lists them.
-MSS_TWO = [
-    {"left": 0, "top": 0, "width": 2304, "height": 1080},
-    {"left": 0, "top": 0, "width": 1280, "height": 720, "output": "DUMMY0", "is_primary": True},
-    {"left": 1280, "top": 300, "width": 1024, "height": 768, "output": "DUMMY1"},
-]
+# Two monitors side by side, the second one smaller and lower (an "odd" layout), as X lists them.
+TWO = screen((0, 0, 2304, 1080), (0, 0, 1280, 720, "DUMMY0", True), (1280, 300, 1024, 768, "DUMMY1", False))
 
 
 @pytest.fixture
 def two() -> Layout:
-    return layout_from_mss(MSS_TWO)
+    return layout_from_screen(TWO)
 
 
 def test_layout_lists_each_output_and_the_union(two: Layout) -> None:
@@ -32,8 +29,7 @@ def test_layout_lists_each_output_and_the_union(two: Layout) -> None:
 
 
 def test_single_monitor_layout_has_no_union_and_is_primary() -> None:
-    layout = layout_from_mss([{"left": 0, "top": 0, "width": 800, "height": 600},
-                              {"left": 0, "top": 0, "width": 800, "height": 600, "output": "screen"}])
+    layout = layout_from_screen(screen((0, 0, 800, 600), (0, 0, 800, 600, "screen", False)))
     assert [(m.id, m.primary) for m in layout.monitors] == [("screen", True)]
 
 
@@ -46,7 +42,8 @@ def test_single_monitor_layout_has_no_union_and_is_primary() -> None:
     ("DUMMY1", 0.25, 0.5, (1280 + 256, 300 + 384)),
     ("all", 1.0, 1.0, (2303, 1079)),
 ])
-def test_normalized_positions_land_on_the_named_monitor(two: Layout, mon, x, y, expected) -> None:
+def test_normalized_positions_land_on_the_named_monitor(two: Layout, mon: str, x: float, y: float,
+                                                       expected: tuple[int, int]) -> None:
     assert two.to_pixels(mon, x, y) == expected
 
 
@@ -79,22 +76,32 @@ def test_relative_moves_saturate_to_int16() -> None:
 
 
 def test_held_input_expires_after_the_timeout_unless_refreshed() -> None:
-    held = HeldInputs(timeout_s=2.0)
-    held.press(Held(KEY, "KeyA"), now=0.0)
-    held.press(Held(BUTTON, "left"), now=0.5)
+    held = HeldInputs(timeout_s=2.0, key_hold_s=2.0)
+    held.press(Held(HeldKind.KEY, "KeyA"), now=0.0)
+    held.press(Held(HeldKind.BUTTON, "left"), now=0.5)
     assert held.expired(now=1.9) == []
     assert held.heartbeat(["KeyA"], ["left"], now=1.9) == []
     assert held.expired(now=3.0) == []  # both refreshed at 1.9: deadline 3.9
-    assert held.expired(now=3.9) == [Held(BUTTON, "left"), Held(KEY, "KeyA")]
+    assert held.expired(now=3.9) == [Held(HeldKind.BUTTON, "left"), Held(HeldKind.KEY, "KeyA")]
     assert len(held) == 0
+
+
+def test_keys_are_held_at_most_key_hold_s_without_a_refresh_buttons_the_heartbeat_timeout() -> None:
+    held = HeldInputs(timeout_s=30.0)  # the largest control.heartbeat_timeout_s
+    held.press(Held(HeldKind.KEY, "KeyQ"), now=0.0)
+    held.press(Held(HeldKind.BUTTON, "left"), now=0.0)
+    assert held.expired(now=0.49) == []
+    assert held.expired(now=0.5) == [Held(HeldKind.KEY, "KeyQ")]
+    assert held.heartbeat([], ["left"], now=0.6) == []
+    assert held.expired(now=30.6) == [Held(HeldKind.BUTTON, "left")]  # refreshed at 0.6
 
 
 def test_heartbeat_releases_at_once_what_the_viewer_no_longer_holds() -> None:
     held = HeldInputs(timeout_s=2.0)
-    held.press(Held(KEY, "ShiftLeft"), now=0.0)
-    held.press(Held(KEY, "KeyA"), now=0.0)
-    assert held.heartbeat(["ShiftLeft"], [], now=0.1) == [Held(KEY, "KeyA")]
-    assert Held(KEY, "ShiftLeft") in held and Held(KEY, "KeyA") not in held
+    held.press(Held(HeldKind.KEY, "ShiftLeft"), now=0.0)
+    held.press(Held(HeldKind.KEY, "KeyA"), now=0.0)
+    assert held.heartbeat(["ShiftLeft"], [], now=0.1) == [Held(HeldKind.KEY, "KeyA")]
+    assert Held(HeldKind.KEY, "ShiftLeft") in held and Held(HeldKind.KEY, "KeyA") not in held
 
 
 def test_heartbeat_does_not_invent_presses() -> None:
@@ -103,8 +110,9 @@ def test_heartbeat_does_not_invent_presses() -> None:
     assert len(held) == 0
 
 
-def _parse(obj: object) -> object:
-    return msg.parse_input(json.dumps(obj).encode())
+def _parse(obj: dict[str, object]) -> object:
+    """Parse ``obj`` as the runner receives it from the reference viewer: numbered, padded."""
+    return msg.parse_input(msg.encode_input(obj, 1))
 
 
 @pytest.mark.parametrize("obj, cls", [
@@ -117,7 +125,7 @@ def _parse(obj: object) -> object:
     ({"t": "held", "keys": ["KeyA"], "buttons": ["left"]}, msg.HeldMsg),
     ({"t": "reset"}, msg.Reset),
 ])
-def test_valid_messages_parse(obj, cls) -> None:
+def test_valid_messages_parse(obj: dict[str, object], cls: type) -> None:
     assert isinstance(_parse(obj), cls)
 
 
@@ -135,9 +143,30 @@ def test_valid_messages_parse(obj, cls) -> None:
     ({"t": "launch_missiles"}, "message"),
     ({"x": 1}, "message"),
 ])
-def test_invalid_messages_name_the_field(obj, where) -> None:
+def test_invalid_messages_name_the_field(obj: dict[str, object], where: str) -> None:
     with pytest.raises(msg.SchemaError, match=f"^{where}:"):
         _parse(obj)
+
+
+@pytest.mark.parametrize("kind", sorted(msg.RELIABLE_KINDS))
+def test_reliable_messages_without_their_ordinal_are_refused(kind: str) -> None:
+    with pytest.raises(msg.SchemaError, match=f"^{kind}.o: Field required"):
+        msg.parse_input(json.dumps({"t": kind}).encode())
+
+
+@pytest.mark.parametrize("message, size", [
+    ({"t": "key", "code": "KeyA", "key": "a", "down": True, "mods": []}, 256),
+    ({"t": "key", "code": "Enter", "key": "Enter", "down": True, "mods": []}, 256),
+    ({"t": "key", "code": "K" * 32, "key": "k" * 32, "down": False, "mods": ["Shift", "Control", "Alt", "Meta",
+                                                                        "AltGraph", "CapsLock"]}, 256),
+    ({"t": "move", "mon": "screen", "x": 0.123456789, "y": 1}, 256),
+    ({"t": "held", "keys": ["K" * 32] * 8, "buttons": []}, 1024),
+    ({"t": "text", "text": "世" * 1024}, 4048),
+])
+def test_input_bodies_are_padded_to_three_sizes(message: dict[str, object], size: int) -> None:
+    body = msg.encode_input(message, 2**53 - 1)
+    assert len(body) == size
+    assert msg.parse_input(body) == msg.parse_input(body.rstrip())
 
 
 @pytest.mark.parametrize("body", [b"\xff\xfe", b"not json", b"[1,2]", b"null", b"[" * 100000])
@@ -157,3 +186,32 @@ def test_clipboard_limit_is_in_utf8_bytes() -> None:
     assert msg.parse_params(msg.ClipboardSetParams, json.dumps({"text": ok}).encode()).text == ok
     with pytest.raises(msg.SchemaError, match="longer than 65536 bytes"):
         msg.parse_params(msg.ClipboardSetParams, json.dumps({"text": ok + "é"}).encode())
+
+
+# --- strict types (issue 17, item 10) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    {"t": "move", "mon": "screen", "x": True, "y": 0.5},
+    {"t": "move", "mon": "screen", "x": 0.5, "y": False},
+    {"t": "button", "button": "left", "down": True, "mon": "screen", "x": True, "y": 0.0},
+    {"t": "wheel", "dx": 0, "dy": True},
+    {"t": "rel", "dx": True, "dy": 0},
+])
+def test_json_booleans_are_never_numbers(body: dict[str, object]) -> None:
+    with pytest.raises(msg.SchemaError):
+        msg.parse_input(json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("body", [
+    b'{"t":"rel","dx":' + b"9" * 5000 + b',"dy":0}',
+    b'{"t":"move","mon":"screen","x":' + b"1" * 5000 + b',"y":0}',
+])
+def test_integers_of_thousands_of_digits_are_a_schema_error(body: bytes) -> None:
+    with pytest.raises(msg.SchemaError, match="a number in the body has more than 20 digits"):
+        msg.parse_input(body)
+
+
+def test_huge_integer_params_are_a_schema_error() -> None:
+    with pytest.raises(msg.SchemaError):
+        msg.parse_params(msg.QualityParams, b'{"bitrate":' + b"7" * 5000 + b"}")

@@ -8,8 +8,7 @@ Xorg with the dummy driver switched to a German keymap.
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 import pytest
 from Xlib import X
@@ -18,22 +17,14 @@ from Xlib import display as xdisplay
 import xorgdummy
 from devstack import ComponentError, Xvfb
 from runner.control import keyboard as kbd
-from runner.control.keyboard import (
-    CHAR,
-    MODIFIER,
-    NAMED,
-    PHYSICAL,
-    SHORTCUT,
-    HostKeymap,
-    KeyboardError,
-    KeyboardInjector,
-    keysym,
-)
-from xrecorder import XRecorder
+from runner.control import keyplan, keytables
+from runner.control.keyboard import KeyboardError, KeyboardInjector
+from runner.control.keyplan import HostKeymap, KeyActionKind
+from runner.control.keysyms import char_keysyms, keysym
+from xrecorder import Event, XRecorder
 
 integration = pytest.mark.integration
 NONE: frozenset[str] = frozenset()
-SETTLE_S = 0.05  # events of one flush reach the recorder together; this covers stragglers
 
 
 # --- pure: tables ---------------------------------------------------------------------------------
@@ -49,7 +40,7 @@ SETTLE_S = 0.05  # events of one flush reach the recorder together; this covers 
     ("AudioVolumeUp", 115), ("BrowserBack", 158),
 ])
 def test_code_to_evdev(code: str, evdev: int) -> None:
-    assert kbd.CODE_TO_EVDEV[code] == evdev
+    assert keytables.CODE_TO_EVDEV[code] == evdev
 
 
 @pytest.mark.parametrize(("key", "name"), [
@@ -59,7 +50,7 @@ def test_code_to_evdev(code: str, evdev: int) -> None:
     ("ScrollLock", "Scroll_Lock"), ("AudioVolumeUp", "XF86AudioRaiseVolume"),
 ])
 def test_key_name_to_keysym(key: str, name: str) -> None:
-    assert kbd.KEY_KEYSYMS[key][0] == keysym(name)
+    assert keytables.KEY_KEYSYMS[key][0] == keysym(name)
 
 
 @pytest.mark.parametrize(("char", "keysyms"), [
@@ -70,7 +61,7 @@ def test_key_name_to_keysym(key: str, name: str) -> None:
     ("世", (0x01004E16,)), ("😀", (0x0101F600,)),
 ])
 def test_char_to_keysyms(char: str, keysyms: tuple[int, ...]) -> None:
-    assert kbd.char_keysyms(char) == keysyms
+    assert char_keysyms(char) == keysyms
 
 
 @pytest.mark.parametrize(("key", "char"), [
@@ -78,36 +69,36 @@ def test_char_to_keysyms(char: str, keysyms: tuple[int, ...]) -> None:
     ("\ud800", None), ("", None), ("ab", None),
 ])
 def test_printable_char(key: str, char: str | None) -> None:
-    assert kbd.printable_char(key) == char
+    assert keyplan.printable_char(key) == char
 
 
 # --- pure: what a key-down asks for ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("code", "key", "mods", "kind", "first_keysym"), [
-    ("KeyA", "a", NONE, CHAR, 0x61),
-    ("KeyY", "z", NONE, CHAR, 0x7A),                                    # German viewer
-    ("KeyQ", "@", frozenset({"AltGraph"}), CHAR, 0x40),
-    ("KeyQ", "@", frozenset({"Control", "Alt", "AltGraph"}), CHAR, 0x40),  # Windows AltGr
-    ("KeyY", "z", frozenset({"Control"}), SHORTCUT, 0x7A),
-    ("KeyA", "A", frozenset({"Control", "Shift"}), SHORTCUT, 0x61),
-    ("Digit2", "2", frozenset({"Alt"}), SHORTCUT, 0x32),
-    ("KeyC", "с", frozenset({"Control"}), PHYSICAL, None),              # Cyrillic viewer
-    ("Enter", "Enter", NONE, NAMED, keysym("Return")),
-    ("ArrowLeft", "ArrowLeft", frozenset({"Shift"}), NAMED, keysym("Left")),
-    ("Numpad1", "1", NONE, PHYSICAL, keysym("KP_End")),
-    ("NumpadEnter", "Enter", NONE, PHYSICAL, keysym("KP_Enter")),
-    ("ShiftRight", "Shift", frozenset({"Shift"}), MODIFIER, keysym("Shift_R")),
-    ("AltRight", "AltGraph", frozenset({"AltGraph"}), MODIFIER, keysym("ISO_Level3_Shift")),
-    ("AltRight", "Alt", frozenset({"Alt"}), MODIFIER, keysym("Alt_R")),
-    ("CapsLock", "CapsLock", NONE, MODIFIER, keysym("Caps_Lock")),
-    ("CapsLock", "Control", frozenset({"Control"}), MODIFIER, keysym("Control_L")),  # remapped
-    ("KeyA", "Unidentified", NONE, PHYSICAL, None),
-    ("Home", "Process", NONE, PHYSICAL, keysym("Home")),
+    ("KeyA", "a", NONE, KeyActionKind.CHAR, 0x61),
+    ("KeyY", "z", NONE, KeyActionKind.CHAR, 0x7A),                                    # German viewer
+    ("KeyQ", "@", frozenset({"AltGraph"}), KeyActionKind.CHAR, 0x40),
+    ("KeyQ", "@", frozenset({"Control", "Alt", "AltGraph"}), KeyActionKind.CHAR, 0x40),  # Windows AltGr
+    ("KeyY", "z", frozenset({"Control"}), KeyActionKind.SHORTCUT, 0x7A),
+    ("KeyA", "A", frozenset({"Control", "Shift"}), KeyActionKind.SHORTCUT, 0x61),
+    ("Digit2", "2", frozenset({"Alt"}), KeyActionKind.SHORTCUT, 0x32),
+    ("KeyC", "с", frozenset({"Control"}), KeyActionKind.PHYSICAL, None),              # Cyrillic viewer
+    ("Enter", "Enter", NONE, KeyActionKind.NAMED, keysym("Return")),
+    ("ArrowLeft", "ArrowLeft", frozenset({"Shift"}), KeyActionKind.NAMED, keysym("Left")),
+    ("Numpad1", "1", NONE, KeyActionKind.PHYSICAL, keysym("KP_End")),
+    ("NumpadEnter", "Enter", NONE, KeyActionKind.PHYSICAL, keysym("KP_Enter")),
+    ("ShiftRight", "Shift", frozenset({"Shift"}), KeyActionKind.MODIFIER, keysym("Shift_R")),
+    ("AltRight", "AltGraph", frozenset({"AltGraph"}), KeyActionKind.MODIFIER, keysym("ISO_Level3_Shift")),
+    ("AltRight", "Alt", frozenset({"Alt"}), KeyActionKind.MODIFIER, keysym("Alt_R")),
+    ("CapsLock", "CapsLock", NONE, KeyActionKind.MODIFIER, keysym("Caps_Lock")),
+    ("CapsLock", "Control", frozenset({"Control"}), KeyActionKind.MODIFIER, keysym("Control_L")),  # remapped
+    ("KeyA", "Unidentified", NONE, KeyActionKind.PHYSICAL, None),
+    ("Home", "Process", NONE, KeyActionKind.PHYSICAL, keysym("Home")),
 ])
-def test_plan_key_down(code: str, key: str, mods: frozenset[str], kind: str,
+def test_plan_key_down(code: str, key: str, mods: frozenset[str], kind: KeyActionKind,
                        first_keysym: int | None) -> None:
-    action = kbd.plan_key_down(code, key, mods)
+    action = keyplan.plan_key_down(code, key, mods)
 
     assert action is not None
     assert action.kind == kind
@@ -115,13 +106,13 @@ def test_plan_key_down(code: str, key: str, mods: frozenset[str], kind: str,
 
 
 def test_dead_keys_are_ignored() -> None:
-    assert kbd.plan_key_down("BracketLeft", "Dead", NONE) is None
+    assert keyplan.plan_key_down("BracketLeft", "Dead", NONE) is None
 
 
 # --- pure: the host keymap ------------------------------------------------------------------------
 
 
-def keymap(keys: dict[int, Iterable[str]], modifier_keycodes: Iterable[int] = ()) -> HostKeymap:
+def keymap(keys: Mapping[int, Iterable[str]], modifier_keycodes: Iterable[int] = ()) -> HostKeymap:
     """A keymap for keycodes 8..255 with ``keys`` (keycode -> keysym names), 7 columns."""
     rows = []
     for keycode in range(8, 256):
@@ -162,7 +153,7 @@ def test_a_letter_key_is_a_case_pair() -> None:
 def test_physical_keys_on_evdev_keycodes() -> None:
     host = keymap(US_LIKE)
 
-    assert host.keycode_set == kbd.EVDEV
+    assert host.keycode_set == keyplan.KeycodeSet.EVDEV
     assert host.physical_keycode("KeyA") == 38
     assert host.physical_keycode("IntlRo") == 97
     assert host.physical_keycode("ArrowLeft") == 113
@@ -172,7 +163,7 @@ def test_physical_keys_on_evdev_keycodes() -> None:
 def test_physical_keys_on_xfree86_keycodes() -> None:
     host = keymap({38: ("a", "A"), 100: ("Left",)})  # an Xorg without input drivers
 
-    assert host.keycode_set == kbd.XFREE86
+    assert host.keycode_set == keyplan.KeycodeSet.XFREE86
     assert host.physical_keycode("KeyA") == 38
     assert host.physical_keycode("ArrowLeft") == 100
     assert host.physical_keycode("ArrowRight") == 102  # not in this keymap: by table
@@ -225,14 +216,19 @@ class Rig:
         assert self.down(code, key, *mods)
         assert self.up(code, key, *mods)
 
+    def settle(self) -> None:
+        """Return once the recorder has every event of what was injected so far."""
+        self.kb.sync()  # the server has processed our requests
+        self.recorder.settle()
+
     def keys(self, until: str) -> list[tuple[str, str]]:
         """("+"/"-", keysym name) of every key event, once a release of ``until`` came."""
         self.recorder.wait_for(lambda e: e["type"] == "key_release" and e["keysym_name"] == until)
-        time.sleep(SETTLE_S)
+        self.settle()
         return [("+" if e["type"] == "key_press" else "-", e["keysym_name"])
                 for e in self.recorder.events() if e["type"].startswith("key_")]
 
-    def presses(self) -> list[dict]:
+    def presses(self) -> list[Event]:
         return [e for e in self.recorder.events() if e["type"] == "key_press"]
 
     def close(self) -> None:
@@ -277,9 +273,9 @@ def test_physical_codes_are_evdev_plus_8_on_xvfb(us_screen: Xvfb) -> None:
         mapping = conn.get_keyboard_mapping(8, 248)
     finally:
         conn.close()
-    wrong = {code: [hex(s) for s in mapping[kbd.CODE_TO_EVDEV[code]][:2]]
-             for code, syms in kbd.CODE_KEYSYMS.items() if code not in other_keysym
-             and not set(syms) & set(mapping[kbd.CODE_TO_EVDEV[code]])}
+    wrong = {code: [hex(s) for s in mapping[keytables.CODE_TO_EVDEV[code]][:2]]
+             for code, syms in keytables.CODE_KEYSYMS.items() if code not in other_keysym
+             and not set(syms) & set(mapping[keytables.CODE_TO_EVDEV[code]])}
 
     assert wrong == {}
 
@@ -328,7 +324,7 @@ def test_e_acute_and_euro_are_typed_on_borrowed_keycodes(us: Rig) -> None:
     assert keys == [("+", "eacute"), ("-", "eacute"), ("+", "EuroSign"), ("-", "EuroSign")]
     assert us.recorder.typed_text() == "é€"
     borrowed = {e["keycode"] for e in us.presses()}
-    assert not borrowed & {kbd.CODE_TO_EVDEV["Quote"] + 8, kbd.CODE_TO_EVDEV["KeyE"] + 8}
+    assert not borrowed & {keytables.CODE_TO_EVDEV["Quote"] + 8, keytables.CODE_TO_EVDEV["KeyE"] + 8}
 
 
 @integration
@@ -528,7 +524,7 @@ def test_the_injector_follows_a_layout_change_on_the_host() -> None:
             rig.keys(until="z")
             subprocess.run(["setxkbmap", "-display", server.display, "de"], check=True, timeout=10)
             rig.tap("KeyY", "z")
-            time.sleep(SETTLE_S)
+            rig.settle()
         finally:
             rig.close()
     assert [e["keycode"] for e in rig.presses()] == [52, 29]

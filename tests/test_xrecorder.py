@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from Xlib import XK, X
@@ -19,7 +19,8 @@ from Xlib.protocol import event as xevent
 import xorgdummy
 import xrecorder
 from devstack import ComponentError, Xvfb
-from xrecorder import XRecorder
+from runner.control.keysyms import keysym_name
+from xrecorder import Event, XRecorder
 
 integration = pytest.mark.integration
 ISO_LEVEL3_SHIFT = 0xFE03
@@ -31,7 +32,7 @@ def xdotool(display: str, *args: str) -> None:
                    env={**os.environ, "DISPLAY": display})
 
 
-def is_press(name: str) -> object:
+def is_press(name: str) -> Callable[[Event], bool]:
     return lambda e: e["type"] == "key_press" and e["keysym_name"] == name
 
 
@@ -137,7 +138,7 @@ def test_altgr_q_on_a_german_keymap_is_at() -> None:
 
 def test_geometry_parses() -> None:
     assert xrecorder.parse_geometry("200x100+50+60") == (200, 100, 50, 60)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="is not WxH"):
         xrecorder.parse_geometry("200x100")
 
 
@@ -153,5 +154,5 @@ def test_keysym_to_char(keysym: int, char: str | None) -> None:
 
 
 def test_keysym_names_are_x_names() -> None:
-    assert [xrecorder.keysym_name(k) for k in (0x40, 0x20AC, 0xFF55, 0xFE03, 0x1004E16)] == [
+    assert [keysym_name(k) for k in (0x40, 0x20AC, 0xFF55, 0xFE03, 0x1004E16)] == [
         "at", "EuroSign", "Prior", "ISO_Level3_Shift", "U4E16"]

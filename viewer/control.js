@@ -15,7 +15,7 @@
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const ENVELOPE_VERSION = 1;
 export const KIND_INPUT = 1; // viewer -> runner, data packet
 export const KIND_PUSH = 2; // runner -> viewer, data packet
@@ -34,6 +34,12 @@ export const MAX_KEY_INDEX = 15;
 export const REPLAY_WINDOW = 64;
 export const MAX_INPUT_ENVELOPE_BYTES = 4096;
 export const HELLO_NONCE_BYTES = 16;
+// Reliable input kinds carry `o`, their number in the session's reliable input (1, 2, 3, ...
+// with no gap); the runner injects them only in that order (docs/protocol.md, "Order").
+export const ORDERED_KINDS = new Set(['button', 'wheel', 'key', 'text', 'held', 'reset']);
+// Input bodies are padded with spaces to the first of these that fits, so the envelope's length
+// does not tell the server which key was pressed (4048: the 4096-byte envelope less header and tag).
+export const INPUT_PAD_SIZES = [256, 1024, MAX_INPUT_ENVELOPE_BYTES - 32 - 16];
 
 const MAX_U64 = (1n << 64n) - 1n;
 const WINDOW_MASK = (1n << BigInt(REPLAY_WINDOW)) - 1n;
@@ -139,6 +145,15 @@ export function fromBase64(text) {
 /** JSON -> UTF-8 bytes. */
 export function encodeJson(value) {
   return textEncoder.encode(JSON.stringify(value));
+}
+
+/** `body` (UTF-8 JSON bytes) padded with spaces to an INPUT_PAD_SIZES size; null if too long. */
+export function padInputBody(body) {
+  const size = INPUT_PAD_SIZES.find((n) => body.length <= n);
+  if (size === undefined) return null;
+  const padded = new Uint8Array(size).fill(0x20);
+  padded.set(body);
+  return padded;
 }
 
 function decodeJsonObject(bytes) {
@@ -400,7 +415,7 @@ export class ControlSession {
     this._keys = []; // [{keyIndex, key: Promise<CryptoKey>}], newest first
     if (previous) this._addKey(previous.passphrase, previous.keyIndex);
     this._addKey(passphrase, keyIndex);
-    this._session = null; // {id, key, keyIndex, seq, window, hello}
+    this._session = null; // {id, key, keyIndex, seq, window, hello, ordinal}
     this._retired = []; // ids of sessions we left; their pushes are dropped without counting
     this._hello = null; // the pending dr.hello of _ready()
     this._opening = new Set(); // every dr.hello in flight (_ready's and setKey's)
@@ -516,16 +531,23 @@ export class ControlSession {
     }
     let body;
     let sender;
+    const ordered = ORDERED_KINDS.has(message.t);
     try {
-      body = encodeJson(message);
+      body = encodeJson(ordered ? { ...message, o: session.ordinal + 1 } : message);
       sender = this._localIdentity();
     } catch (error) {
       return Promise.reject(error);
     }
-    if (HEADER_BYTES + body.length + TAG_BYTES > MAX_INPUT_ENVELOPE_BYTES) {
+    const padded = padInputBody(body);
+    if (padded === null) {
       return Promise.reject(new ControlError('size',
         `input message of ${body.length} bytes exceeds the ${MAX_INPUT_ENVELOPE_BYTES}-byte envelope`));
     }
+    if (ordered) {
+      session.ordinal += 1; // taken only by a message that is sent
+      reliable = true; // a lost one would stop all input until the resync
+    }
+    body = padded;
     const sealing = seal(session.key, {
       kind: KIND_INPUT,
       keyIndex: session.keyIndex,
@@ -700,6 +722,7 @@ export class ControlSession {
     window.accept(header.seq);
     return {
       id: header.session, key, keyIndex: entry.keyIndex, seq: pending.seq, window, hello: result,
+      ordinal: 0,
     };
   }
 
@@ -816,6 +839,11 @@ export class ControlSession {
     const message = decodeJsonObject(opened.body);
     if (!message || typeof message.t !== 'string') return this._reject('schema');
     if (this._session !== session) return undefined; // replaced meanwhile: no longer ours
+    if (message.t === 'resync') {
+      // The runner saw a gap in our reliable input (the server dropped or reordered some): it
+      // injects none until a reset, which releases everything and puts us back in step.
+      this.send({ t: 'reset' }).catch((error) => this._emit('error', error));
+    }
     for (const type of [message.t, '*']) {
       for (const handler of [...(this._pushHandlers.get(type) ?? [])]) {
         try {

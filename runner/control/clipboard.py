@@ -12,7 +12,8 @@ Changes by other clients are noticed through XFixes SelectionNotify (no polling)
 text is read and reported through ``on_change`` only when it differs from the last text reported
 or set by us, so our own ``set_text`` never echoes back.
 
-Texts are capped at ``MAX_CLIPBOARD_BYTES`` of UTF-8 either way. We serve our own text in one
+Texts are capped at ``MAX_CLIPBOARD_BYTES`` of UTF-8 either way (the protocol's limit, from
+runner/control/messages.py). We serve our own text in one
 property when it fits in one X request and with the INCR protocol otherwise; other clients' INCR
 transfers are received too, and past the cap drained and dropped, so the owner is not left
 hanging. Clipboard contents can be secrets (passwords): no log line carries them, only sizes.
@@ -39,11 +40,11 @@ from Xlib.protocol import event as xevent
 from Xlib.protocol import request as xrequest
 from Xlib.protocol import rq
 
+from runner.control.messages import MAX_CLIPBOARD_BYTES
 from runner.logs import get_logger
 
 log = get_logger(__name__)
 
-MAX_CLIPBOARD_BYTES = 256 * 1024
 
 # Waiting beyond a caller's own timeout for the clipboard thread to pick the work up (it may be
 # busy finishing a read for on_change).
@@ -109,7 +110,7 @@ class _Atoms:
     @classmethod
     def intern(cls, display: xdisplay.Display) -> _Atoms:
         def atom(name: str) -> int:
-            return display.intern_atom(name)
+            return int(display.intern_atom(name))
 
         return cls(clipboard=atom("CLIPBOARD"), targets=atom("TARGETS"),
                    timestamp=atom("TIMESTAMP"), utf8_string=atom("UTF8_STRING"),
@@ -140,7 +141,7 @@ class _IncrTransfer:
 @dataclass
 class _Job:
     run: Callable[[], Any]
-    future: Future = field(default_factory=Future)
+    future: Future[Any] = field(default_factory=Future)
 
 
 def _decode(kind: int, data: bytes, atoms: _Atoms) -> str:
@@ -161,8 +162,12 @@ class X11Clipboard:
     (``loop.call_soon_threadsafe``) and do not call back into this object from it.
     """
 
-    def __init__(self, display: str, on_change: Callable[[str], None] | None = None) -> None:
+    def __init__(self, display: str, on_change: Callable[[str], None] | None = None, *,
+                 max_request_bytes: int | None = None) -> None:
+        """``max_request_bytes``: the largest X request we send (default: the server's, about
+        256 KiB); texts that do not fit go out with INCR. Tests lower it to exercise INCR."""
         self.display_name = display
+        self._request_limit = max_request_bytes
         self._on_change = on_change
         try:
             self._display = xdisplay.Display(display)
@@ -204,7 +209,8 @@ class X11Clipboard:
         self._atoms = _Atoms.intern(d)
         self._window = d.screen().root.create_window(
             -10, -10, 1, 1, 0, X.CopyFromParent, event_mask=X.PropertyChangeMask)
-        self._max_request_bytes = d.display.info.max_request_length * 4
+        self._max_request_bytes = min(d.display.info.max_request_length * 4,
+                                      self._request_limit or 1 << 32)
         # (event code, sub-code) of XFixes SetSelectionOwnerNotify; python-xlib clones the event
         # class per display, so isinstance() against xfixes' class does not match.
         self._owner_notify: tuple[int, int] | None = None
@@ -231,10 +237,11 @@ class X11Clipboard:
         except _Closing:
             return None
         try:
-            return job.result(timeout + HANDOFF_SLACK_S)
+            text: str | None = job.result(timeout + HANDOFF_SLACK_S)
         except (_Closing, FutureTimeout):
             job.cancel()
             return None
+        return text
 
     def set_text(self, text: str) -> None:
         """Own CLIPBOARD with ``text`` and serve it until another client takes it over.
@@ -274,7 +281,7 @@ class X11Clipboard:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _submit(self, run: Callable[[], T]) -> Future:
+    def _submit(self, run: Callable[[], T]) -> Future[T]:
         if threading.current_thread() is self._thread:
             raise ClipboardError("X11Clipboard called from its own thread (on_change): "
                                  "hop to another thread first")
@@ -432,7 +439,7 @@ class X11Clipboard:
                 raise
             # Other clients can send us anything (SendEvent); one bad event must not stop us.
             log.warning("clipboard_event_failed", display=self.display_name,
-                        event=type(event).__name__, error=f"{type(exc).__name__}: {exc}")
+                        x_event=type(event).__name__, error=f"{type(exc).__name__}: {exc}")
 
     def _on_x_error(self, err: xerror.XError, request: object) -> None:
         # Asynchronous errors, mostly from requestors that vanished or sent us bogus windows
@@ -450,11 +457,11 @@ class X11Clipboard:
             lambda e: (e.type == X.PropertyNotify and not e.send_event and e.window.id == wid
                        and e.atom == self._atoms.time_probe),
             deadline)
-        return event.time if event is not None else X.CurrentTime
+        return int(event.time) if event is not None else X.CurrentTime
 
     def _owner_is_us(self) -> bool:
         owner = self._display.get_selection_owner(self._atoms.clipboard)
-        return owner != X.NONE and owner.id == self._window.id
+        return bool(owner != X.NONE and owner.id == self._window.id)
 
     # --- taking and serving ------------------------------------------------------------------
 

@@ -16,8 +16,10 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import TypeVar
 
+from runner.control.keyboard import KeyboardInjector
 from runner.control.pointer import clamp_to_bounds, saturate_int16
 from runner.logs import get_logger
 
@@ -30,37 +32,57 @@ WHEEL_UP, WHEEL_DOWN, WHEEL_LEFT, WHEEL_RIGHT = 4, 5, 6, 7
 MAX_WHEEL_STEPS = 64
 
 
+T = TypeVar("T")
+
+
+class InjectError(RuntimeError):
+    """The X input connections cannot be made; the message says why and what to set."""
+
+
+class OpKind(Enum):
+    INPUT = "input"      # in order, dropped only when the queue is full of them
+    MOVE = "move"        # a pointer move: may be coalesced or dropped under pressure
+    RELEASE = "release"  # releases held input: never dropped, runs before any queued input
+    BARRIER = "barrier"  # no X call: tells the event loop everything queued before it has run
+
+
 @dataclass
 class Op:
     """One injection: ``fn`` runs on the injection thread with the X backend."""
 
-    fn: Callable[[XBackend], Any]
-    move: bool = False  # a pointer move: may be coalesced or dropped under pressure
+    fn: Callable[[XBackend], object]
+    kind: OpKind = OpKind.INPUT
+    epoch: int = 0  # INPUT and MOVE run only while the injector is still in this epoch
     enqueued_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def move(self) -> bool:
+        return self.kind is OpKind.MOVE
 
 
 class XBackend:
     """The X connections, created and used on the injection thread only."""
 
     def __init__(self, display: str) -> None:
-        # pynput picks its X display from $DISPLAY when its controllers are created; this
-        # process serves exactly one display, the captured one.
-        os.environ["DISPLAY"] = display
+        # pynput (the mouse) takes no display argument: it connects to $DISPLAY, at import and
+        # in Controller(). The environment is read here, never written (other threads read it),
+        # so it must name the captured display. The keyboard opens ``display`` itself.
+        if os.environ.get("DISPLAY") != display:
+            raise InjectError(f"pointer input needs DISPLAY={display} in the runner's environment "
+                              f"(pynput uses $DISPLAY; it is {os.environ.get('DISPLAY')!r})")
         from pynput.mouse import Button, Controller
 
         self.display = display
         self._Button = Button
         self.mouse = Controller()
-        self._keyboard: Any = None
+        self._keyboard: KeyboardInjector | None = None
         self.bounds: tuple[int, int, int, int] | None = None
         self.buttons_down: set[str] = set()
 
     @property
-    def keyboard(self) -> Any:
+    def keyboard(self) -> KeyboardInjector:
         """The XTEST keyboard injector, opened on first use."""
         if self._keyboard is None:
-            from runner.control.keyboard import KeyboardInjector
-
             self._keyboard = KeyboardInjector(self.display)
         return self._keyboard
 
@@ -107,10 +129,10 @@ class XBackend:
 class Injector:
     """Runs injection operations in order on its own thread; see the module docstring."""
 
-    def __init__(self, display: str, backend_factory: Callable[[str], Any] = XBackend) -> None:
+    def __init__(self, display: str, backend_factory: Callable[[str], XBackend] = XBackend) -> None:
         self.display = display
         self._factory = backend_factory
-        self._backend: Any = None
+        self._backend: XBackend | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="inject")
         self._queue: deque[Op] = deque()
         self._ready = asyncio.Event()
@@ -118,12 +140,39 @@ class Injector:
         self.injected = 0
         self.latencies_s: deque[float] = deque(maxlen=4096)  # enqueue to injected, for the benchmark
         self._failures_logged_at = 0.0
+        # Bumped by revoke(): input queued in an earlier epoch never runs. Written on the event
+        # loop, read on the injection thread (an int: one atomic load).
+        self.epoch = 0
+        self.revoked = 0  # queued operations discarded by revoke()
 
     # --- producer side (event loop) --------------------------------------------------------
-    def submit(self, fn: Callable[[Any], Any], *, move: bool = False) -> bool:
+    def stale(self, epoch: int) -> Callable[[], bool]:
+        """For long operations (a text): True once the injector left ``epoch``; checked between steps."""
+        return lambda: self.epoch != epoch
+
+    def submit_release(self, fn: Callable[[XBackend], object], *, first: bool = True) -> None:
+        """Queue a release: never dropped; ahead of any queued input (after earlier releases), or
+        with ``first`` False after everything queued (input in order, then the release)."""
+        at = len(self._queue)
+        if first:
+            at = next((i for i, op in enumerate(self._queue) if op.kind is not OpKind.RELEASE), at)
+        self._queue.insert(at, Op(fn, OpKind.RELEASE))
+        self._ready.set()
+
+    def revoke(self) -> None:
+        """Control changed hands, the key rotated, view-only came on, or the controller reset: no
+        input queued so far may run, a text being typed stops at its next character, and
+        everything held is released first."""
+        self.epoch += 1
+        kept = deque(op for op in self._queue if op.kind in (OpKind.RELEASE, OpKind.BARRIER))
+        self.revoked += len(self._queue) - len(kept)
+        self._queue = kept
+        self.submit_release(lambda b: b.release_all())
+
+    def submit(self, fn: Callable[[XBackend], object], *, move: bool = False) -> bool:
         """Queue an operation; False when it was dropped (queue full of non-moves)."""
         if move and self._queue and self._queue[-1].move:
-            self._queue[-1] = Op(fn, move=True)  # coalesce: only the newest position matters
+            self._queue[-1] = Op(fn, OpKind.MOVE, self.epoch)  # coalesce: only the newest position matters
             self._ready.set()
             return True
         if len(self._queue) >= QUEUE_LIMIT:
@@ -133,9 +182,25 @@ class Injector:
                 return False
             self._queue.remove(oldest_move)
             self.dropped += 1
-        self._queue.append(Op(fn, move=move))
+        self._queue.append(Op(fn, OpKind.MOVE if move else OpKind.INPUT, self.epoch))
         self._ready.set()
         return True
+
+    async def barrier(self) -> None:
+        """Return once every operation queued before this call has run (or was discarded)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def finish() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def arrived(_: XBackend) -> None:  # injection thread
+            loop.call_soon_threadsafe(finish)
+
+        self._queue.append(Op(arrived, OpKind.BARRIER))
+        self._ready.set()
+        await done
 
     async def run(self) -> None:
         """Consume the queue until cancelled; failures are logged (rate-limited), never fatal."""
@@ -147,11 +212,20 @@ class Injector:
                 op = self._queue.popleft()
                 await loop.run_in_executor(self._pool, self._apply, op)
 
+    def _connected(self) -> XBackend:
+        if self._backend is None:
+            self._backend = self._factory(self.display)
+        return self._backend
+
     def _apply(self, op: Op) -> None:
+        if op.kind is OpKind.BARRIER:
+            op.fn(self._backend)  # type: ignore[arg-type]  # a barrier never touches X
+            return
+        if op.kind is not OpKind.RELEASE and op.epoch != self.epoch:
+            self.revoked += 1  # queued before a revocation that came while it waited
+            return
         try:
-            if self._backend is None:
-                self._backend = self._factory(self.display)
-            op.fn(self._backend)
+            op.fn(self._connected())
             self.injected += 1
             self.latencies_s.append(time.perf_counter() - op.enqueued_at)
         except Exception as exc:  # X gone, keymap trouble: drop this input, reconnect next time
@@ -164,23 +238,22 @@ class Injector:
     def _drop_backend(self) -> None:
         backend, self._backend = self._backend, None
         if backend is not None and backend._keyboard is not None:
-            try:
-                backend._keyboard.close()
-            except Exception:
-                pass
+            backend._keyboard.close()  # never raises
 
-    async def call(self, fn: Callable[[Any], Any]) -> Any:
+    async def call(self, fn: Callable[[XBackend], T]) -> T:
         """Run one function on the injection thread now (bypassing the queue) and return its result."""
-        def run() -> Any:
-            if self._backend is None:
-                self._backend = self._factory(self.display)
-            return fn(self._backend)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(self._connected()))
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+    def _clear(self) -> None:
+        """Drop everything queued; waiting barriers are let through."""
+        for op in self._queue:
+            if op.kind is OpKind.BARRIER:
+                op.fn(self._backend)  # type: ignore[arg-type]  # a barrier never touches X
+        self._queue.clear()
 
     async def release_all(self) -> None:
         """Release every key and button we hold, after dropping queued input."""
-        self._queue.clear()
+        self._clear()
         if self._backend is None:
             return
         try:
@@ -190,7 +263,7 @@ class Injector:
 
     def close(self) -> None:
         """Release everything and stop the thread (blocking; call via asyncio.to_thread)."""
-        self._queue.clear()
+        self._clear()
 
         def shutdown() -> None:
             if self._backend is not None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from runner.media.controls import Region, ScreenLayout
+
 ALL_MONITORS_ID = "all"
 WHEEL_CLAMP_NOTCHES = 16.0
 INT16_MIN, INT16_MAX = -32768, 32767
@@ -29,6 +31,10 @@ class MonitorInfo:
     primary: bool
     index: int
     scale: float = 1.0  # X11 has no per-monitor scale
+
+    @property
+    def region(self) -> Region:
+        return Region(self.x, self.y, self.width, self.height)
 
     def wire(self) -> dict[str, object]:
         out = asdict(self)
@@ -75,26 +81,29 @@ class Layout:
         return left, top, right, bottom
 
 
-def layout_from_mss(monitors: list[dict[str, int]]) -> Layout:
-    """Build a Layout from ``mss.MSS().monitors`` (index 0 = the union of all)."""
-    physical = []
-    for index, m in enumerate(monitors[1:], start=1):
-        output = m.get("output")
-        mid = str(output) if isinstance(output, str) and output else f"monitor-{index}"
+def layout_from_screen(screen: ScreenLayout) -> Layout:
+    """Build a Layout from the monitors the X server reports (index i+1 = ``screen.monitors[i]``).
+
+    A monitor's id is its RandR output name, else ``monitor-<index>``; the union of all is the
+    ``all`` monitor, listed whenever there is not exactly one monitor.
+    """
+    physical: list[MonitorInfo] = []
+    for index, m in enumerate(screen.monitors, start=1):
+        mid = m.output or f"monitor-{index}"
         if any(p.id == mid for p in physical):
             mid = f"{mid}-{index}"
-        name = m.get("name") if isinstance(m.get("name"), str) else mid
-        physical.append(MonitorInfo(mid, str(name), m["left"], m["top"], m["width"], m["height"],
-                                    bool(m.get("is_primary", False)), index))
+        r = m.region
+        physical.append(MonitorInfo(mid, m.name if m.name is not None else mid, r.left, r.top, r.width, r.height,
+                                    m.primary, index))
     if physical and not any(p.primary for p in physical):
         first = physical[0]  # X servers without a primary output: the first one is
         physical[0] = MonitorInfo(first.id, first.name, first.x, first.y, first.width, first.height,
                                   True, first.index)
     result = list(physical)
     if len(physical) != 1:
-        union = monitors[0]
-        result.append(MonitorInfo(ALL_MONITORS_ID, "All monitors", union["left"], union["top"],
-                                  union["width"], union["height"], False, 0))
+        union = screen.union
+        result.append(MonitorInfo(ALL_MONITORS_ID, "All monitors", union.left, union.top,
+                                  union.width, union.height, False, 0))
     return Layout(result)
 
 

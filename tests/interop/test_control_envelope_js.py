@@ -150,7 +150,7 @@ class FakeRunner:
             self.sessions[sid] = {"window": env.ReplayWindow(), "seq": 0}
             self.hellos += 1
             nonce = base64.b64encode(os.urandom(16)).decode() if self.tamper_hello_nonce else params["nonce"]
-            result: dict[str, object] = {"session": f"{sid:016x}", "nonce": nonce, "protocol": 1, "runner": RUNNER,
+            result: dict[str, object] = {"session": f"{sid:016x}", "nonce": nonce, "protocol": 2, "runner": RUNNER,
                       "monitors": MONITORS, "selected": "DUMMY0", "controller": None,
                       "view_only": False, "clipboard": "both", "limits": {}}
             return self._answer(sid, f"dr.hello#{header.seq}", {"ok": True, "result": result})
@@ -180,7 +180,8 @@ class FakeRunner:
         raw = bytes.fromhex(event["payload_hex"])
         header = env.parse_header(raw)
         opened = env.open_envelope(self.key, raw, sender=VIEWER, recipient=RUNNER, context=env.DATA_CONTEXT)
-        self.inputs.append({"header": header, "body": json.loads(opened.body), "reliable": event["reliable"],
+        self.inputs.append({"header": header, "body": json.loads(opened.body), "raw_body": opened.body,
+                            "reliable": event["reliable"],
                             "topic": event["topic"], "destinations": event["destinations"]})
 
 
@@ -366,7 +367,8 @@ def test_session_input_is_sealed_for_the_runner_only(node: NodeHost, runner: Fak
     received = [(i["body"], i["reliable"], i["header"].seq, i["header"].session, i["header"].kind)
                 for i in runner.inputs]
     assert received == [
-        (key, True, 2, sid, env.KIND_INPUT), (move, False, 3, sid, env.KIND_INPUT)]
+        ({**key, "o": 1}, True, 2, sid, env.KIND_INPUT), (move, False, 3, sid, env.KIND_INPUT)]
+    assert [len(i["raw_body"]) for i in runner.inputs] == [256, 256]  # padded (docs/protocol.md)
     assert all(i["topic"] == env.DATA_CONTEXT and i["destinations"] == [RUNNER] for i in runner.inputs)
 
 
