@@ -12,6 +12,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlencode
 
 import pytest
 
@@ -121,11 +122,16 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 
 @pytest.fixture
 def open_viewer(viewer_server: ViewerServer) -> Callable[..., Awaitable[None]]:
-    """``await open_viewer(page, livekit_url, token, passphrase)``: load the viewer page with a
-    link that connects on load, and wait until ``window.viewer`` exists."""
+    """``await open_viewer(page, livekit_url, token, passphrase, runner=None)``: load the viewer
+    page with a link that connects on load, and wait until ``window.viewer`` exists. ``runner``:
+    the identity whose screen the viewer may show (the viewer's default: desktop-runner)."""
 
-    async def open_(page: Page, livekit_url: str, token: str, passphrase: str) -> None:
-        await page.goto(viewer_link(viewer_server.url, livekit_url, token, passphrase))
+    async def open_(page: Page, livekit_url: str, token: str, passphrase: str,
+                    runner: str | None = None) -> None:
+        link = viewer_link(viewer_server.url, livekit_url, token, passphrase)
+        if runner is not None:
+            link += "&" + urlencode({"runner": runner})
+        await page.goto(link)
         await page.wait_for_function("() => window.viewer !== undefined", timeout=10_000)
 
     return open_

@@ -69,6 +69,14 @@ export class Connection {
   control = null;
   joined = false; // connect() succeeded
   closed = false; // close() was called: ignore every event from now on
+  // Evidence for trust.js's screenVerdict, gathered from this room's events:
+  /** @type {Map<string, boolean>} identity -> its frames go through the E2EE worker's decryption */
+  decrypting = new Map();
+  errorPending = false; // a decryption error for the runner, not yet matched to a frame count
+  /** @type {number | null} the shown track's framesDecoded when the last error was seen */
+  framesAtError = null;
+  confirmed = false; // the runner's dr.hello answer named the runner we expect
+  otherRunner = false; // ... or named another one
 
   /**
    * @param {Credentials} credentials

@@ -9,8 +9,7 @@
 //   window.viewer.connect({url, token, passphrase, keyIndex, control, runner}),
 //   window.viewer.disconnect()      (both async; keyIndex defaults to 0; control (default true):
 //                                   request control once the control session is open; runner:
-//                                   the runner's identity, default the participant whose screen
-//                                   is shown)
+//                                   the runner's identity, default 'desktop-runner')
 //   window.viewer.setKey(passphrase, keyIndex)  (async) add or replace the key at keyIndex
 //                                   (0..15) without reconnecting, e.g. after the publisher rotated
 //                                   to a new key index; kept if the viewer joins the room again.
@@ -33,6 +32,9 @@
 // passphrase, keyIndex (the key index of the passphrase, default 0), runner (identity) and
 // control (0: do not request control on connect).
 //
+// Only the runner's video is shown, and only while it is end-to-end encrypted with our key
+// (trust.js says why and how); input is sent only then. state.screen says what is shown.
+//
 // The token and passphrase are never logged or shown; they are removed from the address bar once
 // read, and redacted from any error text before it is displayed. Clipboard text is never put into
 // an error message or a log line.
@@ -47,6 +49,7 @@ import {
 
 import { Connection, checkKeyIndex } from './connection.js';
 import { InputCapture, textChunks } from './input.js';
+import { DEFAULT_RUNNER, screenMessage, screenVerdict } from './trust.js';
 
 /** @typedef {import('./connection.js').Credentials} Credentials */
 /** @typedef {import('./control.js').ControlSession} ControlSession */
@@ -54,6 +57,7 @@ import { InputCapture, textChunks } from './input.js';
 /** @typedef {import('livekit-client').RemoteTrackPublication} RemoteTrackPublication */
 /** @typedef {import('livekit-client').RemoteParticipant} RemoteParticipant */
 /** @typedef {Error & {code?: string}} CodedError */
+/** @typedef {import('./trust.js').Screen} Screen */
 
 const STATS_INTERVAL_MS = 250;
 const CONTROL_STATS_INTERVAL_MS = 2000; // dr.ping and dr.stats
@@ -115,8 +119,13 @@ const state = {
   framesDecoded: 0, // inbound-rtp framesDecoded of the shown video track
   videoWidth: 0,
   videoHeight: 0,
-  publisher: '', // identity of the participant whose video is shown
-  trackEncrypted: false, // the shown track is announced as end-to-end encrypted by its publisher
+  publisher: '', // identity of the participant whose video is attached (the runner)
+  trackEncrypted: false, // that track is announced as end-to-end encrypted by its publisher
+  runner: '', // the identity whose video may be shown and who gets our input
+  /** @type {Screen} what the picture area shows: see trust.js */
+  screen: /** @type {Screen} */ ('idle'),
+  /** @type {string[]} identities whose video was not shown: they are not the runner */
+  ignoredVideo: [],
   control: controlState(), // remote control, see controlState()
 };
 
@@ -245,7 +254,8 @@ class Viewer {
    */
   show(conn, track, publication, participant) {
     conn.shown = { track, publication, participant };
-    track.attach(el.video);
+    conn.framesAtError = null;
+    track.attach(el.video); // hidden until updateScreen() finds it trustworthy
     state.publisher = participant.identity;
     state.trackEncrypted = publication.isEncrypted;
     state.framesDecoded = 0;
@@ -264,18 +274,58 @@ class Viewer {
     render();
   }
 
-  /** Show the first subscribed video track other than `except`.
+  /** Show the runner's first subscribed video track other than `except`; never another
+   * participant's.
    * @param {Connection} conn @param {RemoteTrack | null} [except] */
   showFirstVideo(conn, except = null) {
     if (conn.shown || conn.closed) return;
     for (const participant of conn.room.remoteParticipants.values()) {
       for (const publication of participant.videoTrackPublications.values()) {
-        if (publication.track && publication.track !== except) {
-          this.show(conn, publication.track, publication, participant);
-          return;
+        if (!publication.track || publication.track === except) continue;
+        if (participant.identity !== state.runner) {
+          this.ignoreVideo(participant.identity);
+          continue;
         }
+        this.show(conn, publication.track, publication, participant);
+        return;
       }
     }
+  }
+
+  /** @param {string} identity */
+  ignoreVideo(identity) {
+    if (!state.ignoredVideo.includes(identity)) state.ignoredVideo.push(identity);
+  }
+
+  /** The evidence for trust.js, from the current connection. */
+  evidence() {
+    const conn = this.connection;
+    const shown = conn?.shown;
+    return {
+      connected: Boolean(conn?.joined) && !conn?.closed,
+      track: Boolean(shown),
+      announcedEncrypted: Boolean(shown?.publication.isEncrypted && shown.participant.isEncrypted),
+      decrypting: shown ? conn?.decrypting.get(shown.participant.identity) : undefined,
+      failing: conn?.framesAtError != null && state.framesDecoded <= conn.framesAtError,
+      otherRunner: Boolean(conn?.otherRunner),
+    };
+  }
+
+  /** Decide what the picture area shows; leaving 'shown' releases what we hold on the host
+   * first (the reset goes out while input is still allowed). */
+  updateScreen() {
+    const screen = screenVerdict(this.evidence());
+    if (screen === state.screen) return;
+    if (state.screen === 'shown') input.reset();
+    state.screen = screen;
+  }
+
+  /** Input may go to the host: we control, the picture shown is the runner's (encrypted with our
+   * key) and the runner's dr.hello named the runner we expect. */
+  inputAllowed() {
+    const conn = this.connection;
+    return Boolean(conn?.control && conn.shown && conn.confirmed && state.control.session
+      && state.control.you && state.screen === 'shown');
   }
 
   // --- keys ------------------------------------------------------------------------------------
@@ -314,6 +364,8 @@ class Viewer {
   async connect({ url, token, passphrase, keyIndex = 0, control = true, runner = '' }) {
     Object.assign(state, { encryptionErrors: 0, lastError: '' });
     this.runnerOption = String(runner ?? '').trim();
+    state.runner = this.runnerOption || DEFAULT_RUNNER;
+    state.ignoredVideo = [];
     this.wantControl = control !== false && control !== '0' && control !== 0;
     let index;
     try {
@@ -402,7 +454,11 @@ class Viewer {
         render();
       })
       .on(RoomEvent.TrackSubscribed, (track, publication, participant) => {
-        if (!conn.closed && track.kind === Track.Kind.Video && !conn.shown) {
+        if (conn.closed || track.kind !== Track.Kind.Video) return;
+        if (participant.identity !== state.runner) {
+          this.ignoreVideo(participant.identity); // never attached: see trust.js
+          render();
+        } else if (!conn.shown) {
           this.show(conn, track, publication, participant);
         }
       })
@@ -424,12 +480,14 @@ class Viewer {
       })
       .on(RoomEvent.EncryptionError, (error, participant) => {
         if (conn.closed) return;
+        if (!participant || participant.identity === state.runner) conn.errorPending = true;
         const who = participant?.identity ? `${participant.identity}: ` : '';
         this.reportError(`${who}${error?.message ?? error}`, { encryption: true });
       })
       .on(RoomEvent.ParticipantEncryptionStatusChanged, (enabled, participant) => {
         if (conn.closed) return;
         if (participant === room.localParticipant) state.e2eeEnabled = enabled;
+        else if (participant) conn.decrypting.set(participant.identity, enabled);
         if (conn.shown && participant === conn.shown.participant) {
           state.trackEncrypted = conn.shown.publication.isEncrypted;
         }
@@ -462,15 +520,10 @@ class Viewer {
 
   // --- remote control --------------------------------------------------------------------------
 
-  runner() {
-    return this.runnerOption || state.publisher;
-  }
-
-  /** Open a control session with the runner once it is known and in the room (again after a
-   * rejoin, or when another participant's screen is shown). */
+  /** Open a control session with the runner once it is in the room (again after a rejoin). */
   startControl() {
     const conn = this.connection;
-    const runner = this.runner();
+    const runner = state.runner;
     if (!conn || conn.closed || conn.room.state !== ConnectionState.Connected || !runner) return;
     if (conn.control?.runner === runner) return;
     if (!conn.room.remoteParticipants.has(runner)) return; // ParticipantConnected calls us again
@@ -496,6 +549,19 @@ class Viewer {
   wireControl(session) {
     session.on('session', (hello) => {
       if (session.closed) return;
+      const conn = this.connection;
+      if (conn) {
+        // The answer is sealed by the runner's identity (the envelope's AAD); its own name for
+        // itself must agree, or this is not the runner we were asked to show.
+        conn.confirmed = hello.runner === session.runner;
+        conn.otherRunner = !conn.confirmed;
+      }
+      if (!conn?.confirmed) {
+        this.controlFailed('dr.hello', new Error(
+          `the participant ${session.runner} answers as runner ${JSON.stringify(hello.runner)}`));
+        render();
+        return;
+      }
       const had = state.control.you;
       Object.assign(state.control, {
         session: true,
@@ -600,14 +666,27 @@ class Viewer {
     }
   }
 
+  /** The control session, when input may go to the host (see inputAllowed).
+   * @returns {ControlSession} */
+  requireInput() {
+    const session = this.requireControl();
+    if (state.screen !== 'shown' || !this.connection?.confirmed) {
+      /** @type {CodedError} */
+      const error = new Error(`no input while the runner's picture is not shown (${state.screen})`);
+      error.code = 'not_shown';
+      throw error;
+    }
+    return session;
+  }
+
   /** @param {Record<string, unknown>} message @param {{reliable?: boolean}} [options] */
   async sendInput(message, { reliable = true } = {}) {
-    return this.requireControl().send(message, { reliable });
+    return this.requireInput().send(message, { reliable });
   }
 
   /** @param {string} text */
   async typeText(text) {
-    const session = this.requireControl();
+    const session = this.requireInput();
     for (const chunk of textChunks(text)) await session.send({ t: 'text', text: chunk });
   }
 
@@ -669,6 +748,15 @@ class Viewer {
             state.framesDecoded = stats.framesDecoded ?? 0;
           }
         });
+        // After a decryption error the picture waits for frames decoded after it: with the
+        // runner's frames going through decryption, those decrypted with a key of ours.
+        const conn = this.connection;
+        if (conn?.errorPending) {
+          conn.errorPending = false;
+          conn.framesAtError = state.framesDecoded;
+        } else if (conn?.framesAtError != null && state.framesDecoded > conn.framesAtError) {
+          conn.framesAtError = null;
+        }
       }
       const now = performance.now();
       // Progress = frames decoded into a real picture (after a resume the element can sit at 2x2
@@ -703,11 +791,13 @@ const canvas = document.createElement('canvas');
 const context = /** @type {CanvasRenderingContext2D} */ (
   canvas.getContext('2d', { willReadFrequently: true }));
 
-/** [[r, g, b], ...] of the current frame at normalized [x, y] points; null before a frame.
+/** [[r, g, b], ...] of the current frame at normalized [x, y] points; null before a frame and
+ * whenever no picture is shown (state.screen is not 'shown').
  * @param {Array<[number, number]>} points */
 function samplePixels(points) {
   const { videoWidth: w, videoHeight: h } = el.video;
-  if (!viewer.shown || !w || !h || el.video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA) {
+  if (state.screen !== 'shown' || !w || !h
+      || el.video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA) {
     return null;
   }
   if (canvas.width !== w || canvas.height !== h) {
@@ -744,6 +834,7 @@ function setChip(node, text, level) {
 }
 
 function render() {
+  viewer.updateScreen();
   setChip(el.connectionState, state.state, LEVELS[state.state] ?? 'idle');
   const live = state.state === 'connected';
   setChip(el.encryptionState, state.e2eeEnabled ? 'on' : 'off',
@@ -756,11 +847,13 @@ function render() {
   setChip(el.errorCount, String(state.encryptionErrors), state.encryptionErrors ? 'bad' : 'idle');
   el.lastError.textContent = state.lastError || 'None.';
   el.lastError.classList.toggle('muted', !state.lastError);
-  const { shown } = viewer;
-  el.placeholder.hidden = Boolean(shown && state.videoWidth);
-  el.placeholder.textContent = shown && state.encryptionErrors && !state.framesDecoded
-    ? 'The screen cannot be decrypted: check the passphrase.'
-    : 'No screen yet.';
+  const showing = state.screen === 'shown';
+  el.video.dataset.shown = showing ? 'yes' : 'no';
+  el.placeholder.hidden = showing && state.videoWidth > 0;
+  const ignored = state.screen === 'waiting' && state.ignoredVideo.length
+    ? ` (Not shown, not the host: ${state.ignoredVideo.join(', ')}.)` : '';
+  el.placeholder.textContent = (screenMessage(state.screen, state.runner) || 'No screen yet.')
+    + ignored;
   const busy = viewer.connection !== null || viewer.rejoinTimer !== null;
   el.connect.disabled = busy;
   el.disconnect.disabled = !busy;
@@ -834,8 +927,7 @@ const input = new InputCapture({
   stage: el.stage,
   video: el.video,
   send: (message, options) => viewer.requireControl().send(message, options),
-  isActive: () => Boolean(viewer.control && viewer.shown && state.control.session
-    && state.control.you),
+  isActive: () => viewer.inputAllowed(),
   monitor: () => state.control.selected,
   onError: (error, type) => viewer.controlFailed(`input (${type})`, error),
   onLockChange: (locked) => {
