@@ -12,7 +12,6 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
-from urllib.parse import urlencode
 
 import pytest
 
@@ -23,7 +22,7 @@ from realenv import (
     LiveKitServer,
     ViewerServer,
     Xvfb,
-    viewer_link,
+    viewer_address,
 )
 
 if TYPE_CHECKING:
@@ -122,17 +121,18 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 
 @pytest.fixture
 def open_viewer(viewer_server: ViewerServer) -> Callable[..., Awaitable[None]]:
-    """``await open_viewer(page, livekit_url, token, passphrase, runner=None)``: load the viewer
-    page with a link that connects on load, and wait until ``window.viewer`` exists. ``runner``:
-    the identity whose screen the viewer may show (the viewer's default: desktop-runner)."""
+    """``await open_viewer(page, livekit_url, token, passphrase, runner=None)``: use the viewer as
+    a user does: open the link without secrets (``viewer_address``), paste the token and the
+    passphrase, press Connect. ``runner``: the identity whose screen the viewer may show (the
+    viewer's default: desktop-runner)."""
 
     async def open_(page: Page, livekit_url: str, token: str, passphrase: str,
                     runner: str | None = None) -> None:
-        link = viewer_link(viewer_server.url, livekit_url, token, passphrase)
-        if runner is not None:
-            link += "&" + urlencode({"runner": runner})
-        await page.goto(link)
+        await page.goto(viewer_address(viewer_server.url, livekit_url, runner))
         await page.wait_for_function("() => window.viewer !== undefined", timeout=10_000)
+        await page.fill("#token", token)
+        await page.fill("#passphrase", passphrase)
+        await page.click("#connect")
 
     return open_
 

@@ -26,6 +26,7 @@ from devstack import (  # noqa: E402
     mint_token,
     paint,
     parse_color,
+    viewer_address,
     viewer_link,
 )
 
@@ -49,6 +50,7 @@ __all__ = [
     "quadrant_colours",
     "sample_pixels",
     "until",
+    "viewer_address",
     "viewer_link",
     "viewer_state",
     "wait_for_picture",

@@ -28,15 +28,17 @@
 //   window.viewer.typeText(text), .selectMonitor(id), .requestControl(), .releaseControl()
 //                                   (async)
 //
-// Link parameters (query or fragment; the fragment is never sent to a server): url, token,
-// passphrase, keyIndex (the key index of the passphrase, default 0), runner (identity) and
-// control (0: do not request control on connect).
+// Link parameters (link.js): url, runner (identity), keyIndex (the key index of the passphrase,
+// default 0) and control (0: do not request control on connect), in the fragment or the query.
+// The token and the passphrase are pasted into the form: a link that carries them leaves them in
+// the browser's history. Opt-in for tests and tools: in the fragment (then the page shows a
+// warning); never from the query.
 //
 // Only the runner's video is shown, and only while it is end-to-end encrypted with our key
 // (trust.js says why and how); input is sent only then. state.screen says what is shown.
 //
-// The token and passphrase are never logged or shown; they are removed from the address bar once
-// read, and redacted from any error text before it is displayed. Clipboard text is never put into
+// The token and passphrase are never logged or shown; a link's are removed from the address bar
+// once read, and they are redacted from any error text before it is displayed. Clipboard text is never put into
 // an error message or a log line.
 import {
   ConnectionState,
@@ -49,6 +51,7 @@ import {
 
 import { Connection, checkKeyIndex } from './connection.js';
 import { InputCapture, textChunks } from './input.js';
+import { parseLink } from './link.js';
 import { DEFAULT_RUNNER, screenMessage, screenVerdict } from './trust.js';
 
 /** @typedef {import('./connection.js').Credentials} Credentials */
@@ -174,6 +177,7 @@ const el = {
   clipboardGet: byId('clipboard-get', HTMLButtonElement),
   clipboardHost: byId('clipboard-host', HTMLElement),
   controlStats: byId('control-stats', HTMLElement),
+  linkWarning: byId('link-warning', HTMLElement),
 };
 
 setLogLevel(LogLevel.warn);
@@ -936,30 +940,24 @@ const input = new InputCapture({
   },
 });
 
-/** url, token, passphrase, keyIndex, runner and control from the query and the fragment (the
- * fragment wins: browsers never send it to a server). */
-function readLinkParameters() {
-  const query = new URLSearchParams(location.search);
-  const fragment = new URLSearchParams(location.hash.slice(1));
-  /** @param {string} name */
-  const pick = (name) => fragment.get(name) ?? query.get(name) ?? '';
-  const params = {
-    url: pick('url'),
-    token: pick('token'),
-    passphrase: pick('passphrase'),
-    keyIndex: pick('keyIndex') || '0',
-    runner: pick('runner'),
-    control: pick('control') !== '0',
-  };
-  // Keep only what is not secret in the address bar, so secrets stay out of history and
-  // screenshots.
-  const kept = new URLSearchParams();
-  if (params.url) kept.set('url', params.url);
-  if (params.runner) kept.set('runner', params.runner);
-  if (!params.control) kept.set('control', '0');
-  const keep = kept.toString() ? `?${kept}` : '';
-  history.replaceState(null, '', `${location.pathname}${keep}`);
-  return params;
+/** The link's parameters (link.js); secrets from the fragment are used with a warning, secrets
+ * in the query refused. The address bar keeps the public parameters only (in the fragment). */
+function readLink() {
+  const link = parseLink(location.search, location.hash);
+  history.replaceState(null, '', `${location.pathname}${link.cleanHash}`);
+  const warnings = [];
+  if (link.secretsInQuery.length) {
+    warnings.push(`This link carried the ${link.secretsInQuery.join(' and ')} in its query, which is `
+      + "sent to the viewer's web server: ignored. Paste them into the form instead.");
+  }
+  if (link.secretsInFragment.length) {
+    warnings.push(`This link carried the ${link.secretsInFragment.join(' and ')}: your browser's `
+      + 'history keeps them, even though the address bar no longer shows them. Use links without '
+      + 'secrets and paste the token and the passphrase.');
+  }
+  el.linkWarning.textContent = warnings.join(' ');
+  el.linkWarning.hidden = warnings.length === 0;
+  return link;
 }
 
 function formValues() {
@@ -1019,7 +1017,7 @@ el.clipboardGet.addEventListener('click', () => {
 });
 input.attach();
 
-const link = readLinkParameters();
+const link = readLink();
 el.url.value = link.url;
 el.token.value = link.token;
 el.passphrase.value = link.passphrase;
