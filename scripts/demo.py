@@ -106,7 +106,7 @@ def run_scene() -> None:
     root.mainloop()
 
 
-def start_scene(display: str) -> subprocess.Popen | None:
+def start_scene(display: str) -> subprocess.Popen[bytes] | None:
     try:
         import tkinter  # noqa: F401
     except ImportError:
@@ -205,7 +205,7 @@ def watch(runner: Runner, stop: threading.Event) -> None:
             return
 
 
-def _stop_process(proc: subprocess.Popen) -> None:
+def _stop_process(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:

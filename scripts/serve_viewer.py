@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     server = ThreadingHTTPServer((args.host, port), ViewerHandler)
     server.daemon_threads = True
     host, bound_port = server.server_address[:2]
+    if isinstance(host, bytes):  # AF_UNIX only; typeshed allows it
+        host = host.decode()
     print(f"http://{host}:{bound_port}/", flush=True)
     try:
         server.serve_forever()

@@ -64,9 +64,10 @@ def profile_files_holding(profile: Path, secret: str) -> list[str]:
     return hits
 
 
-async def use_viewer(profile: Path, address: str, *, paste: tuple[str, str] | None) -> None:
+async def use_viewer(profile: Path, address: str, *, paste: tuple[str, str] | None) -> str:
     """Chromium with a persistent profile: open ``address``, paste token and passphrase when
-    given (else the address connects by itself), see the picture, close the browser."""
+    given (else the address connects by itself), see the picture, close the browser. Returns the
+    page's link warning ('' when none is shown)."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -76,6 +77,8 @@ async def use_viewer(profile: Path, address: str, *, paste: tuple[str, str] | No
             page = context.pages[0] if context.pages else await context.new_page()
             await page.goto(address)
             await page.wait_for_function("() => window.viewer !== undefined", timeout=10_000)
+            warning = await page.inner_text("#link-warning") \
+                if await page.is_visible("#link-warning") else ""
             if paste is not None:
                 token, passphrase = paste
                 await page.fill("#token", token)
@@ -93,6 +96,7 @@ async def use_viewer(profile: Path, address: str, *, paste: tuple[str, str] | No
             await asyncio.sleep(1)
         finally:
             await context.close()
+    return warning
 
 
 async def test_the_viewer_as_the_demo_tells_leaves_no_secret_in_the_browser_profile(
@@ -103,8 +107,9 @@ async def test_the_viewer_as_the_demo_tells_leaves_no_secret_in_the_browser_prof
     async with SdkScreenPublisher(livekit_server.url,
                                   mint_token(key, secret, room_name, RUNNER_IDENTITY, publish=True),
                                   PASSPHRASE, COLOUR):
-        await use_viewer(profile, viewer_address(viewer_server.url, livekit_server.url),
-                         paste=(token, PASSPHRASE))
+        warning = await use_viewer(profile, viewer_address(viewer_server.url, livekit_server.url),
+                                   paste=(token, PASSPHRASE))
+    assert warning == ""
 
     urls = history_urls(profile)
     assert any(url.startswith(viewer_server.url) for url in urls), urls  # the visit was recorded
@@ -125,8 +130,9 @@ async def test_a_link_with_the_secrets_leaves_them_in_the_profile_which_is_why_i
     async with SdkScreenPublisher(livekit_server.url,
                                   mint_token(key, secret, room_name, RUNNER_IDENTITY, publish=True),
                                   PASSPHRASE, COLOUR):
-        await use_viewer(profile, viewer_link(viewer_server.url, livekit_server.url, token,
-                                              PASSPHRASE), paste=None)
+        warning = await use_viewer(profile, viewer_link(viewer_server.url, livekit_server.url,
+                                                        token, PASSPHRASE), paste=None)
+    assert "carried the token and passphrase: your browser's history keeps them" in warning
 
     assert any(token in url for url in history_urls(profile))
     leaked = profile_files_holding(profile, PASSPHRASE)

@@ -9,7 +9,9 @@
 // DEFAULT_RUNNER, the runner's default livekit.identity) and is confirmed by its dr.hello answer;
 // "encrypted with our key" means the E2EE worker decrypts that participant's frames (every frame
 // that does not decrypt with a key of ours is dropped) and frames keep decoding after any
-// decryption error.
+// decryption error. (The one exception livekit-client makes: frames ending in the server's SIF
+// trailer pass undecrypted, but only when they are its fixed 2x2 H.264 / 8x8 VP8 black key frames,
+// so a server can blank the picture, not draw one.)
 
 /** The runner's default identity (runner/config.py, livekit.identity). */
 export const DEFAULT_RUNNER = 'desktop-runner';

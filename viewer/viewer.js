@@ -5,7 +5,8 @@
 // For tests and tools it exposes window.viewer:
 //   window.viewer.state            live object, refreshed every STATS_INTERVAL_MS (see `state`)
 //   window.viewer.samplePixels(pts) [[r, g, b], ...] at normalized [x, y] points of the current
-//                                   video frame, or null before the first frame
+//                                   video frame, or null before the first frame and whenever
+//                                   no picture is shown (state.screen is not 'shown')
 //   window.viewer.connect({url, token, passphrase, keyIndex, control, runner}),
 //   window.viewer.disconnect()      (both async; keyIndex defaults to 0; control (default true):
 //                                   request control once the control session is open; runner:
@@ -26,7 +27,8 @@
 //   window.viewer.call(method, params)  sealed RPC; resolves to the result, or rejects with an
 //                                   Error whose .code is the runner's error code
 //   window.viewer.typeText(text), .selectMonitor(id), .requestControl(), .releaseControl()
-//                                   (async)
+//                                   (async; sendInput and typeText reject with code
+//                                   'not_shown' while the runner's picture is not shown)
 //
 // Link parameters (link.js): url, runner (identity), keyIndex (the key index of the passphrase,
 // default 0) and control (0: do not request control on connect), in the fragment or the query.
@@ -38,8 +40,8 @@
 // (trust.js says why and how); input is sent only then. state.screen says what is shown.
 //
 // The token and passphrase are never logged or shown; a link's are removed from the address bar
-// once read, and they are redacted from any error text before it is displayed. Clipboard text is never put into
-// an error message or a log line.
+// once read, and they are redacted from any error text before it is displayed. Clipboard text is
+// never put into an error message or a log line.
 import {
   ConnectionState,
   DisconnectReason,
@@ -946,14 +948,17 @@ function readLink() {
   const link = parseLink(location.search, location.hash);
   history.replaceState(null, '', `${location.pathname}${link.cleanHash}`);
   const warnings = [];
+  /** @param {string[]} names */
+  const them = (names) => (names.length > 1 ? 'them' : 'it');
   if (link.secretsInQuery.length) {
     warnings.push(`This link carried the ${link.secretsInQuery.join(' and ')} in its query, which is `
-      + "sent to the viewer's web server: ignored. Paste them into the form instead.");
+      + `sent to the viewer's web server: ignored. Paste ${them(link.secretsInQuery)} into the form `
+      + 'instead.');
   }
   if (link.secretsInFragment.length) {
     warnings.push(`This link carried the ${link.secretsInFragment.join(' and ')}: your browser's `
-      + 'history keeps them, even though the address bar no longer shows them. Use links without '
-      + 'secrets and paste the token and the passphrase.');
+      + `history keeps ${them(link.secretsInFragment)}, even though the address bar no longer `
+      + 'shows it. Use links without secrets and paste the token and the passphrase.');
   }
   el.linkWarning.textContent = warnings.join(' ');
   el.linkWarning.hidden = warnings.length === 0;
