@@ -119,5 +119,6 @@ async def test_viewer_never_shows_an_unencrypted_screen_under_the_runners_identi
         state = await viewer_state(page)
         assert state["screen"] == "unencrypted", state
         assert state["trackEncrypted"] is False
+        assert (state["videoWidth"], state["videoHeight"]) == (0, 0)  # no picture, not even its size
         assert state["control"]["you"] is False
         assert "not encrypted" in await page.inner_text("#placeholder")

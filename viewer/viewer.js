@@ -122,7 +122,7 @@ const state = {
   encryptionErrors: 0, // RoomEvent.EncryptionError count (livekit-client throttles: <= 1/s, 5/min)
   lastError: '', // the latest error of any kind, secrets redacted
   framesDecoded: 0, // inbound-rtp framesDecoded of the shown video track
-  videoWidth: 0,
+  videoWidth: 0, // of the picture shown; 0 while none is
   videoHeight: 0,
   publisher: '', // identity of the participant whose video is attached (the runner)
   trackEncrypted: false, // that track is announced as end-to-end encrypted by its publisher
@@ -778,8 +778,11 @@ class Viewer {
         this.reportError('video stalled; joining again');
         this.join(this.credentials, { retrying: true }).catch(() => {});
       }
-      state.videoWidth = shown ? el.video.videoWidth : 0;
-      state.videoHeight = shown ? el.video.videoHeight : 0;
+      // The size of the picture shown: none while it is hidden (trust.js).
+      this.updateScreen();
+      const showing = shown && state.screen === 'shown';
+      state.videoWidth = showing ? el.video.videoWidth : 0;
+      state.videoHeight = showing ? el.video.videoHeight : 0;
       const room = this.room;
       if (room) state.e2eeEnabled = room.isE2EEEnabled;
     } catch (error) {
