@@ -12,7 +12,6 @@
 import {
   ControlError,
   DATA_TOPIC,
-  HEADER_BYTES,
   HELLO_NONCE_BYTES,
   KIND_INPUT,
   KIND_PUSH,
