@@ -125,6 +125,8 @@ async def test_wrong_passphrase_reports_errors_and_never_shows_the_picture(
         await asyncio.sleep(0.2)
     final = await wait_for_viewer(page, lambda s: True, timeout=1, what="state")
     assert final["framesDecoded"] == 0
+    assert final["screen"] == "undecryptable"
+    assert "cannot be decrypted" in await page.inner_text("#placeholder")
 
 
 async def test_odd_sized_screen_is_cropped_to_even_and_shown(

@@ -107,6 +107,7 @@ async def test_viewer_with_a_wrong_passphrase_reports_errors_and_shows_no_pictur
         final = await viewer_state(page)
 
     assert final["framesDecoded"] == 0
+    assert final["screen"] == "undecryptable"
 
 
 async def test_viewer_keeps_token_and_passphrase_out_of_the_address_bar_and_the_page(
