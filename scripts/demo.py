@@ -2,10 +2,16 @@
 
 Starts a LiveKit server (loopback only, a fresh API secret), a 1920x1080 virtual screen with a test
 pattern and a moving clock when ``$DISPLAY`` is not set (else shares the existing display as it is),
-the runner (``python -m runner``) and the viewer page server. Prints the viewer link and the
-passphrase, both new for every demo. Ctrl-C or SIGTERM stops everything.
+the runner (``python -m runner``) and the viewer page server. Prints the viewer link (no secret
+in it), then the token and the passphrase to paste into the page, both new for every demo. Ctrl-C
+or SIGTERM stops everything.
 
     .venv/bin/python scripts/demo.py [--room desktop] [--size 1920x1080] [--viewer-port 0]
+                                     [--link-with-secrets]
+
+A browser keeps every address it opens in its profile (history, session restore), so the link
+carries no secret unless ``--link-with-secrets`` asks for one that connects by itself (the token
+and passphrase in its fragment; the page and this script warn).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from devstack import (
     Xvfb,
     mint_token,
     paint,
+    viewer_address,
     viewer_link,
 )
 
@@ -53,6 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="virtual screen size when $DISPLAY is unset (default 1920x1080)")
     parser.add_argument("--viewer-port", type=int, default=0,
                         help="viewer page port (default: a free one)")
+    parser.add_argument("--link-with-secrets", action="store_true",
+                        help="print a link that connects by itself, token and passphrase in it "
+                             "(they stay in the browser's history)")
     parser.add_argument("--scene", action="store_true", help=argparse.SUPPRESS)  # internal
     return parser.parse_args(argv)
 
@@ -96,7 +106,7 @@ def run_scene() -> None:
     root.mainloop()
 
 
-def start_scene(display: str) -> subprocess.Popen | None:
+def start_scene(display: str) -> subprocess.Popen[bytes] | None:
     try:
         import tkinter  # noqa: F401
     except ImportError:
@@ -151,9 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         viewer_token = mint_token(server.api_key, server.api_secret, args.room,
                                   f"viewer-{secrets.token_hex(3)}")
 
-        link = viewer_link(viewer.url, server.url, viewer_token, passphrase)
-        print(f"\nOpen the viewer:\n\n  {link}\n")
-        print(f"E2EE passphrase: {passphrase}")
+        print_instructions(viewer.url, server.url, viewer_token, passphrase,
+                           with_secrets=args.link_with_secrets)
         print(f"LiveKit server:  {server.url}  (log {server.log_path})")
         print(f"Screen:          DISPLAY={display}")
         print(f"Runner log:      {runner.log_path}")
@@ -162,6 +171,23 @@ def main(argv: list[str] | None = None) -> int:
         watch(runner, stop)
         print("\ndemo: stopping", flush=True)
     return 0
+
+
+def print_instructions(viewer_url: str, livekit_url: str, token: str, passphrase: str, *,
+                       with_secrets: bool) -> None:
+    """How to open the viewer: a link without secrets and the two secrets to paste, or (opt-in)
+    a link that carries them."""
+    if with_secrets:
+        print("\nOpen the viewer (it connects by itself):\n\n"
+              f"  {viewer_link(viewer_url, livekit_url, token, passphrase)}\n\n"
+              "WARNING: this link carries the token and the passphrase; your browser's history now\n"
+              "keeps them. Without --link-with-secrets the link has none and you paste them.\n")
+        return
+    print(f"\nOpen the viewer:\n\n  {viewer_address(viewer_url, livekit_url)}\n\n"
+          "then paste into the page's form and press Connect:\n\n"
+          f"  Token:       {token}\n"
+          f"  Passphrase:  {passphrase}\n\n"
+          "(Neither is in the link: a browser keeps every address it opens in its history.)\n")
 
 
 def watch(runner: Runner, stop: threading.Event) -> None:
@@ -179,7 +205,7 @@ def watch(runner: Runner, stop: threading.Event) -> None:
             return
 
 
-def _stop_process(proc: subprocess.Popen) -> None:
+def _stop_process(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:

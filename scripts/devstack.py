@@ -491,16 +491,27 @@ class ViewerServer(_ManagedProcess):
             self._proc.stdout.close()
 
 
-def viewer_link(viewer_url: str, livekit_url: str, token: str, passphrase: str) -> str:
-    """The viewer URL that connects on load: url and token in the query, passphrase in the fragment.
+def viewer_address(viewer_url: str, livekit_url: str, runner: str | None = None) -> str:
+    """The viewer link a user is given: no secret in it, only the LiveKit URL (and the runner's
+    identity) in the fragment; the user pastes the token and the passphrase into the page.
 
-    The fragment never reaches a server; the viewer removes all three from the address bar.
+    A browser keeps every address it loads in its profile (History, Sessions, ukm), so a link with
+    a secret leaves the secret there (viewer/link.js).
     """
     from urllib.parse import urlencode
 
-    query = urlencode({"url": livekit_url, "token": token})
-    fragment = urlencode({"passphrase": passphrase})
-    return f"{viewer_url}?{query}#{fragment}"
+    params = {"url": livekit_url, **({"runner": runner} if runner else {})}
+    return f"{viewer_url}#{urlencode(params)}"
+
+
+def viewer_link(viewer_url: str, livekit_url: str, token: str, passphrase: str) -> str:
+    """A viewer link that connects on load, for tests and tools (opt-in): url, token and passphrase
+    in the fragment, which never reaches a server. The browser's history keeps them all the same,
+    so the page shows a warning; give users ``viewer_address`` and the secrets apart.
+    """
+    from urllib.parse import urlencode
+
+    return f"{viewer_url}#{urlencode({'url': livekit_url, 'token': token, 'passphrase': passphrase})}"
 
 
 # --- runner ---------------------------------------------------------------------------------------

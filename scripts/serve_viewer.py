@@ -12,6 +12,9 @@ picks a free port. The first line on stdout is the viewer's URL.
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import re
 import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,14 +40,28 @@ MIME_TYPES = {
     ".ico": "image/x-icon",
 }
 
-# The page talks to the LiveKit server (any ws/wss/http/https origin, given at run time) and to
-# nothing else; the E2EE worker is a same-origin module.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; worker-src 'self'; style-src 'self'; "
-    "img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
-    "connect-src 'self' ws: wss: http: https:; frame-ancestors 'none'; base-uri 'none'; "
-    "form-action 'self'"
-)
+IMPORT_MAP = re.compile(r'<script type="importmap">(.*?)</script>', re.DOTALL)
+
+
+def import_map_hash(html: str) -> str:
+    """The CSP source of index.html's inline import map: 'sha256-<base64>' of its exact text."""
+    found = IMPORT_MAP.search(html)
+    if found is None:
+        raise ValueError("viewer/index.html has no <script type=\"importmap\">")
+    digest = hashlib.sha256(found.group(1).encode()).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
+
+
+def content_security_policy(html: str) -> str:
+    """The page talks to the LiveKit server (any ws/wss/http/https origin, given at run time) and
+    to nothing else; the E2EE worker is a same-origin module; the only inline script is the import
+    map, allowed by its hash (an import map cannot be an external file in Chromium)."""
+    return (
+        f"default-src 'self'; script-src 'self' {import_map_hash(html)}; worker-src 'self'; "
+        "style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+        "connect-src 'self' ws: wss: http: https:; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'self'"
+    )
 
 
 def resolve(url_path: str) -> Path | None:
@@ -85,7 +102,8 @@ class ViewerHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", MIME_TYPES[file.suffix])
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
-        self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        self.send_header("Content-Security-Policy", content_security_policy(
+            (VIEWER_DIR / "index.html").read_text(encoding="utf-8")))
         # The query string may carry a token: never hand it on in a Referer.
         self.send_header("Referrer-Policy", "no-referrer")
         self.send_header("X-Content-Type-Options", "nosniff")
@@ -117,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     server = ThreadingHTTPServer((args.host, port), ViewerHandler)
     server.daemon_threads = True
     host, bound_port = server.server_address[:2]
+    if isinstance(host, bytes):  # AF_UNIX only; typeshed allows it
+        host = host.decode()
     print(f"http://{host}:{bound_port}/", flush=True)
     try:
         server.serve_forever()

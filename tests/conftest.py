@@ -22,7 +22,7 @@ from realenv import (
     LiveKitServer,
     ViewerServer,
     Xvfb,
-    viewer_link,
+    viewer_address,
 )
 
 if TYPE_CHECKING:
@@ -121,12 +121,18 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 
 @pytest.fixture
 def open_viewer(viewer_server: ViewerServer) -> Callable[..., Awaitable[None]]:
-    """``await open_viewer(page, livekit_url, token, passphrase)``: load the viewer page with a
-    link that connects on load, and wait until ``window.viewer`` exists."""
+    """``await open_viewer(page, livekit_url, token, passphrase, runner=None)``: use the viewer as
+    a user does: open the link without secrets (``viewer_address``), paste the token and the
+    passphrase, press Connect. ``runner``: the identity whose screen the viewer may show (the
+    viewer's default: desktop-runner)."""
 
-    async def open_(page: Page, livekit_url: str, token: str, passphrase: str) -> None:
-        await page.goto(viewer_link(viewer_server.url, livekit_url, token, passphrase))
+    async def open_(page: Page, livekit_url: str, token: str, passphrase: str,
+                    runner: str | None = None) -> None:
+        await page.goto(viewer_address(viewer_server.url, livekit_url, runner))
         await page.wait_for_function("() => window.viewer !== undefined", timeout=10_000)
+        await page.fill("#token", token)
+        await page.fill("#passphrase", passphrase)
+        await page.click("#connect")
 
     return open_
 

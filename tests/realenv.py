@@ -26,6 +26,7 @@ from devstack import (  # noqa: E402
     mint_token,
     paint,
     parse_color,
+    viewer_address,
     viewer_link,
 )
 
@@ -49,6 +50,7 @@ __all__ = [
     "quadrant_colours",
     "sample_pixels",
     "until",
+    "viewer_address",
     "viewer_link",
     "viewer_state",
     "wait_for_picture",
@@ -79,7 +81,7 @@ VIEWER_POLL_S = 0.1
 def color_close(actual: Rgb | list[int] | None, expected: Rgb,
                 tolerance: int = COLOR_TOLERANCE) -> bool:
     """True when every channel of ``actual`` is within ``tolerance`` of ``expected``."""
-    return actual is not None and all(abs(a - e) <= tolerance for a, e in zip(actual, expected))
+    return actual is not None and all(abs(a - e) <= tolerance for a, e in zip(actual, expected, strict=True))
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -139,7 +141,7 @@ async def wait_for_picture(page: Any, expected: list, *, timeout: float, what: s
     pixels = None
     while time.monotonic() - started < timeout:
         pixels = await sample_pixels(page, points)
-        if pixels and all(color_close(p, e, tolerance) for p, e in zip(pixels, expected)):
+        if pixels and all(color_close(p, e, tolerance) for p, e in zip(pixels, expected, strict=True)):
             return time.monotonic() - started
         await asyncio.sleep(0.03)
     state = await viewer_state(page)
@@ -150,13 +152,15 @@ async def wait_for_picture(page: Any, expected: list, *, timeout: float, what: s
 
 
 class SdkScreenPublisher:
-    """Joins a room with the LiveKit SDK and publishes a solid-colour screen share, E2EE on.
+    """Joins a room with the LiveKit SDK and publishes a solid-colour screen share, E2EE on
+    (``passphrase=None``: E2EE off, the frames go out in clear).
 
     A reference publisher that is not our runner: if the viewer shows its picture, the viewer, the
-    server and the E2EE settings are right. ``color`` may be changed while it runs.
+    server and the E2EE settings are right; unencrypted, it is a fake screen the viewer must never
+    show. ``color`` may be changed while it runs.
     """
 
-    def __init__(self, url: str, token: str, passphrase: str, color: Rgb, *,
+    def __init__(self, url: str, token: str, passphrase: str | None, color: Rgb, *,
                  size: tuple[int, int] = (640, 360), fps: float = 15.0,
                  codec: str = "H264") -> None:
         self.url, self._token, self._passphrase = url, token, passphrase
@@ -171,8 +175,10 @@ class SdkScreenPublisher:
     async def __aenter__(self) -> Self:
         from livekit import rtc
 
-        options = rtc.RoomOptions(encryption=rtc.E2EEOptions(
-            key_provider_options=rtc.KeyProviderOptions(shared_key=self._passphrase.encode())))
+        options = rtc.RoomOptions()
+        if self._passphrase is not None:
+            options = rtc.RoomOptions(encryption=rtc.E2EEOptions(
+                key_provider_options=rtc.KeyProviderOptions(shared_key=self._passphrase.encode())))
         self.room = rtc.Room()
         await self.room.connect(self.url, self._token, options)
         self._source = rtc.VideoSource(self.width, self.height, is_screencast=True)

@@ -52,7 +52,7 @@ async def video_point(page, fx: float, fy: float) -> tuple[float, float]:
 
 
 def near(actual: tuple[int, int], expected: tuple[int, int]) -> bool:
-    return all(abs(a - e) <= POSITION_TOLERANCE_PX for a, e in zip(actual, expected))
+    return all(abs(a - e) <= POSITION_TOLERANCE_PX for a, e in zip(actual, expected, strict=True))
 
 
 async def test_viewer_clicks_types_and_switches_monitor(livekit_server, runner, desk, page, open_viewer) -> None:

@@ -120,11 +120,13 @@ async def test_wrong_passphrase_reports_errors_and_never_shows_the_picture(
     while time.monotonic() < deadline:
         pixels = await sample_pixels(page, SCREEN_POINTS)
         if pixels:
-            matches = sum(color_close(p, e) for p, e in zip(pixels, expected))
+            matches = sum(color_close(p, e) for p, e in zip(pixels, expected, strict=True))
             assert matches < 3, f"the picture leaked through a wrong key: {pixels}"
         await asyncio.sleep(0.2)
     final = await wait_for_viewer(page, lambda s: True, timeout=1, what="state")
     assert final["framesDecoded"] == 0
+    assert final["screen"] == "undecryptable"
+    assert "cannot be decrypted" in await page.inner_text("#placeholder")
 
 
 async def test_odd_sized_screen_is_cropped_to_even_and_shown(
@@ -167,7 +169,8 @@ async def test_still_screen_is_kept_alive_with_skip_pictures_and_later_changes_s
             before = await wait_for_viewer(page, lambda s: s["framesDecoded"] > 0, timeout=5,
                                            what="decoded frames counted")
             await asyncio.sleep(3.5)  # still: three refreshes at least
-            await wait_for_viewer(page, lambda s: s["framesDecoded"] >= before["framesDecoded"] + 3, timeout=3,
+            counted = before["framesDecoded"]
+            await wait_for_viewer(page, lambda s, counted=counted: s["framesDecoded"] >= counted + 3, timeout=3,
                                   what="three more decoded frames while the screen is still")
             await realenv.wait_for_picture(page, shown, timeout=0.5, tolerance=RUNNER_COLOR_TOLERANCE,
                                            what="the same picture after the still time")

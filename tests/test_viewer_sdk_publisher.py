@@ -22,6 +22,7 @@ from realenv import (
 pytestmark = pytest.mark.integration
 
 PASSPHRASE = "correct horse battery staple"
+PUBLISHER = "sdk-publisher"  # the viewer shows only this identity's video: it is the "runner" here
 MAGENTA = (220, 40, 160)
 TEAL = (20, 170, 150)
 SAMPLE_POINTS = [(0.1, 0.1), (0.9, 0.1), (0.5, 0.5), (0.1, 0.9), (0.9, 0.9)]
@@ -33,7 +34,7 @@ WRONG_KEY_WATCH_S = 5
 def tokens(livekit_server, room: str) -> tuple[str, str]:
     """(publisher token, viewer token) for ``room``."""
     key, secret = livekit_server.api_key, livekit_server.api_secret
-    return (mint_token(key, secret, room, "sdk-publisher", publish=True),
+    return (mint_token(key, secret, room, PUBLISHER, publish=True),
             mint_token(key, secret, room, "viewer"))
 
 
@@ -53,7 +54,7 @@ async def test_viewer_decrypts_and_shows_the_publishers_colour(
         livekit_server, room_name, page, open_viewer):
     publisher_token, viewer_token = tokens(livekit_server, room_name)
     async with SdkScreenPublisher(livekit_server.url, publisher_token, PASSPHRASE, MAGENTA):
-        await open_viewer(page, livekit_server.url, viewer_token, PASSPHRASE)
+        await open_viewer(page, livekit_server.url, viewer_token, PASSPHRASE, runner=PUBLISHER)
 
         first = await wait_for_viewer(
             page, lambda s: s["framesDecoded"] > 0, timeout=PICTURE_TIMEOUT_S,
@@ -76,7 +77,7 @@ async def test_viewer_follows_a_colour_change(livekit_server, room_name, page, o
     async with SdkScreenPublisher(livekit_server.url, publisher_token, PASSPHRASE,
                                   MAGENTA) as publisher:
         await open_viewer(page, livekit_url=livekit_server.url, token=viewer_token,
-                          passphrase=PASSPHRASE)
+                          passphrase=PASSPHRASE, runner=PUBLISHER)
         await wait_for_colour(page, MAGENTA, timeout=PICTURE_TIMEOUT_S)
 
         publisher.color = TEAL
@@ -88,7 +89,7 @@ async def test_viewer_with_a_wrong_passphrase_reports_errors_and_shows_no_pictur
         livekit_server, room_name, page, open_viewer):
     publisher_token, viewer_token = tokens(livekit_server, room_name)
     async with SdkScreenPublisher(livekit_server.url, publisher_token, PASSPHRASE, MAGENTA):
-        await open_viewer(page, livekit_server.url, viewer_token, "not the passphrase")
+        await open_viewer(page, livekit_server.url, viewer_token, "not the passphrase", runner=PUBLISHER)
 
         state = await wait_for_viewer(
             page, lambda s: s["encryptionErrors"] > 0, timeout=PICTURE_TIMEOUT_S,
@@ -106,12 +107,13 @@ async def test_viewer_with_a_wrong_passphrase_reports_errors_and_shows_no_pictur
         final = await viewer_state(page)
 
     assert final["framesDecoded"] == 0
+    assert final["screen"] == "undecryptable"
 
 
 async def test_viewer_keeps_token_and_passphrase_out_of_the_address_bar_and_the_page(
         livekit_server, room_name, page, open_viewer):
     _, viewer_token = tokens(livekit_server, room_name)
-    await open_viewer(page, livekit_server.url, viewer_token, PASSPHRASE)
+    await open_viewer(page, livekit_server.url, viewer_token, PASSPHRASE, runner=PUBLISHER)
     await wait_for_viewer(page, lambda s: s["state"] == "connected", timeout=CONNECT_TIMEOUT_S,
                           what="connected")
 

@@ -1,53 +1,42 @@
-// The desktop-runner control protocol, viewer side (docs/protocol.md is the specification).
+// @ts-check
+// The desktop-runner control protocol over a livekit-client Room, viewer side (docs/protocol.md is
+// the specification): ControlSession says dr.hello to the runner, makes sealed RPC calls, sends
+// sealed input data packets and opens sealed pushes, re-opening its session when the runner forgets
+// it. The envelope itself (pure functions over bytes) is envelope.js.
 //
-// Two layers:
-//   - the envelope: pure functions over bytes (deriveControlKey, seal, open, ReplayWindow, base64),
-//     WebCrypto only, so they run unchanged in Node 20+ and are checked against
-//     tests/vectors/control_envelope.json by tests/interop/control_envelope.mjs;
-//   - ControlSession: the protocol over a livekit-client Room (dr.hello, sealed RPC calls, sealed
-//     input data packets, sealed pushes), re-opening its session when the runner forgets it.
-//
-// This module imports nothing: the livekit-client Room is handed in, and its events are named by
-// their string values (RoomEvent.DataReceived is 'dataReceived', and so on).
+// This module imports nothing from livekit-client: the Room is handed in, and its events are named
+// by their string values (RoomEvent.DataReceived is 'dataReceived', and so on).
 //
 // Nothing here logs or puts into an error message a passphrase, a key or a message body.
 
-const textEncoder = new TextEncoder();
-const textDecoder = new TextDecoder('utf-8', { fatal: true });
+import {
+  ControlError,
+  DATA_TOPIC,
+  HELLO_NONCE_BYTES,
+  KIND_INPUT,
+  KIND_PUSH,
+  KIND_RPC_REQUEST,
+  KIND_RPC_RESPONSE,
+  MAX_INPUT_ENVELOPE_BYTES,
+  MAX_KEY_INDEX,
+  ORDERED_KINDS,
+  PROTOCOL_VERSION,
+  ReplayWindow,
+  decodeJsonObject,
+  deriveControlKey,
+  encodeJson,
+  equalBytes,
+  fromBase64,
+  open,
+  padInputBody,
+  parseHeader,
+  randomBytes,
+  responseContext,
+  seal,
+  toBase64,
+} from './envelope.js';
 
-export const PROTOCOL_VERSION = 2;
-export const ENVELOPE_VERSION = 1;
-export const KIND_INPUT = 1; // viewer -> runner, data packet
-export const KIND_PUSH = 2; // runner -> viewer, data packet
-export const KIND_RPC_REQUEST = 3;
-export const KIND_RPC_RESPONSE = 4;
-const KINDS = new Set([KIND_INPUT, KIND_PUSH, KIND_RPC_REQUEST, KIND_RPC_RESPONSE]);
-
-/** Topic of input and push data packets, and the AAD context of kinds 1 and 2. */
-export const DATA_TOPIC = 'desktop-runner/v1';
-
-export const HEADER_BYTES = 32;
-export const NONCE_BYTES = 12;
-export const TAG_BYTES = 16;
-export const MIN_ENVELOPE_BYTES = HEADER_BYTES + TAG_BYTES;
-export const MAX_KEY_INDEX = 15;
-export const REPLAY_WINDOW = 64;
-export const MAX_INPUT_ENVELOPE_BYTES = 4096;
-export const HELLO_NONCE_BYTES = 16;
-// Reliable input kinds carry `o`, their number in the session's reliable input (1, 2, 3, ...
-// with no gap); the runner injects them only in that order (docs/protocol.md, "Order").
-export const ORDERED_KINDS = new Set(['button', 'wheel', 'key', 'text', 'held', 'reset']);
-// Input bodies are padded with spaces to the first of these that fits, so the envelope's length
-// does not tell the server which key was pressed (4048: the 4096-byte envelope less header and tag).
-export const INPUT_PAD_SIZES = [256, 1024, MAX_INPUT_ENVELOPE_BYTES - 32 - 16];
-
-const MAX_U64 = (1n << 64n) - 1n;
-const WINDOW_MASK = (1n << BigInt(REPLAY_WINDOW)) - 1n;
-const MAX_LP_BYTES = 0xffff; // lp() carries a 2-byte length
-const PBKDF2_SALT = textEncoder.encode('desktop-runner/control');
-const PBKDF2_ITERATIONS = 100000;
-const HKDF_INFO = textEncoder.encode('desktop-runner/control/v1 aes-256-gcm');
-const KEY_BITS = 256;
+export { ControlError } from './envelope.js';
 
 // livekit-client clamps RPC response timeouts to at least 8 s.
 const RPC_RESPONSE_TIMEOUT_MS = 8000;
@@ -73,296 +62,9 @@ const LIVEKIT_RPC_ERRORS = new Map([
   [1505, 'unreachable'], // SEND_FAILED
 ]);
 
-// --- errors --------------------------------------------------------------------------------------
-
-/** A control failure. `code` is one of docs/protocol.md's error codes when the runner said so
- * (`no_session`, `no_control`, `forbidden`, `busy`, ...), else one of ours: `auth` (an envelope
- * did not verify), `replay`, `unauthenticated` (the runner could not open our request: wrong key or
- * key index), `unsupported`, `unreachable`, `timeout`, `too_large`, `rpc` (another LiveKit RPC
- * error, see `rpcCode`), `bad_response`, `protocol`, `size`, `closed`. The message never holds
- * secrets or message contents. */
-export class ControlError extends Error {
-  constructor(code, message, { rpcCode } = {}) {
-    super(message);
-    this.name = 'ControlError';
-    this.code = code;
-    if (rpcCode !== undefined) this.rpcCode = rpcCode;
-  }
-}
-
-// --- bytes ---------------------------------------------------------------------------------------
-
-function asBytes(data, name) {
-  if (data instanceof Uint8Array) return data;
-  if (data instanceof ArrayBuffer) return new Uint8Array(data);
-  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  throw new TypeError(`${name} must be a Uint8Array`);
-}
-
-function concat(parts) {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
-function equalBytes(a, b) {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i += 1) diff |= a[i] ^ b[i];
-  return diff === 0;
-}
-
-export function randomBytes(length) {
-  return globalThis.crypto.getRandomValues(new Uint8Array(length));
-}
-
-/** Standard base64 with padding (what RPC payloads carry). */
-export function toBase64(bytes) {
-  const data = asBytes(bytes, 'bytes');
-  let binary = '';
-  for (let i = 0; i < data.length; i += 0x8000) {
-    binary += String.fromCharCode(...data.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
-}
-
-/** Decode standard base64 with padding; anything else throws ControlError('auth'). */
-export function fromBase64(text) {
-  if (typeof text !== 'string' || text.length % 4 !== 0
-      || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) {
-    throw new ControlError('auth', 'payload is not standard base64');
-  }
-  const binary = atob(text);
-  const out = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i += 1) out[i] = binary.charCodeAt(i);
-  return out;
-}
-
-/** JSON -> UTF-8 bytes. */
-export function encodeJson(value) {
-  return textEncoder.encode(JSON.stringify(value));
-}
-
-/** `body` (UTF-8 JSON bytes) padded with spaces to an INPUT_PAD_SIZES size; null if too long. */
-export function padInputBody(body) {
-  const size = INPUT_PAD_SIZES.find((n) => body.length <= n);
-  if (size === undefined) return null;
-  const padded = new Uint8Array(size).fill(0x20);
-  padded.set(body);
-  return padded;
-}
-
-function decodeJsonObject(bytes) {
-  let value;
-  try {
-    value = JSON.parse(textDecoder.decode(bytes));
-  } catch {
-    return null;
-  }
-  return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : null;
-}
-
-// --- keys ----------------------------------------------------------------------------------------
-
-/**
- * The control key of a room passphrase: PBKDF2-HMAC-SHA256 (salt "desktop-runner/control",
- * 100000 iterations, 32 bytes), then HKDF-SHA256 (empty salt, info "desktop-runner/control/v1
- * aes-256-gcm") to an AES-GCM-256 CryptoKey. Not extractable unless asked (tests compare bytes).
- */
-export async function deriveControlKey(passphrase, { extractable = false } = {}) {
-  const password = typeof passphrase === 'string' ? textEncoder.encode(passphrase)
-    : asBytes(passphrase, 'passphrase');
-  const { subtle } = globalThis.crypto;
-  const pbkdf2 = await subtle.importKey('raw', password, 'PBKDF2', false, ['deriveBits']);
-  const ikm = await subtle.deriveBits(
-    { name: 'PBKDF2', salt: PBKDF2_SALT, iterations: PBKDF2_ITERATIONS, hash: 'SHA-256' },
-    pbkdf2,
-    KEY_BITS,
-  );
-  const hkdf = await subtle.importKey('raw', ikm, 'HKDF', false, ['deriveKey']);
-  return subtle.deriveKey(
-    { name: 'HKDF', hash: 'SHA-256', salt: new Uint8Array(0), info: HKDF_INFO },
-    hkdf,
-    { name: 'AES-GCM', length: KEY_BITS },
-    extractable,
-    ['encrypt', 'decrypt'],
-  );
-}
-
-/** An AES-GCM-256 CryptoKey from 32 raw key bytes (for test vectors given as key_hex). */
-export async function importControlKey(raw, { extractable = false } = {}) {
-  const bytes = asBytes(raw, 'raw key');
-  if (bytes.length !== KEY_BITS / 8) throw new RangeError('a control key is 32 bytes');
-  return globalThis.crypto.subtle.importKey('raw', bytes, { name: 'AES-GCM' }, extractable,
-    ['encrypt', 'decrypt']);
-}
-
-// --- envelope ------------------------------------------------------------------------------------
-
-/** A 64-bit unsigned field as BigInt (accepts BigInt, a safe integer Number or decimal string). */
-function toU64(value, name, min = 0n) {
-  let big;
-  if (typeof value === 'bigint') big = value;
-  else if (typeof value === 'number' && Number.isSafeInteger(value)) big = BigInt(value);
-  else if (typeof value === 'string' && /^[0-9]+$/.test(value)) big = BigInt(value);
-  else throw new TypeError(`${name} must be a BigInt`);
-  if (big < min || big > MAX_U64) throw new RangeError(`${name} is out of range`);
-  return big;
-}
-
-/** lp(s) = 2-byte big-endian length || UTF-8 bytes of s. */
-function lengthPrefixed(text, name) {
-  if (typeof text !== 'string') throw new TypeError(`${name} must be a string`);
-  const raw = textEncoder.encode(text);
-  if (raw.length > MAX_LP_BYTES) throw new RangeError(`${name} is longer than ${MAX_LP_BYTES} bytes`);
-  const out = new Uint8Array(2 + raw.length);
-  out[0] = raw.length >> 8;
-  out[1] = raw.length & 0xff;
-  out.set(raw, 2);
-  return out;
-}
-
-function additionalData(header, { sender, recipient, context }) {
-  return concat([
-    header,
-    lengthPrefixed(sender, 'sender'),
-    lengthPrefixed(recipient, 'recipient'),
-    lengthPrefixed(context, 'context'),
-  ]);
-}
-
-/** The 32-byte clear header. */
-function packHeader(kind, keyIndex, session, seq, nonce) {
-  const header = new Uint8Array(HEADER_BYTES);
-  const view = new DataView(header.buffer);
-  header[0] = ENVELOPE_VERSION;
-  header[1] = kind;
-  header[2] = keyIndex;
-  header[3] = 0; // reserved
-  view.setBigUint64(4, session);
-  view.setBigUint64(12, seq);
-  header.set(nonce, 20);
-  return header;
-}
-
-/**
- * The clear header of an envelope, unauthenticated: {kind, keyIndex, session, seq, nonce}. Throws
- * ControlError('auth') when it cannot be one of ours.
- */
-export function parseHeader(envelope) {
-  const bytes = asBytes(envelope, 'envelope');
-  if (bytes.length < MIN_ENVELOPE_BYTES) {
-    throw new ControlError('auth', `envelope of ${bytes.length} bytes is shorter than ${MIN_ENVELOPE_BYTES}`);
-  }
-  if (bytes[0] !== ENVELOPE_VERSION) {
-    throw new ControlError('auth', `envelope version ${bytes[0]}, expected ${ENVELOPE_VERSION}`);
-  }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
-  const seq = view.getBigUint64(12);
-  if (!KINDS.has(bytes[1]) || bytes[3] !== 0 || seq === 0n) {
-    throw new ControlError('auth', 'malformed envelope header');
-  }
-  return {
-    kind: bytes[1],
-    keyIndex: bytes[2],
-    session: view.getBigUint64(4),
-    seq,
-    nonce: bytes.slice(20, HEADER_BYTES),
-  };
-}
-
-/**
- * Seal `body` (Uint8Array, normally UTF-8 JSON) into an envelope (Uint8Array). `session` and `seq`
- * are BigInt; `nonce` (12 bytes) is for test vectors only and is random otherwise.
- */
-export async function seal(key, {
-  kind, keyIndex, session, seq, sender, recipient, context, body, nonce,
-}) {
-  if (!KINDS.has(kind)) throw new RangeError(`unknown envelope kind ${kind}`);
-  if (!Number.isInteger(keyIndex) || keyIndex < 0 || keyIndex > MAX_KEY_INDEX) {
-    throw new RangeError(`key index must be a whole number from 0 to ${MAX_KEY_INDEX}`);
-  }
-  const sessionId = toU64(session, 'session');
-  const sequence = toU64(seq, 'seq', 1n);
-  const iv = nonce === undefined ? randomBytes(NONCE_BYTES) : asBytes(nonce, 'nonce');
-  if (iv.length !== NONCE_BYTES) throw new RangeError(`nonce must be ${NONCE_BYTES} bytes`);
-  const plaintext = asBytes(body, 'body');
-  const header = packHeader(kind, keyIndex, sessionId, sequence, iv);
-  const sealed = await globalThis.crypto.subtle.encrypt(
-    { name: 'AES-GCM', iv, additionalData: additionalData(header, { sender, recipient, context }) },
-    key,
-    plaintext,
-  );
-  return concat([header, new Uint8Array(sealed)]);
-}
-
-/**
- * Authenticate and decrypt an envelope sealed by `sender` for `recipient` under `context`.
- * Returns {kind, keyIndex, session, seq, nonce, body}; throws ControlError('auth') for anything
- * that does not verify. Freshness (the replay window) is the caller's business.
- */
-export async function open(key, envelope, { sender, recipient, context }) {
-  const bytes = asBytes(envelope, 'envelope');
-  const header = parseHeader(bytes);
-  const aad = additionalData(bytes.subarray(0, HEADER_BYTES), { sender, recipient, context });
-  let plaintext;
-  try {
-    plaintext = await globalThis.crypto.subtle.decrypt(
-      { name: 'AES-GCM', iv: header.nonce, additionalData: aad },
-      key,
-      bytes.subarray(HEADER_BYTES),
-    );
-  } catch {
-    throw new ControlError('auth',
-      'envelope does not verify (wrong key, sender, recipient or context)');
-  }
-  return { ...header, body: new Uint8Array(plaintext) };
-}
-
-/**
- * One session's anti-replay window over the peer's sequence numbers (the IPsec/DTLS scheme, as
- * runner.control.envelope.ReplayWindow): the highest number seen and the 64 numbers ending at it.
- * A number already seen, or 64 or more below the highest, is stale. `check` does not record;
- * `accept` records, so call it only for envelopes that verified.
- */
-export class ReplayWindow {
-  constructor() {
-    this.highest = 0n;
-    this.seen = 0n; // bit i set: highest - i was seen
-  }
-
-  check(seq) {
-    const n = toU64(seq, 'seq');
-    if (n > this.highest) return true;
-    const offset = this.highest - n;
-    return offset < BigInt(REPLAY_WINDOW) && ((this.seen >> offset) & 1n) === 0n;
-  }
-
-  accept(seq) {
-    const n = toU64(seq, 'seq');
-    if (!this.check(n)) return false;
-    if (n > this.highest) {
-      const shift = n - this.highest;
-      this.seen = shift < BigInt(REPLAY_WINDOW) ? ((this.seen << shift) | 1n) & WINDOW_MASK : 1n;
-      this.highest = n;
-    } else {
-      this.seen |= 1n << (this.highest - n);
-    }
-    return true;
-  }
-}
-
-/** The AAD context of the response to request number `seq` of `method`, e.g. "dr.stats#17". */
-export function responseContext(method, seq) {
-  return `${method}#${seq}`;
-}
-
 // --- the session over a LiveKit room -------------------------------------------------------------
 
+/** A LiveKit RPC failure as a ControlError. @param {string} method @param {any} error */
 function transportError(method, error) {
   const message = typeof error?.message === 'string' ? error.message : String(error);
   if (PLAIN_ERROR_CODES.has(message)) {
@@ -374,6 +76,20 @@ function transportError(method, error) {
   const code = LIVEKIT_RPC_ERRORS.get(rpcCode) ?? 'rpc';
   return new ControlError(code, `${method}: ${message}`, { rpcCode });
 }
+
+/** @typedef {import('livekit-client').Room} Room */
+/** @typedef {import('livekit-client').RemoteParticipant} RemoteParticipant */
+/** @typedef {{keyIndex: number, key: Promise<CryptoKey>}} KeyEntry */
+/**
+ * @typedef {object} Session an open control session
+ * @property {bigint} id
+ * @property {CryptoKey} key
+ * @property {number} keyIndex
+ * @property {bigint} seq our last sequence number in it
+ * @property {number} ordinal the `o` of our last reliable input message (docs/protocol.md, "Order")
+ * @property {ReplayWindow | null} window the runner's sequence numbers (null while saying hello)
+ * @property {Record<string, any>} [hello] the dr.hello result
+ */
 
 /**
  * The control protocol with one runner over a connected livekit-client Room.
@@ -391,14 +107,40 @@ function transportError(method, error) {
  * open throws ControlError('no_session'): stale input is never queued.
  */
 export class ControlSession {
+  /** @type {KeyEntry[]} newest first */
+  #keys = [];
+  /** @type {Session | null} */
+  #session = null;
+  /** @type {bigint[]} ids of sessions we left; their pushes are dropped without counting */
+  #retired = [];
+  /** @type {Promise<Session> | null} the pending dr.hello of #ready() */
+  #hello = null;
+  /** @type {Set<Promise<Session>>} every dr.hello in flight (#ready's and setKey's) */
+  #opening = new Set();
+  #generation = 0; // bumped whenever a newer session must win over pending hellos
+  /** @type {Promise<unknown>} pushes are handled one at a time, in arrival order */
+  #inbox = Promise.resolve();
+  /** @type {Promise<unknown>} input is published in sequence-number order */
+  #outbox = Promise.resolve();
+  /** @type {Map<string, Set<(message: Record<string, any>) => void>>} */
+  #pushHandlers = new Map();
+  /** @type {Map<string, Set<(detail: any) => void>>} */
+  #eventHandlers = new Map();
+  /** @type {Array<[string, (...args: any[]) => void]>} */
+  #listeners;
+
   /**
-   * @param room a connected livekit-client Room
-   * @param runnerIdentity the runner's participant identity
-   * @param passphrase the room's E2EE passphrase (only its derived key is kept)
-   * @param keyIndex the E2EE key index of that passphrase, 0..15; the runner accepts only its own
-   * @param options.client a short name sent in dr.hello
-   * @param options.responseTimeout RPC response timeout in ms (livekit-client uses at least 8000)
-   * @param options.previous an older {passphrase, keyIndex} to fall back on when opening a session
+   * @param {Room} room a connected livekit-client Room
+   * @param {string} runnerIdentity the runner's participant identity
+   * @param {string} passphrase the room's E2EE passphrase (only its derived key is kept)
+   * @param {number} [keyIndex] the E2EE key index of that passphrase, 0..15; the runner accepts
+   *   only its own
+   * @param {object} [options]
+   * @param {string} [options.client] a short name sent in dr.hello
+   * @param {number} [options.responseTimeout] RPC response timeout in ms (livekit-client uses at
+   *   least 8000)
+   * @param {{passphrase: string, keyIndex: number}} [options.previous] an older key to fall back on
+   *   when opening a session
    */
   constructor(room, runnerIdentity, passphrase, keyIndex = 0, {
     client = 'desktop-runner viewer', responseTimeout = RPC_RESPONSE_TIMEOUT_MS, previous,
@@ -412,68 +154,68 @@ export class ControlSession {
     this.responseTimeout = responseTimeout;
     this.closed = false;
     this.rejected = 0; // runner data packets on our topic that failed to open or were stale
-    this._keys = []; // [{keyIndex, key: Promise<CryptoKey>}], newest first
-    if (previous) this._addKey(previous.passphrase, previous.keyIndex);
-    this._addKey(passphrase, keyIndex);
-    this._session = null; // {id, key, keyIndex, seq, window, hello, ordinal}
-    this._retired = []; // ids of sessions we left; their pushes are dropped without counting
-    this._hello = null; // the pending dr.hello of _ready()
-    this._opening = new Set(); // every dr.hello in flight (_ready's and setKey's)
-    this._generation = 0; // bumped whenever a newer session must win over pending hellos
-    this._inbox = Promise.resolve(); // pushes are handled one at a time, in arrival order
-    this._outbox = Promise.resolve(); // input is published in sequence-number order
-    this._pushHandlers = new Map();
-    this._eventHandlers = new Map();
+    if (previous) this.#addKey(previous.passphrase, previous.keyIndex);
+    this.#addKey(passphrase, keyIndex);
     // After our reconnect or the runner's return, the session may or may not have survived (the
     // runner keeps sessions over its own reconnects, not over a restart or our leaving): probe.
-    this._listeners = [
-      ['dataReceived', (...args) => this._onData(...args)],
-      ['reconnected', () => this._probe()],
+    this.#listeners = [
+      ['dataReceived', (payload, participant, _kind, topic, _encryptionType, participantIdentity) => {
+        this.#onData(payload, participant?.identity ?? participantIdentity, topic);
+      }],
+      ['reconnected', () => this.#probe()],
       ['participantConnected', (participant) => {
-        if (participant?.identity === this.runner) this._probe();
+        if (participant?.identity === this.runner) this.#probe();
       }],
     ];
-    for (const [event, handler] of this._listeners) room.on(event, handler);
+    const events = /** @type {any} */ (room); // event names as strings: see the module comment
+    for (const [event, handler] of this.#listeners) events.on(event, handler);
   }
 
   /** The open session's id (BigInt) or null. */
   get sessionId() {
-    return this._session?.id ?? null;
+    return this.#session?.id ?? null;
   }
 
   /** The key index of the open session, or of the newest key. */
   get keyIndex() {
-    return this._session?.keyIndex ?? this._keys[0].keyIndex;
+    return this.#session?.keyIndex ?? this.#keys[0].keyIndex;
   }
 
   /** The dr.hello result of the open session, or null. */
   get hello() {
-    return this._session?.hello ?? null;
+    return this.#session?.hello ?? null;
+  }
+
+  /** Resolves once every data packet received so far has been handled (pushes are handled one
+   * at a time, in arrival order). */
+  async whenIdle() {
+    await this.#inbox;
   }
 
   /** Open a session unless one is open; resolves to its dr.hello result. */
   async open() {
-    return (await this._ready()).hello;
+    return (await this.#ready()).hello;
   }
 
   /** Stop listening to the room and forget the session (the runner ends it when we leave). */
   close() {
     if (this.closed) return;
-    this._drop(this._session, 'closed');
+    this.#drop(this.#session, 'closed');
     this.closed = true;
-    this._generation += 1;
-    for (const [event, handler] of this._listeners) this.room.off(event, handler);
-    this._pushHandlers.clear();
+    this.#generation += 1;
+    const events = /** @type {any} */ (this.room);
+    for (const [event, handler] of this.#listeners) events.off(event, handler);
+    this.#pushHandlers.clear();
   }
 
   /** Forget the session and open a new one (a new dr.hello). */
   reopen(reason = 'reopen') {
     if (this.closed) return Promise.reject(new ControlError('closed', 'control session closed'));
-    this._generation += 1;
-    this._hello = null;
-    this._drop(this._session, reason);
-    const opening = this._ready();
-    opening.catch((error) => this._emit('error', error));
+    this.#generation += 1;
+    this.#hello = null;
+    this.#drop(this.#session, reason);
+    const opening = this.#ready();
+    opening.catch((error) => this.#emit('error', error));
     return opening;
   }
 
@@ -481,40 +223,46 @@ export class ControlSession {
    * Use a new passphrase/key index: derive its key and open a session with it. Resolves to true
    * when the runner accepted the new key; to false when it does not know it yet (it still uses the
    * old one, whose session is kept; the new key is tried first whenever a session is opened).
+   * @param {string} passphrase
+   * @param {number} keyIndex
+   * @returns {Promise<boolean>}
    */
   async setKey(passphrase, keyIndex) {
     if (this.closed) throw new ControlError('closed', 'control session closed');
-    const entry = this._addKey(passphrase, keyIndex);
+    const entry = this.#addKey(passphrase, keyIndex);
     await entry.key; // a derivation failure throws here
-    const generation = ++this._generation;
-    this._hello = null;
+    const generation = ++this.#generation;
+    this.#hello = null;
     try {
-      const session = await this._helloWith(entry);
-      if (this.closed || generation !== this._generation) {
-        this._retire(session);
+      const session = await this.#helloWith(entry);
+      if (this.closed || generation !== this.#generation) {
+        this.#retire(session);
         return false;
       }
-      this._install(session);
+      this.#install(session);
       return true;
     } catch (error) {
       if (error.code !== 'unauthenticated') throw error;
       // The runner still uses another key: keep the session we have; without one, try the others.
-      if (!this._session && !this.closed) this._ready().catch(() => {});
+      if (!this.#session && !this.closed) this.#ready().catch(() => {});
       return false;
     }
   }
 
-  /** Call an RPC method; resolves to its result or throws ControlError with the runner's code. */
+  /** Call an RPC method; resolves to its result or throws ControlError with the runner's code.
+   * @param {string} method
+   * @param {Record<string, unknown>} [params]
+   * @returns {Promise<Record<string, any>>} */
   async call(method, params = {}) {
     for (let attempt = 0; ; attempt += 1) {
-      const session = await this._ready();
+      const session = await this.#ready();
       try {
-        return await this._callIn(session, method, params);
+        return await this.#callIn(session, method, params);
       } catch (error) {
         // The runner forgot the session (restart, our rejoin, eviction) or changed its key.
         const stale = error.code === 'no_session' || error.code === 'unauthenticated';
         if (!stale || attempt > 0 || this.closed) throw error;
-        this._drop(session, error.code);
+        this.#drop(session, error.code);
       }
     }
   }
@@ -523,18 +271,21 @@ export class ControlSession {
    * Seal an input message (kind 1) and publish it to the runner on DATA_TOPIC. Resolves when
    * livekit-client took it. Throws ControlError('no_session') without a session, ('size') when
    * the envelope would exceed the runner's 4096-byte limit.
+   * @param {Record<string, unknown>} message
+   * @param {{reliable?: boolean}} [options]
+   * @returns {Promise<void>}
    */
   send(message, { reliable = true } = {}) {
-    const session = this._session;
+    const session = this.#session;
     if (this.closed || !session) {
       return Promise.reject(new ControlError('no_session', 'no control session'));
     }
     let body;
     let sender;
-    const ordered = ORDERED_KINDS.has(message.t);
+    const ordered = ORDERED_KINDS.has(String(message.t));
     try {
       body = encodeJson(ordered ? { ...message, o: session.ordinal + 1 } : message);
-      sender = this._localIdentity();
+      sender = this.#localIdentity();
     } catch (error) {
       return Promise.reject(error);
     }
@@ -552,45 +303,57 @@ export class ControlSession {
       kind: KIND_INPUT,
       keyIndex: session.keyIndex,
       session: session.id,
-      seq: this._nextSeq(session),
+      seq: this.#nextSeq(session),
       sender,
       recipient: this.runner,
       context: DATA_TOPIC,
       body,
     });
     // Sealing runs in parallel; publishing waits its turn, so packets leave in sequence order.
-    const publishing = this._outbox.then(async () => {
+    const publishing = this.#outbox.then(async () => {
       const bytes = await sealing;
       await this.room.localParticipant.publishData(bytes, {
         reliable, topic: DATA_TOPIC, destinationIdentities: [this.runner],
       });
     });
-    this._outbox = publishing.catch(() => {});
+    this.#outbox = publishing.catch(() => {});
     return publishing;
   }
 
   /** Listen to pushes of type `type` (`monitors`, `control`, `clipboard`; '*' for all).
-   * The handler gets the parsed message. Returns a function that removes the handler. */
+   * The handler gets the parsed message. Returns a function that removes the handler.
+   * @param {string} type
+   * @param {(message: Record<string, any>) => void} handler */
   onPush(type, handler) {
-    return this._subscribe(this._pushHandlers, type, handler);
+    return this.#subscribe(this.#pushHandlers, type, handler);
   }
 
   /** Lifecycle events: 'session' (dr.hello result of a newly opened session), 'closed'
-   * (reason), 'rejected' (reason: a runner packet was dropped), 'error' (a failed reopen). */
+   * (reason), 'rejected' (reason: a runner packet was dropped), 'error' (a failed reopen).
+   * @param {'session' | 'closed' | 'rejected' | 'error'} event
+   * @param {(detail: any) => void} handler */
   on(event, handler) {
-    return this._subscribe(this._eventHandlers, event, handler);
+    return this.#subscribe(this.#eventHandlers, event, handler);
   }
 
   // --- internals ---------------------------------------------------------------------------
 
-  _subscribe(map, name, handler) {
-    if (!map.has(name)) map.set(name, new Set());
-    map.get(name).add(handler);
+  /**
+   * @template T
+   * @param {Map<string, Set<T>>} map
+   * @param {string} name
+   * @param {T} handler
+   */
+  #subscribe(map, name, handler) {
+    let handlers = map.get(name);
+    if (!handlers) map.set(name, handlers = new Set());
+    handlers.add(handler);
     return () => map.get(name)?.delete(handler);
   }
 
-  _emit(event, detail) {
-    for (const handler of [...(this._eventHandlers.get(event) ?? [])]) {
+  /** @param {string} event @param {unknown} detail */
+  #emit(event, detail) {
+    for (const handler of [...(this.#eventHandlers.get(event) ?? [])]) {
       try {
         handler(detail);
       } catch (error) {
@@ -599,7 +362,8 @@ export class ControlSession {
     }
   }
 
-  _addKey(passphrase, keyIndex) {
+  /** @param {string} passphrase @param {number} keyIndex @returns {KeyEntry} */
+  #addKey(passphrase, keyIndex) {
     if (!Number.isInteger(keyIndex) || keyIndex < 0 || keyIndex > MAX_KEY_INDEX) {
       throw new RangeError(`key index must be a whole number from 0 to ${MAX_KEY_INDEX}`);
     }
@@ -608,72 +372,80 @@ export class ControlSession {
     entry.key.catch(() => {}); // awaited where used
     // Not deduplicated by index: a new passphrase at the same index, set before the runner
     // rotates, must not lose the one the runner still uses.
-    this._keys = [entry, ...this._keys].slice(0, KEPT_KEYS);
+    this.#keys = [entry, ...this.#keys].slice(0, KEPT_KEYS);
     return entry;
   }
 
-  _localIdentity() {
+  #localIdentity() {
     const identity = this.room.localParticipant?.identity;
     if (!identity) throw new ControlError('closed', 'not connected to a room');
     return identity;
   }
 
-  _nextSeq(session) {
+  /** @param {Session} session */
+  #nextSeq(session) {
     session.seq += 1n;
     return session.seq;
   }
 
-  /** The open session, or a pending/new dr.hello's. */
-  _ready() {
+  /** The open session, or a pending/new dr.hello's.
+   * @returns {Promise<Session>} */
+  #ready() {
     if (this.closed) return Promise.reject(new ControlError('closed', 'control session closed'));
-    if (this._session) return Promise.resolve(this._session);
-    if (!this._hello) {
-      const generation = this._generation;
-      const hello = (async () => {
+    if (this.#session) return Promise.resolve(this.#session);
+    if (!this.#hello) {
+      const generation = this.#generation;
+      /** @returns {Promise<Session>} */
+      const opening = async () => {
         try {
-          const session = await this._openWithAnyKey();
+          const session = await this.#openWithAnyKey();
           if (this.closed) throw new ControlError('closed', 'control session closed');
-          if (generation !== this._generation) { // superseded: follow the newer one
-            this._retire(session);
-            return this._ready();
+          if (generation !== this.#generation) { // superseded: follow the newer one
+            this.#retire(session);
+            return this.#ready();
           }
-          this._install(session);
+          this.#install(session);
           return session;
         } finally {
-          if (this._hello === hello) this._hello = null;
+          if (this.#hello === hello) this.#hello = null;
         }
-      })();
-      this._hello = hello;
+      };
+      const hello = opening();
+      this.#hello = hello;
     }
-    return this._hello;
+    return this.#hello;
   }
 
-  _install(session) {
-    const previous = this._session;
-    this._session = session;
+  /** @param {Session} session */
+  #install(session) {
+    const previous = this.#session;
+    this.#session = session;
     if (previous && previous !== session) {
-      this._retire(previous);
-      this._emit('closed', 'replaced');
+      this.#retire(previous);
+      this.#emit('closed', 'replaced');
     }
-    this._emit('session', session.hello);
+    this.#emit('session', session.hello);
   }
 
-  _drop(session, reason) {
-    if (!session || this._session !== session) return;
-    this._session = null;
-    this._retire(session);
-    this._emit('closed', reason);
+  /** @param {Session | null} session @param {string} reason */
+  #drop(session, reason) {
+    if (!session || this.#session !== session) return;
+    this.#session = null;
+    this.#retire(session);
+    this.#emit('closed', reason);
   }
 
-  _retire(session) {
-    this._retired = [session.id, ...this._retired].slice(0, KEPT_RETIRED_SESSIONS);
+  /** @param {Session} session */
+  #retire(session) {
+    this.#retired = [session.id, ...this.#retired].slice(0, KEPT_RETIRED_SESSIONS);
   }
 
-  async _openWithAnyKey() {
+  /** @returns {Promise<Session>} */
+  async #openWithAnyKey() {
     let lastError = null;
-    for (const entry of [...this._keys]) {
+    for (const entry of [...this.#keys]) {
       try {
-        return await this._helloWith(entry);
+        return await this.#helloWith(entry);
       } catch (error) {
         lastError = error;
         if (error.code !== 'unauthenticated') throw error;
@@ -683,24 +455,27 @@ export class ControlSession {
   }
 
   /** dr.hello with one key: a new session, verified (nonce echo, context, session id). */
-  _helloWith(entry) {
-    const hello = this._helloUntracked(entry);
-    this._opening.add(hello);
-    const forget = () => this._opening.delete(hello);
+  /** @param {KeyEntry} entry @returns {Promise<Session>} */
+  #helloWith(entry) {
+    const hello = this.#helloUntracked(entry);
+    this.#opening.add(hello);
+    const forget = () => this.#opening.delete(hello);
     hello.then(forget, forget);
     return hello;
   }
 
-  async _helloUntracked(entry) {
+  /** @param {KeyEntry} entry @returns {Promise<Session>} */
+  async #helloUntracked(entry) {
     const key = await entry.key;
     const nonce = randomBytes(HELLO_NONCE_BYTES);
     // Session 0 and our first number; the session continues from it (2, 3, ...), which suits a
     // runner that starts its window afresh as well as one that counts the hello in it.
-    const pending = { id: 0n, key, keyIndex: entry.keyIndex, seq: 0n, window: null };
-    const { header, response } = await this._rpc(pending, 'dr.hello', {
+    /** @type {Session} */
+    const pending = { id: 0n, key, keyIndex: entry.keyIndex, seq: 0n, window: null, ordinal: 0 };
+    const { header, response } = await this.#rpc(pending, 'dr.hello', {
       nonce: toBase64(nonce), client: this.client,
     });
-    const result = this._result('dr.hello', response);
+    const result = this.#result('dr.hello', response);
     let echoed = null;
     try {
       echoed = fromBase64(result.nonce);
@@ -726,8 +501,9 @@ export class ControlSession {
     };
   }
 
-  async _callIn(session, method, params) {
-    const { header, response } = await this._rpc(session, method, params);
+  /** @param {Session} session @param {string} method @param {Record<string, unknown>} params */
+  async #callIn(session, method, params) {
+    const { header, response } = await this.#rpc(session, method, params);
     if (header.session !== session.id) {
       // A runner that no longer knows the session may seal its `no_session` answer with session
       // 0; the context still binds it to this very request.
@@ -736,16 +512,18 @@ export class ControlSession {
       }
       throw new ControlError('auth', `${method}: the answer belongs to another session`);
     }
-    if (!session.window.accept(header.seq)) {
+    if (!session.window?.accept(header.seq)) {
       throw new ControlError('replay', `${method}: the answer was replayed`);
     }
-    return this._result(method, response);
+    return this.#result(method, response);
   }
 
   /** Seal a request in `session`, call, open the answer; {header, response}. */
-  async _rpc(session, method, params) {
-    const local = this._localIdentity();
-    const seq = this._nextSeq(session);
+  /** @param {Session} session @param {string} method @param {Record<string, unknown>} params
+   * @returns {Promise<{header: import('./envelope.js').Opened, response: Record<string, any>}>} */
+  async #rpc(session, method, params) {
+    const local = this.#localIdentity();
+    const seq = this.#nextSeq(session);
     const request = await seal(session.key, {
       kind: KIND_RPC_REQUEST,
       keyIndex: session.keyIndex,
@@ -783,7 +561,8 @@ export class ControlSession {
     return { header: opened, response };
   }
 
-  _result(method, response) {
+  /** @param {string} method @param {Record<string, any>} response @returns {Record<string, any>} */
+  #result(method, response) {
     if (response.ok === true) {
       const { result } = response;
       return result !== null && typeof result === 'object' ? result : {};
@@ -794,58 +573,63 @@ export class ControlSession {
   }
 
   /** Does the runner still know our session? call() opens a new one on `no_session`. */
-  _probe() {
+  #probe() {
     if (this.closed) return;
-    const probing = this._session ? this.call('dr.ping', { t: 0 }) : this._ready();
-    probing.catch((error) => this._emit('error', error));
+    const probing = this.#session ? this.call('dr.ping', { t: 0 }) : this.#ready();
+    probing.catch((error) => this.#emit('error', error));
   }
 
-  _onData(payload, participant, _kind, topic, _encryptionType, participantIdentity) {
+  /**
+   * @param {Uint8Array} payload
+   * @param {string | undefined} sender participant identity
+   * @param {string | undefined} topic
+   */
+  #onData(payload, sender, topic) {
     if (this.closed || topic !== DATA_TOPIC) return;
-    const sender = participant?.identity ?? participantIdentity;
     if (sender !== this.runner) return;
     const bytes = new Uint8Array(payload); // a copy: livekit-client may reuse its buffer
-    this._inbox = this._inbox.then(() => this._receive(bytes)).catch((error) => {
+    this.#inbox = this.#inbox.then(() => this.#receive(bytes)).catch((error) => {
       console.warn('control push handling failed:', error?.message ?? error);
     });
   }
 
-  async _receive(bytes) {
+  /** @param {Uint8Array} bytes */
+  async #receive(bytes) {
     // A push right after our dr.hello belongs to the session that hello is opening.
-    if (this._opening.size) await Promise.allSettled([...this._opening]);
-    if (this._hello) await this._hello.catch(() => {});
-    const session = this._session;
+    if (this.#opening.size) await Promise.allSettled([...this.#opening]);
+    if (this.#hello) await this.#hello.catch(() => {});
+    const session = this.#session;
     let header;
     try {
       header = parseHeader(bytes);
     } catch {
-      return this._reject('auth');
+      return this.#reject('auth');
     }
     // The runner keeps a session we left until it evicts it, and keeps pushing to it: not an
     // attack, so not counted. (Only a counter depends on this unauthenticated peek.)
-    if (this._retired.includes(header.session) && header.session !== session?.id) return undefined;
-    if (!session) return this._reject('unknown_session');
+    if (this.#retired.includes(header.session) && header.session !== session?.id) return undefined;
+    if (!session) return this.#reject('unknown_session');
     let opened;
     try {
       opened = await open(session.key, bytes, {
-        sender: this.runner, recipient: this._localIdentity(), context: DATA_TOPIC,
+        sender: this.runner, recipient: this.#localIdentity(), context: DATA_TOPIC,
       });
     } catch {
-      return this._reject('auth');
+      return this.#reject('auth');
     }
-    if (opened.kind !== KIND_PUSH) return this._reject('auth');
-    if (opened.session !== session.id) return this._reject('unknown_session');
-    if (!session.window.accept(opened.seq)) return this._reject('replay');
+    if (opened.kind !== KIND_PUSH) return this.#reject('auth');
+    if (opened.session !== session.id) return this.#reject('unknown_session');
+    if (!session.window?.accept(opened.seq)) return this.#reject('replay');
     const message = decodeJsonObject(opened.body);
-    if (!message || typeof message.t !== 'string') return this._reject('schema');
-    if (this._session !== session) return undefined; // replaced meanwhile: no longer ours
+    if (!message || typeof message.t !== 'string') return this.#reject('schema');
+    if (this.#session !== session) return undefined; // replaced meanwhile: no longer ours
     if (message.t === 'resync') {
       // The runner saw a gap in our reliable input (the server dropped or reordered some): it
       // injects none until a reset, which releases everything and puts us back in step.
-      this.send({ t: 'reset' }).catch((error) => this._emit('error', error));
+      this.send({ t: 'reset' }).catch((error) => this.#emit('error', error));
     }
     for (const type of [message.t, '*']) {
-      for (const handler of [...(this._pushHandlers.get(type) ?? [])]) {
+      for (const handler of [...(this.#pushHandlers.get(type) ?? [])]) {
         try {
           handler(message);
         } catch (error) {
@@ -856,8 +640,9 @@ export class ControlSession {
     return undefined;
   }
 
-  _reject(reason) {
+  /** @param {string} reason */
+  #reject(reason) {
     this.rejected += 1;
-    this._emit('rejected', reason);
+    this.#emit('rejected', reason);
   }
 }

@@ -1,6 +1,7 @@
+// @ts-check
 // Pointer and keyboard capture on the shown screen, turned into docs/protocol.md input messages.
 //
-// What it follows (see /work/shared/notes/remote-desktop-input.md for where each lesson comes from):
+// What it follows (lessons of other remote desktops: Selkies, Neko, RustDesk, noVNC, Moonlight):
 //   - absolute positions are 0..1 within the picture actually displayed (object-fit letterboxing
 //     removed), so both edges are reachable exactly; moves are coalesced to one per animation
 //     frame and sent lossy; with pointer lock, relative `rel` moves are summed and saturated;
@@ -14,6 +15,11 @@
 // The pure helpers (contentRect, normalizedPosition, wheelNotches, textChunks, ...) touch no DOM
 // state beyond their arguments, so Node tests can check them.
 
+import { MAX_INPUT_BODY_BYTES } from './envelope.js';
+
+/** @typedef {{left: number, top: number, width: number, height: number}} Rect client (CSS px) */
+/** @typedef {(message: Record<string, unknown>, options: {reliable: boolean}) => Promise<void> | void} Send */
+
 export const BUTTON_NAMES = ['left', 'middle', 'right', 'back', 'forward']; // MouseEvent.button 0..4
 const BUTTON_BITS = [1, 4, 2, 8, 16]; // MouseEvent.buttons bit of each name above
 export const MODIFIERS = ['Shift', 'Control', 'Alt', 'Meta', 'AltGraph', 'CapsLock'];
@@ -26,10 +32,9 @@ export const MAX_HELD_KEYS = 32;
 export const MAX_TEXT_CHARS = 1024;
 const REL_MIN = -32768;
 const REL_MAX = 32767;
-// An input envelope is at most 4096 bytes: 32 header + 16 tag leaves 4048 for the JSON body.
-const MAX_INPUT_BODY_BYTES = 4096 - 32 - 16;
 
 const textEncoder = new TextEncoder();
+/** @type {(value: number, low: number, high: number) => number} */
 const clamp = (value, low, high) => Math.min(high, Math.max(low, value));
 
 // --- pure helpers --------------------------------------------------------------------------------
@@ -39,9 +44,17 @@ const clamp = (value, low, high) => Math.min(high, Math.max(low, value));
  * {left, top, width, height}, or null before the video has a size. `box` is the element's
  * getBoundingClientRect(), `style` its computed style (object-fit; object-position is taken to be
  * the default, centred). Borders and padding are removed first.
+ * @param {{left: number, top: number, width: number, height: number}} box
+ * @param {Pick<CSSStyleDeclaration, 'objectFit' | 'borderLeftWidth' | 'borderTopWidth'
+ *   | 'borderRightWidth' | 'borderBottomWidth' | 'paddingLeft' | 'paddingTop' | 'paddingRight'
+ *   | 'paddingBottom'>} style
+ * @param {number} videoWidth
+ * @param {number} videoHeight
+ * @returns {Rect | null}
  */
 export function contentRect(box, style, videoWidth, videoHeight) {
   if (!videoWidth || !videoHeight) return null;
+  /** @param {string} value */
   const px = (value) => parseFloat(value) || 0;
   const insetLeft = px(style.borderLeftWidth) + px(style.paddingLeft);
   const insetTop = px(style.borderTopWidth) + px(style.paddingTop);
@@ -56,12 +69,14 @@ export function contentRect(box, style, videoWidth, videoHeight) {
     ? [width, (width * videoHeight) / videoWidth]
     : [(height * videoWidth) / videoHeight, height]);
   const fits = videoWidth <= width && videoHeight <= height;
-  const [drawnWidth, drawnHeight] = {
+  /** @type {Record<string, () => number[]>} */
+  const BY_FIT = {
     fill: () => [width, height],
     cover,
     none: () => [videoWidth, videoHeight],
     'scale-down': () => (fits ? [videoWidth, videoHeight] : contain()),
-  }[style.objectFit]?.() ?? contain();
+  };
+  const [drawnWidth, drawnHeight] = BY_FIT[style.objectFit]?.() ?? contain();
   return {
     left: box.left + insetLeft + (width - drawnWidth) / 2,
     top: box.top + insetTop + (height - drawnHeight) / 2,
@@ -75,6 +90,11 @@ export function contentRect(box, style, videoWidth, videoHeight) {
  * position inside the picture is one device pixel before its right/bottom edge; that maps to 1,
  * so the runner's `left + round(x * (width - 1))` reaches the last host pixel. Outside the picture
  * (letterbox bars, a captured drag beyond the element) it clamps to the nearest edge.
+ * @param {Rect} rect
+ * @param {number} clientX
+ * @param {number} clientY
+ * @param {number} [devicePixelRatio]
+ * @returns {{x: number, y: number}}
  */
 export function normalizedPosition(rect, clientX, clientY, devicePixelRatio = 1) {
   const device = 1 / (devicePixelRatio > 0 ? devicePixelRatio : 1);
@@ -86,19 +106,22 @@ export function normalizedPosition(rect, clientX, clientY, devicePixelRatio = 1)
   };
 }
 
-/** A WheelEvent's deltas in notches (positive: down / right), unclamped. */
+/** A WheelEvent's deltas in notches (positive: down / right), unclamped.
+ * @param {{deltaX: number, deltaY: number, deltaMode: number}} event */
 export function wheelNotches({ deltaX, deltaY, deltaMode }) {
   const per = [WHEEL_PIXELS_PER_NOTCH, WHEEL_LINES_PER_NOTCH, WHEEL_PAGES_PER_NOTCH][deltaMode]
     ?? WHEEL_PIXELS_PER_NOTCH;
   return { dx: (deltaX || 0) / per, dy: (deltaY || 0) / per };
 }
 
-/** The modifier names `getModifierState` reports down for this event. */
+/** The modifier names `getModifierState` reports down for this event.
+ * @param {{getModifierState?: (name: string) => boolean}} event */
 export function modifierSnapshot(event) {
   return MODIFIERS.filter((name) => event.getModifierState?.(name));
 }
 
-/** Move `value` towards zero by whole units within int16: [sent, remainder]. */
+/** Move `value` towards zero by whole units within int16: [sent, remainder].
+ * @param {number} value @returns {[number, number]} */
 export function takeRelative(value) {
   const whole = clamp(Math.trunc(value), REL_MIN, REL_MAX);
   return [whole, value - whole];
@@ -108,10 +131,14 @@ export function takeRelative(value) {
  * Split text into `text` messages the runner accepts: at most 1024 characters (code points, never
  * splitting a surrogate pair) and a JSON body within the 4096-byte input envelope. "\r\n" and "\r"
  * become "\n" (Enter).
+ * @param {string} text
+ * @returns {string[]}
  */
 export function textChunks(text) {
   const chars = Array.from(String(text).replace(/\r\n?/g, '\n'));
+  /** @type {string[]} */
   const chunks = [];
+  /** @type {string[]} */
   let current = [];
   let bytes = textEncoder.encode(JSON.stringify({ t: 'text', text: '' })).length;
   for (const char of chars) {
@@ -132,55 +159,77 @@ export function textChunks(text) {
 
 /**
  * Captures input on `stage` (a focusable element holding `video`) for the controlling session.
- *
- * @param options.stage      element receiving pointer and keyboard events (needs tabindex)
- * @param options.video      the <video> showing the runner's picture
- * @param options.send       (message, {reliable}) => Promise; failures are passed to onError
- * @param options.isActive   () => bool: this session has control now
- * @param options.monitor    () => id of the monitor the picture shows (for `mon`), or null
- * @param options.onError    (error) => void, optional
- * @param options.onLockChange (locked) => void, optional
+ * Nothing is sent unless `isActive()` says so.
  */
 export class InputCapture {
+  /** @type {Set<string>} codes held */
+  keys = new Set();
+  /** @type {Set<string>} button names held */
+  buttons = new Set();
+  locked = false;
+  #send;
+  #isActive;
+  #monitor;
+  #onError;
+  #onLockChange;
+  /** @type {{clientX: number, clientY: number} | null} latest position not yet sent as a move */
+  #pointer = null;
+  #rel = { dx: 0, dy: 0 }; // relative motion not yet sent
+  #wheel = { dx: 0, dy: 0 }; // notches not yet sent
+  #frame = 0;
+  /** @type {ReturnType<typeof setInterval> | 0} */
+  #heartbeat = 0;
+  /** @type {Array<[EventTarget, string, (event: any) => void, AddEventListenerOptions | undefined]>} */
+  #handlers = [];
+
+  /**
+   * @param {object} options
+   * @param {HTMLElement} options.stage element receiving pointer and keyboard events (needs tabindex)
+   * @param {HTMLVideoElement} options.video the <video> showing the runner's picture
+   * @param {Send} options.send sends one message; failures are passed to onError
+   * @param {() => boolean} options.isActive this session has control now (and the picture is
+   *   the runner's)
+   * @param {() => string | null} options.monitor id of the monitor the picture shows (for
+   *   `mon`), or null
+   * @param {(error: any, type: unknown) => void} [options.onError]
+   * @param {(locked: boolean) => void} [options.onLockChange]
+   */
   constructor({ stage, video, send, isActive, monitor, onError = () => {}, onLockChange = () => {} }) {
     this.stage = stage;
     this.video = video;
-    this._send = send;
-    this._isActive = isActive;
-    this._monitor = monitor;
-    this._onError = onError;
-    this._onLockChange = onLockChange;
-    this.keys = new Set(); // codes held
-    this.buttons = new Set(); // button names held
-    this.locked = false;
-    this._pointer = null; // latest {clientX, clientY} not yet sent as a move
-    this._rel = { dx: 0, dy: 0 }; // relative motion not yet sent
-    this._wheel = { dx: 0, dy: 0 }; // notches not yet sent
-    this._frame = 0;
-    this._heartbeat = 0;
-    this._handlers = [];
+    this.#send = send;
+    this.#isActive = isActive;
+    this.#monitor = monitor;
+    this.#onError = onError;
+    this.#onLockChange = onLockChange;
   }
 
   /** Start listening. */
   attach() {
     const { stage } = this;
+    /**
+     * @param {EventTarget} target
+     * @param {string} type
+     * @param {(event: any) => void} handler
+     * @param {AddEventListenerOptions} [options]
+     */
     const on = (target, type, handler, options) => {
       target.addEventListener(type, handler, options);
-      this._handlers.push([target, type, handler, options]);
+      this.#handlers.push([target, type, handler, options]);
     };
-    on(stage, 'pointermove', (e) => this._pointerMove(e));
-    on(stage, 'pointerdown', (e) => this._pointerButton(e, true));
-    on(stage, 'pointerup', (e) => this._pointerButton(e, false));
-    on(stage, 'pointercancel', (e) => this._pointerButton(e, false));
+    on(stage, 'pointermove', (e) => this.#pointerMove(e));
+    on(stage, 'pointerdown', (e) => this.#pointerButton(e, true));
+    on(stage, 'pointerup', (e) => this.#pointerButton(e, false));
+    on(stage, 'pointercancel', (e) => this.#pointerButton(e, false));
     // Back/forward buttons navigate on mouseup and a middle click may autoscroll or paste: keep
     // the browser out while controlling. (Not on pointerdown: that would also swallow mouseup.)
     for (const type of ['mousedown', 'mouseup', 'auxclick', 'click', 'dblclick']) {
-      on(stage, type, (e) => this._preventWhileActive(e));
+      on(stage, type, (e) => this.#preventWhileActive(e));
     }
-    on(stage, 'contextmenu', (e) => this._preventWhileActive(e));
-    on(stage, 'wheel', (e) => this._wheelEvent(e), { passive: false });
-    on(stage, 'keydown', (e) => this._key(e, true));
-    on(stage, 'keyup', (e) => this._key(e, false));
+    on(stage, 'contextmenu', (e) => this.#preventWhileActive(e));
+    on(stage, 'wheel', (e) => this.#wheelEvent(e), { passive: false });
+    on(stage, 'keydown', (e) => this.#key(e, true));
+    on(stage, 'keyup', (e) => this.#key(e, false));
     on(stage, 'focusout', () => {
       if (this.keys.size) this.reset(); // their keyups now go elsewhere
     });
@@ -189,15 +238,15 @@ export class InputCapture {
       if (document.visibilityState === 'hidden') this.reset();
     });
     on(document, 'fullscreenchange', () => this.reset());
-    on(document, 'pointerlockchange', () => this._lockChange());
+    on(document, 'pointerlockchange', () => this.#lockChange());
   }
 
   /** Stop listening and forget what is held (no messages). */
   detach() {
-    for (const [target, type, handler, options] of this._handlers) {
+    for (const [target, type, handler, options] of this.#handlers) {
       target.removeEventListener(type, handler, options);
     }
-    this._handlers = [];
+    this.#handlers = [];
     this.forget();
     if (this.locked) document.exitPointerLock?.();
   }
@@ -214,9 +263,9 @@ export class InputCapture {
 
   /** Release everything: a `reset` to the runner (when controlling) and local state cleared. */
   reset() {
-    const active = this._isActive();
+    const active = this.#isActive();
     this.forget();
-    if (active) this._emit({ t: 'reset' }, true);
+    if (active) this.#emit({ t: 'reset' }, true);
   }
 
   /** Clear local state without telling the runner (it released everything itself, e.g. on
@@ -224,32 +273,35 @@ export class InputCapture {
   forget() {
     this.keys.clear();
     this.buttons.clear();
-    this._pointer = null;
-    this._rel = { dx: 0, dy: 0 };
-    this._wheel = { dx: 0, dy: 0 };
-    this._updateHeartbeat();
+    this.#pointer = null;
+    this.#rel = { dx: 0, dy: 0 };
+    this.#wheel = { dx: 0, dy: 0 };
+    this.#updateHeartbeat();
   }
 
   // --- events ------------------------------------------------------------------------------
 
-  _preventWhileActive(event) {
-    if (this._isActive()) event.preventDefault();
+  /** @param {Event} event */
+  #preventWhileActive(event) {
+    if (this.#isActive()) event.preventDefault();
   }
 
-  _pointerMove(event) {
-    if (!this._isActive() || !event.isPrimary) return;
-    this._syncButtons(event); // a second button pressed while one is down arrives as a move
+  /** @param {PointerEvent} event */
+  #pointerMove(event) {
+    if (!this.#isActive() || !event.isPrimary) return;
+    this.#syncButtons(event); // a second button pressed while one is down arrives as a move
     if (this.locked) {
-      this._rel.dx += event.movementX || 0;
-      this._rel.dy += event.movementY || 0;
+      this.#rel.dx += event.movementX || 0;
+      this.#rel.dy += event.movementY || 0;
     } else {
-      this._pointer = { clientX: event.clientX, clientY: event.clientY };
+      this.#pointer = { clientX: event.clientX, clientY: event.clientY };
     }
-    this._schedule();
+    this.#schedule();
   }
 
-  _pointerButton(event, down) {
-    if (!this._isActive() || !event.isPrimary) return;
+  /** @param {PointerEvent} event @param {boolean} down */
+  #pointerButton(event, down) {
+    if (!this.#isActive() || !event.isPrimary) return;
     if (down) {
       this.stage.focus({ preventScroll: true });
       if (!this.locked) {
@@ -260,11 +312,12 @@ export class InputCapture {
         }
       }
     }
-    this._syncButtons(event);
+    this.#syncButtons(event);
   }
 
   /** Send a button message for every bit of `event.buttons` that changed since last time. */
-  _syncButtons(event) {
+  /** @param {PointerEvent} event */
+  #syncButtons(event) {
     const mask = event.type === 'pointercancel' ? 0 : event.buttons;
     BUTTON_NAMES.forEach((name, index) => {
       const down = (mask & BUTTON_BITS[index]) !== 0;
@@ -272,27 +325,29 @@ export class InputCapture {
       if (down) this.buttons.add(name);
       else this.buttons.delete(name);
       const message = { t: 'button', button: name, down };
-      const position = this.locked ? null : this._position(event.clientX, event.clientY);
+      const position = this.locked ? null : this.#position(event.clientX, event.clientY);
       if (position) {
         Object.assign(message, position);
-        this._pointer = null; // the button moves the pointer there first
+        this.#pointer = null; // the button moves the pointer there first
       }
-      this._emit(message, true);
+      this.#emit(message, true);
     });
-    this._updateHeartbeat();
+    this.#updateHeartbeat();
   }
 
-  _wheelEvent(event) {
-    if (!this._isActive()) return;
+  /** @param {WheelEvent} event */
+  #wheelEvent(event) {
+    if (!this.#isActive()) return;
     event.preventDefault();
     const { dx, dy } = wheelNotches(event);
-    this._wheel.dx += dx;
-    this._wheel.dy += dy;
-    this._schedule();
+    this.#wheel.dx += dx;
+    this.#wheel.dy += dy;
+    this.#schedule();
   }
 
-  _key(event, down) {
-    if (!this._isActive() || event.isComposing) return;
+  /** @param {KeyboardEvent} event @param {boolean} down */
+  #key(event, down) {
+    if (!this.#isActive() || event.isComposing) return;
     event.preventDefault();
     event.stopPropagation();
     if (event.code) {
@@ -300,24 +355,25 @@ export class InputCapture {
       else this.keys.delete(event.code);
     }
     // Auto-repeat keydowns are sent too: XTEST presses do not repeat on the host by themselves.
-    this._emit({
+    this.#emit({
       t: 'key', code: event.code, key: event.key, down, mods: modifierSnapshot(event),
     }, true);
-    this._updateHeartbeat();
+    this.#updateHeartbeat();
   }
 
-  _lockChange() {
+  #lockChange() {
     const locked = document.pointerLockElement === this.stage;
     if (locked === this.locked) return;
     this.locked = locked;
-    this._onLockChange(locked);
+    this.#onLockChange(locked);
     if (!locked) this.reset(); // pointer-lock exit
   }
 
   // --- sending -----------------------------------------------------------------------------
 
-  _position(clientX, clientY) {
-    const mon = this._monitor();
+  /** @param {number} clientX @param {number} clientY */
+  #position(clientX, clientY) {
+    const mon = this.#monitor();
     if (mon === null || mon === undefined) return null;
     const { video } = this;
     const rect = contentRect(video.getBoundingClientRect(), getComputedStyle(video),
@@ -327,33 +383,33 @@ export class InputCapture {
     return { mon, x, y };
   }
 
-  _schedule() {
-    if (!this._frame) this._frame = requestAnimationFrame(() => this._flush());
+  #schedule() {
+    if (!this.#frame) this.#frame = requestAnimationFrame(() => this.#flush());
   }
 
   /** Once per animation frame: the latest absolute position, summed relative motion, wheel. */
-  _flush() {
-    this._frame = 0;
-    if (!this._isActive()) {
-      this._pointer = null;
-      this._rel = { dx: 0, dy: 0 };
-      this._wheel = { dx: 0, dy: 0 };
+  #flush() {
+    this.#frame = 0;
+    if (!this.#isActive()) {
+      this.#pointer = null;
+      this.#rel = { dx: 0, dy: 0 };
+      this.#wheel = { dx: 0, dy: 0 };
       return;
     }
-    if (this._pointer) {
-      const position = this._position(this._pointer.clientX, this._pointer.clientY);
-      this._pointer = null;
-      if (position) this._emit({ t: 'move', ...position }, false);
+    if (this.#pointer) {
+      const position = this.#position(this.#pointer.clientX, this.#pointer.clientY);
+      this.#pointer = null;
+      if (position) this.#emit({ t: 'move', ...position }, false);
     }
-    const [dx, restX] = takeRelative(this._rel.dx);
-    const [dy, restY] = takeRelative(this._rel.dy);
-    this._rel = { dx: restX, dy: restY };
-    if (dx || dy) this._emit({ t: 'rel', dx, dy }, false);
-    if (Math.abs(restX) >= 1 || Math.abs(restY) >= 1) this._schedule(); // beyond int16: next frame
-    const { dx: wx, dy: wy } = this._wheel;
-    this._wheel = { dx: 0, dy: 0 };
+    const [dx, restX] = takeRelative(this.#rel.dx);
+    const [dy, restY] = takeRelative(this.#rel.dy);
+    this.#rel = { dx: restX, dy: restY };
+    if (dx || dy) this.#emit({ t: 'rel', dx, dy }, false);
+    if (Math.abs(restX) >= 1 || Math.abs(restY) >= 1) this.#schedule(); // beyond int16: next frame
+    const { dx: wx, dy: wy } = this.#wheel;
+    this.#wheel = { dx: 0, dy: 0 };
     if (wx || wy) {
-      this._emit({
+      this.#emit({
         t: 'wheel',
         dx: clamp(wx, -MAX_WHEEL_NOTCHES, MAX_WHEEL_NOTCHES),
         dy: clamp(wy, -MAX_WHEEL_NOTCHES, MAX_WHEEL_NOTCHES),
@@ -361,34 +417,35 @@ export class InputCapture {
     }
   }
 
-  _updateHeartbeat() {
+  #updateHeartbeat() {
     const holding = this.keys.size > 0 || this.buttons.size > 0;
-    if (holding && !this._heartbeat) {
-      this._heartbeat = setInterval(() => this._sendHeld(), HELD_INTERVAL_MS);
-    } else if (!holding && this._heartbeat) {
-      clearInterval(this._heartbeat);
-      this._heartbeat = 0;
+    if (holding && !this.#heartbeat) {
+      this.#heartbeat = setInterval(() => this.#sendHeld(), HELD_INTERVAL_MS);
+    } else if (!holding && this.#heartbeat) {
+      clearInterval(this.#heartbeat);
+      this.#heartbeat = 0;
     }
   }
 
-  _sendHeld() {
-    if (!this._isActive()) {
+  #sendHeld() {
+    if (!this.#isActive()) {
       this.forget();
       return;
     }
-    this._emit({
+    this.#emit({
       t: 'held', keys: [...this.keys].slice(0, MAX_HELD_KEYS), buttons: [...this.buttons],
     }, true);
   }
 
-  _emit(message, reliable) {
+  /** @param {Record<string, unknown>} message @param {boolean} reliable */
+  #emit(message, reliable) {
     let sending;
     try {
-      sending = this._send(message, { reliable });
+      sending = this.#send(message, { reliable });
     } catch (error) {
-      this._onError(error, message.t);
+      this.#onError(error, message.t);
       return;
     }
-    Promise.resolve(sending).catch((error) => this._onError(error, message.t));
+    Promise.resolve(sending).catch((error) => this.#onError(error, message.t));
   }
 }

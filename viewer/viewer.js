@@ -1,20 +1,22 @@
+// @ts-check
 // Reference viewer: joins a LiveKit room with a shared E2EE passphrase, decrypts the runner's
 // screen share and shows it.
 //
 // For tests and tools it exposes window.viewer:
 //   window.viewer.state            live object, refreshed every STATS_INTERVAL_MS (see `state`)
 //   window.viewer.samplePixels(pts) [[r, g, b], ...] at normalized [x, y] points of the current
-//                                   video frame, or null before the first frame
+//                                   video frame, or null before the first frame and whenever
+//                                   no picture is shown (state.screen is not 'shown')
 //   window.viewer.connect({url, token, passphrase, keyIndex, control, runner}),
 //   window.viewer.disconnect()      (both async; keyIndex defaults to 0; control (default true):
 //                                   request control once the control session is open; runner:
-//                                   the runner's identity, default the participant whose screen
-//                                   is shown)
+//                                   the runner's identity, default 'desktop-runner')
 //   window.viewer.setKey(passphrase, keyIndex)  (async) add or replace the key at keyIndex
 //                                   (0..15) without reconnecting, e.g. after the publisher rotated
 //                                   to a new key index; kept if the viewer joins the room again.
 //                                   Also rekeys the control session (a new dr.hello with the new
 //                                   key; the old session is kept if the runner does not take it)
+//   window.viewer.room              the livekit-client Room of the current connection, or null
 //
 // Remote control (docs/protocol.md; control.js, input.js):
 //   window.viewer.control           the live ControlSession, or null
@@ -25,31 +27,43 @@
 //   window.viewer.call(method, params)  sealed RPC; resolves to the result, or rejects with an
 //                                   Error whose .code is the runner's error code
 //   window.viewer.typeText(text), .selectMonitor(id), .requestControl(), .releaseControl()
-//                                   (async)
+//                                   (async; sendInput and typeText reject with code
+//                                   'not_shown' while the runner's picture is not shown)
 //
-// Link parameters (query or fragment; the fragment is never sent to a server): url, token,
-// passphrase, keyIndex (the key index of the passphrase, default 0), runner (identity) and
-// control (0: do not request control on connect).
+// Link parameters (link.js): url, runner (identity), keyIndex (the key index of the passphrase,
+// default 0) and control (0: do not request control on connect), in the fragment or the query.
+// The token and the passphrase are pasted into the form: a link that carries them leaves them in
+// the browser's history. Opt-in for tests and tools: in the fragment (then the page shows a
+// warning); never from the query.
 //
-// The token and passphrase are never logged or shown; they are removed from the address bar once
-// read, and redacted from any error text before it is displayed. Clipboard text is never put into
-// an error message or a log line.
-import { ControlSession } from '/control.js';
-import { InputCapture, textChunks } from '/input.js';
+// Only the runner's video is shown, and only while it is end-to-end encrypted with our key
+// (trust.js says why and how); input is sent only then. state.screen says what is shown.
+//
+// The token and passphrase are never logged or shown; a link's are removed from the address bar
+// once read, and they are redacted from any error text before it is displayed. Clipboard text is
+// never put into an error message or a log line.
 import {
   ConnectionState,
   DisconnectReason,
-  ExternalE2EEKeyProvider,
   LogLevel,
-  Room,
   RoomEvent,
   Track,
-  createKeyMaterialFromString,
-  isE2EESupported,
   setLogLevel,
-} from '/vendor/livekit-client.esm.mjs';
+} from 'livekit-client';
 
-const E2EE_WORKER_URL = new URL('/vendor/livekit-client.e2ee.worker.mjs', location.href);
+import { Connection, checkKeyIndex } from './connection.js';
+import { InputCapture, textChunks } from './input.js';
+import { parseLink } from './link.js';
+import { DEFAULT_RUNNER, screenMessage, screenVerdict } from './trust.js';
+
+/** @typedef {import('./connection.js').Credentials} Credentials */
+/** @typedef {import('./control.js').ControlSession} ControlSession */
+/** @typedef {import('livekit-client').RemoteTrack} RemoteTrack */
+/** @typedef {import('livekit-client').RemoteTrackPublication} RemoteTrackPublication */
+/** @typedef {import('livekit-client').RemoteParticipant} RemoteParticipant */
+/** @typedef {Error & {code?: string}} CodedError */
+/** @typedef {import('./trust.js').Screen} Screen */
+
 const STATS_INTERVAL_MS = 250;
 const CONTROL_STATS_INTERVAL_MS = 2000; // dr.ping and dr.stats
 const CONTROL_CLIENT = 'desktop-runner reference viewer';
@@ -57,9 +71,6 @@ const CLIPBOARD_TO_HOST = new Set(['to-host', 'both']);
 const CLIPBOARD_FROM_HOST = new Set(['from-host', 'both']);
 const REJOIN_DELAY_MS = 2000;
 const MAX_LISTED_ERRORS = 50;
-// livekit-client's key ring size (KEY_PROVIDER_DEFAULTS.keyringSize). A received frame picks its
-// key by the index it carries, without wrapping, so only 0..KEY_RING_SIZE-1 are usable.
-const KEY_RING_SIZE = 16;
 // Disconnects after which joining again cannot help (or is not wanted).
 const FINAL_DISCONNECT_REASONS = new Set([
   DisconnectReason.CLIENT_INITIATED,
@@ -67,6 +78,40 @@ const FINAL_DISCONNECT_REASONS = new Set([
   DisconnectReason.PARTICIPANT_REMOVED,
   DisconnectReason.USER_REJECTED,
 ]);
+// After livekit-client resumed a connection (or the viewer joined again), the shown track can stay
+// black for good (seen after a 30 s network freeze while the runner had reconnected afresh): within
+// a minute of such a resume, a picture that stops for 3 s makes the viewer join again. Outside that
+// window a stall is left alone (a missing key also stops the picture; joining again would not help).
+const STALL_REJOIN_MS = 3000;
+const STALL_AFTER_RESUME_WINDOW_MS = 60000;
+
+/** Remote control as the page shows it (state.control, reset in place for every new session). */
+function controlState() {
+  return {
+    runner: '', // identity the control session talks to
+    session: false, // a control session is open (dr.hello answered)
+    you: false, // this session has control: input is sent
+    /** @type {string | null} identity in control, or null */
+    controller: null,
+    /** @type {Array<Record<string, any>>} the runner's monitor objects (id, name, x, y, width,
+     * height, primary, scale) */
+    monitors: [],
+    /** @type {string | null} id of the monitor shown (and that pointer positions refer to) */
+    selected: null,
+    viewOnly: false, // the runner refuses all input (control.view_only)
+    /** @type {string | null} the runner's clipboard.mode: off | to-host | from-host | both */
+    clipboardMode: null,
+    lastError: '', // the latest control error, secrets and clipboard text never included
+    /** @type {string | null} text of the last `clipboard` push */
+    clipboard: null,
+    rejected: 0, // runner packets on our topic that failed to open or were stale
+    /** @type {number | null} dr.ping round trip */
+    rttMs: null,
+    /** @type {Record<string, any> | null} the last dr.stats result */
+    stats: null,
+    pointerLocked: false,
+  };
+}
 
 /** What the page shows, and what tests read. Mutated in place; never replaced. */
 const state = {
@@ -77,630 +122,699 @@ const state = {
   encryptionErrors: 0, // RoomEvent.EncryptionError count (livekit-client throttles: <= 1/s, 5/min)
   lastError: '', // the latest error of any kind, secrets redacted
   framesDecoded: 0, // inbound-rtp framesDecoded of the shown video track
-  videoWidth: 0,
+  videoWidth: 0, // of the picture shown; 0 while none is
   videoHeight: 0,
-  publisher: '', // identity of the participant whose video is shown
-  trackEncrypted: false, // the shown track is announced as end-to-end encrypted by its publisher
-  control: null, // remote control, see controlState()
+  publisher: '', // identity of the participant whose video is attached (the runner)
+  trackEncrypted: false, // that track is announced as end-to-end encrypted by its publisher
+  runner: '', // the identity whose video may be shown and who gets our input
+  /** @type {Screen} what the picture area shows: see trust.js */
+  screen: /** @type {Screen} */ ('idle'),
+  /** @type {string[]} identities whose video was not shown: they are not the runner */
+  ignoredVideo: [],
+  control: controlState(), // remote control, see controlState()
 };
 
-/** Remote control as the page shows it (state.control, reset in place for every new session). */
-function controlState() {
-  return {
-    runner: '', // identity the control session talks to
-    session: false, // a control session is open (dr.hello answered)
-    you: false, // this session has control: input is sent
-    controller: null, // identity in control, or null
-    monitors: [], // the runner's monitor objects (id, name, x, y, width, height, primary, scale)
-    selected: null, // id of the monitor shown (and that pointer positions refer to)
-    viewOnly: false, // the runner refuses all input (control.view_only)
-    clipboardMode: null, // the runner's clipboard.mode: off | to-host | from-host | both
-    lastError: '', // the latest control error, secrets and clipboard text never included
-    clipboard: null, // text of the last `clipboard` push
-    rejected: 0, // runner packets on our topic that failed to open or were stale
-    rttMs: null, // dr.ping round trip
-    stats: null, // the last dr.stats result
-    pointerLocked: false,
-  };
+/** @template {HTMLElement} T @param {string} id @param {new () => T} type @returns {T} */
+function byId(id, type) {
+  const node = document.getElementById(id);
+  if (!(node instanceof type)) throw new Error(`viewer page: #${id} is missing`);
+  return node;
 }
-state.control = controlState();
 
 const el = {
-  form: document.getElementById('connect-form'),
-  url: document.getElementById('url'),
-  token: document.getElementById('token'),
-  passphrase: document.getElementById('passphrase'),
-  keyIndex: document.getElementById('key-index'),
-  tokenHint: document.getElementById('token-hint'),
-  passphraseHint: document.getElementById('passphrase-hint'),
-  connect: document.getElementById('connect'),
-  disconnect: document.getElementById('disconnect'),
-  video: document.getElementById('screen'),
-  placeholder: document.getElementById('placeholder'),
-  connectionState: document.getElementById('connection-state'),
-  encryptionState: document.getElementById('encryption-state'),
-  publisherState: document.getElementById('publisher-state'),
-  frames: document.getElementById('frames'),
-  videoSize: document.getElementById('video-size'),
-  errorCount: document.getElementById('error-count'),
-  lastError: document.getElementById('last-error'),
-  errors: document.getElementById('errors'),
-  runner: document.getElementById('runner'),
-  wantControl: document.getElementById('want-control'),
-  stage: document.getElementById('stage'),
-  controlPanel: document.getElementById('control-panel'),
-  controlState: document.getElementById('control-state'),
-  takeControl: document.getElementById('take-control'),
-  releaseControl: document.getElementById('release-control'),
-  monitor: document.getElementById('monitor'),
-  keyframe: document.getElementById('keyframe'),
-  pointerLock: document.getElementById('pointer-lock'),
-  typeForm: document.getElementById('type-form'),
-  typeText: document.getElementById('type-text'),
-  typeSend: document.getElementById('type-send'),
-  clipboardText: document.getElementById('clipboard-text'),
-  clipboardSet: document.getElementById('clipboard-set'),
-  clipboardGet: document.getElementById('clipboard-get'),
-  clipboardHost: document.getElementById('clipboard-host'),
-  controlStats: document.getElementById('control-stats'),
+  form: byId('connect-form', HTMLFormElement),
+  url: byId('url', HTMLInputElement),
+  token: byId('token', HTMLInputElement),
+  passphrase: byId('passphrase', HTMLInputElement),
+  keyIndex: byId('key-index', HTMLInputElement),
+  tokenHint: byId('token-hint', HTMLElement),
+  passphraseHint: byId('passphrase-hint', HTMLElement),
+  connect: byId('connect', HTMLButtonElement),
+  disconnect: byId('disconnect', HTMLButtonElement),
+  video: byId('screen', HTMLVideoElement),
+  placeholder: byId('placeholder', HTMLElement),
+  connectionState: byId('connection-state', HTMLElement),
+  encryptionState: byId('encryption-state', HTMLElement),
+  publisherState: byId('publisher-state', HTMLElement),
+  frames: byId('frames', HTMLElement),
+  videoSize: byId('video-size', HTMLElement),
+  errorCount: byId('error-count', HTMLElement),
+  lastError: byId('last-error', HTMLElement),
+  errors: byId('errors', HTMLUListElement),
+  runner: byId('runner', HTMLInputElement),
+  wantControl: byId('want-control', HTMLInputElement),
+  stage: byId('stage', HTMLElement),
+  controlPanel: byId('control-panel', HTMLElement),
+  controlState: byId('control-state', HTMLElement),
+  takeControl: byId('take-control', HTMLButtonElement),
+  releaseControl: byId('release-control', HTMLButtonElement),
+  monitor: byId('monitor', HTMLSelectElement),
+  keyframe: byId('keyframe', HTMLButtonElement),
+  pointerLock: byId('pointer-lock', HTMLButtonElement),
+  typeForm: byId('type-form', HTMLFormElement),
+  typeText: byId('type-text', HTMLTextAreaElement),
+  typeSend: byId('type-send', HTMLButtonElement),
+  clipboardText: byId('clipboard-text', HTMLTextAreaElement),
+  clipboardSet: byId('clipboard-set', HTMLButtonElement),
+  clipboardGet: byId('clipboard-get', HTMLButtonElement),
+  clipboardHost: byId('clipboard-host', HTMLElement),
+  controlStats: byId('control-stats', HTMLElement),
+  linkWarning: byId('link-warning', HTMLElement),
 };
-
-let room = null;
-let worker = null; // the E2EE worker of `room`: livekit-client leaves terminating it to its owner
-let keyProvider = null; // the key provider of `room`
-// Keys of the current session, key index -> passphrase, in the order they were set: the one from
-// connect() plus any setKey(). A rejoin installs them all again.
-let sessionKeys = new Map();
-let shown = null; // { track, publication, participant } whose video is attached
-let secrets = []; // token and passphrases of the current session, for redaction only
-let rejoinTimer = null;
-let currentCredentials = null;
-let lastProgress = { frames: -1, at: 0 };
-// After livekit-client resumed a connection (or the viewer joined again), the shown track can stay
-// black for good (seen after a 30 s network freeze while the runner had reconnected afresh): within a
-// minute of such a resume, a picture that stops for 3 s makes the viewer join again. Outside that window a stall is left
-// alone (a missing key also stops the picture; joining again would not help there).
-const STALL_REJOIN_MS = 3000;
-const STALL_AFTER_RESUME_WINDOW_MS = 60000;
-let lastReconnectAt = -Infinity;
-let control = null; // the ControlSession of `room`, once the runner is known and present
-let controlOptions = { runner: '' }; // from connect(): an explicit runner identity
-let wantControl = true; // request control whenever a control session opens
-let reportedControlError = ''; // the last control error put into the error list (no repeats)
 
 setLogLevel(LogLevel.warn);
 
-// --- errors ------------------------------------------------------------------------------------
+/**
+ * The viewer's session: what the user asked for (credentials, keys, control wishes) and the
+ * current Connection, which is replaced on every join. Everything that outlives one room lives
+ * here; everything of one room lives in its Connection.
+ */
+class Viewer {
+  /** @type {Connection | null} the current room, or null */
+  connection = null;
+  /** @type {Credentials | null} of the session, for rejoins */
+  credentials = null;
+  /** @type {Map<number, string>} key index -> passphrase, in the order set: connect()'s, then
+   * any setKey(). A rejoin installs them all again. */
+  keys = new Map();
+  /** @type {string[]} token and passphrases of the session, for redaction only */
+  secrets = [];
+  runnerOption = ''; // from connect(): an explicit runner identity
+  wantControl = true; // request control whenever a control session opens
+  /** @type {ReturnType<typeof setTimeout> | null} */
+  rejoinTimer = null;
+  lastReconnectAt = -Infinity;
+  lastProgress = { frames: -1, at: 0 };
+  reportedControlError = ''; // the last control error put into the error list (no repeats)
+  joining = false; // between join() and its Connection existing
+  #refreshing = false;
+  #pollingControl = false;
 
-function redact(text) {
-  let out = String(text);
-  for (const secret of secrets) {
-    if (secret) out = out.split(secret).join('[redacted]');
+  /** The Room of the current connection, or null. */
+  get room() {
+    return this.connection?.room ?? null;
   }
-  return out;
-}
 
-function reportError(message, { encryption = false } = {}) {
-  const text = redact(message);
-  state.lastError = text;
-  if (encryption) state.encryptionErrors += 1;
-  const item = document.createElement('li');
-  const time = document.createElement('time');
-  time.textContent = new Date().toLocaleTimeString();
-  item.append(time, ' ', encryption ? 'decryption: ' : '', text);
-  el.errors.prepend(item);
-  while (el.errors.children.length > MAX_LISTED_ERRORS) el.errors.lastElementChild.remove();
-  render();
-}
+  /** The ControlSession of the current connection, or null. */
+  get control() {
+    return this.connection?.control ?? null;
+  }
 
-// --- the shown track ---------------------------------------------------------------------------
+  /** The track shown, or null. */
+  get shown() {
+    return this.connection?.shown ?? null;
+  }
 
-function show(track, publication, participant) {
-  shown = { track, publication, participant };
-  track.attach(el.video);
-  state.publisher = participant.identity;
-  state.trackEncrypted = publication.isEncrypted;
-  state.framesDecoded = 0;
-  startControl();
-  render();
-}
+  // --- errors ----------------------------------------------------------------------------------
 
-function unshow() {
-  if (!shown) return;
-  shown.track.detach(el.video);
-  shown = null;
-  Object.assign(state, {
-    publisher: '', trackEncrypted: false, framesDecoded: 0, videoWidth: 0, videoHeight: 0,
-  });
-  render();
-}
+  /** @param {unknown} text */
+  redact(text) {
+    let out = String(text);
+    for (const secret of this.secrets) {
+      if (secret) out = out.split(secret).join('[redacted]');
+    }
+    return out;
+  }
 
-/** Show the first subscribed video track other than `except`. */
-function showFirstVideo(except = null) {
-  if (shown || !room) return;
-  for (const participant of room.remoteParticipants.values()) {
-    for (const publication of participant.videoTrackPublications.values()) {
-      if (publication.track && publication.track !== except) {
-        show(publication.track, publication, participant);
+  /** @param {unknown} message @param {{encryption?: boolean}} [options] */
+  reportError(message, { encryption = false } = {}) {
+    const text = this.redact(message);
+    state.lastError = text;
+    if (encryption) state.encryptionErrors += 1;
+    const item = document.createElement('li');
+    const time = document.createElement('time');
+    time.textContent = new Date().toLocaleTimeString();
+    item.append(time, ' ', encryption ? 'decryption: ' : '', text);
+    el.errors.prepend(item);
+    while (el.errors.children.length > MAX_LISTED_ERRORS) el.errors.lastElementChild?.remove();
+    render();
+  }
+
+  // --- the shown track -------------------------------------------------------------------------
+
+  /**
+   * @param {Connection} conn
+   * @param {RemoteTrack} track
+   * @param {RemoteTrackPublication} publication
+   * @param {RemoteParticipant} participant
+   */
+  show(conn, track, publication, participant) {
+    conn.shown = { track, publication, participant };
+    conn.framesAtError = null;
+    track.attach(el.video); // hidden until updateScreen() finds it trustworthy
+    state.publisher = participant.identity;
+    state.trackEncrypted = publication.isEncrypted;
+    state.framesDecoded = 0;
+    this.startControl();
+    render();
+  }
+
+  /** @param {Connection | null} conn */
+  unshow(conn) {
+    if (!conn?.shown) return;
+    conn.shown.track.detach(el.video);
+    conn.shown = null;
+    Object.assign(state, {
+      publisher: '', trackEncrypted: false, framesDecoded: 0, videoWidth: 0, videoHeight: 0,
+    });
+    render();
+  }
+
+  /** Show the runner's first subscribed video track other than `except`; never another
+   * participant's.
+   * @param {Connection} conn @param {RemoteTrack | null} [except] */
+  showFirstVideo(conn, except = null) {
+    if (conn.shown || conn.closed) return;
+    for (const participant of conn.room.remoteParticipants.values()) {
+      for (const publication of participant.videoTrackPublications.values()) {
+        if (!publication.track || publication.track === except) continue;
+        if (participant.identity !== state.runner) {
+          this.ignoreVideo(participant.identity);
+          continue;
+        }
+        this.show(conn, publication.track, publication, participant);
         return;
       }
     }
   }
-}
 
-// --- keys --------------------------------------------------------------------------------------
-
-function checkKeyIndex(value) {
-  const index = Number(value); // '' (an empty form field) is 0 too
-  if (!Number.isInteger(index) || index < 0 || index >= KEY_RING_SIZE) {
-    throw new RangeError(`key index must be a whole number from 0 to ${KEY_RING_SIZE - 1}`);
+  /** @param {string} identity */
+  ignoreVideo(identity) {
+    if (!state.ignoredVideo.includes(identity)) state.ignoredVideo.push(identity);
   }
-  return index;
-}
 
-/**
- * Put the key for `passphrase` at `keyIndex` into `provider`.
- *
- * ExternalE2EEKeyProvider.setKey(passphrase) always uses index 0. A publisher that rotates keys
- * encrypts at other indexes, so we do what setKey does (PBKDF2 key material, exactly as
- * createKeyMaterialFromString builds it for setKey) and hand it to the provider's own
- * BaseKeyProvider.onSetEncryptionKey(key, participantIdentity, keyIndex), with no identity: a
- * shared key. That method is `protected` only in TypeScript; it stores the key (so a later join
- * sends it to the worker again) and emits SetKey, which a connected room forwards to its E2EE
- * worker at once.
- */
-async function addPassphraseKey(provider, passphrase, keyIndex) {
-  const material = await createKeyMaterialFromString(passphrase);
-  provider.onSetEncryptionKey(material, undefined, keyIndex);
-}
+  /** The evidence for trust.js, from the current connection. */
+  evidence() {
+    const conn = this.connection;
+    const shown = conn?.shown;
+    return {
+      connected: Boolean(conn?.joined) && !conn?.closed,
+      track: Boolean(shown),
+      announcedEncrypted: Boolean(shown?.publication.isEncrypted && shown.participant.isEncrypted),
+      decrypting: shown ? conn?.decrypting.get(shown.participant.identity) : undefined,
+      failing: conn?.framesAtError != null && state.framesDecoded <= conn.framesAtError,
+      otherRunner: Boolean(conn?.otherRunner),
+    };
+  }
 
-/** Add or replace the key at `keyIndex` for this session, without reconnecting. */
-async function setKey(passphrase, keyIndex = 0) {
-  const index = checkKeyIndex(keyIndex);
-  if (typeof passphrase !== 'string' || !passphrase) throw new TypeError('passphrase is empty');
-  if (!keyProvider && rejoinTimer === null) throw new Error('not connected');
-  secrets.push(passphrase);
-  sessionKeys.delete(index); // re-insert, so it counts as the latest key set
-  sessionKeys.set(index, passphrase);
-  if (keyProvider) await addPassphraseKey(keyProvider, passphrase, index);
-  if (control) {
-    // A failure to rekey control is reported, not thrown: the picture's key is in place.
+  /** Decide what the picture area shows; leaving 'shown' releases what we hold on the host
+   * first (the reset goes out while input is still allowed). */
+  updateScreen() {
+    const screen = screenVerdict(this.evidence());
+    if (screen === state.screen) return;
+    if (state.screen === 'shown') input.reset();
+    state.screen = screen;
+  }
+
+  /** Input may go to the host: we control, the picture shown is the runner's (encrypted with our
+   * key) and the runner's dr.hello named the runner we expect. */
+  inputAllowed() {
+    const conn = this.connection;
+    return Boolean(conn?.control && conn.shown && conn.confirmed && state.control.session
+      && state.control.you && state.screen === 'shown');
+  }
+
+  // --- keys ------------------------------------------------------------------------------------
+
+  /** Add or replace the key at `keyIndex` for this session, without reconnecting.
+   * @param {string} passphrase @param {number | string} [keyIndex] */
+  async setKey(passphrase, keyIndex = 0) {
+    const index = checkKeyIndex(keyIndex);
+    if (typeof passphrase !== 'string' || !passphrase) throw new TypeError('passphrase is empty');
+    const conn = this.connection;
+    if (!conn && this.rejoinTimer === null && !this.joining) throw new Error('not connected');
+    this.secrets.push(passphrase);
+    this.keys.delete(index); // re-insert, so it counts as the latest key set
+    this.keys.set(index, passphrase);
+    if (conn) await conn.addKey(passphrase, index);
+    const control = this.control;
+    if (control) {
+      // A failure to rekey control is reported, not thrown: the picture's key is in place.
+      try {
+        await control.setKey(passphrase, index);
+      } catch (error) {
+        this.controlFailed('control rekey', error);
+      }
+    }
+  }
+
+  // --- connection ------------------------------------------------------------------------------
+
+  /**
+   * Join a room; a fresh session, so the error count starts again at 0 and the only key is
+   * `passphrase` at `keyIndex` (default 0). `control` (default true): request control once the
+   * control session is open; `runner`: the runner's identity (default: whoever shares the screen).
+   * @param {{url: string, token: string, passphrase: string, keyIndex?: number | string,
+   *   control?: boolean | string | number, runner?: string}} options
+   */
+  async connect({ url, token, passphrase, keyIndex = 0, control = true, runner = '' }) {
+    Object.assign(state, { encryptionErrors: 0, lastError: '' });
+    this.runnerOption = String(runner ?? '').trim();
+    state.runner = this.runnerOption || DEFAULT_RUNNER;
+    state.ignoredVideo = [];
+    this.wantControl = control !== false && control !== '0' && control !== 0;
+    let index;
     try {
-      await control.setKey(passphrase, index);
+      index = checkKeyIndex(keyIndex);
     } catch (error) {
-      controlFailed('control rekey', error);
+      state.state = 'failed';
+      this.reportError(error.message);
+      throw error;
     }
+    this.keys = new Map([[index, passphrase]]);
+    await this.join({ url, token });
   }
-}
 
-// --- connection --------------------------------------------------------------------------------
-
-/** Join a room; a fresh session, so the error count starts again at 0 and the only key is
- * `passphrase` at `keyIndex` (default 0). `control` (default true): request control once the
- * control session is open; `runner`: the runner's identity (default: whoever shares the screen). */
-async function connect({
-  url, token, passphrase, keyIndex = 0, control: takeControl = true, runner = '',
-}) {
-  Object.assign(state, { encryptionErrors: 0, lastError: '' });
-  controlOptions = { runner: String(runner ?? '').trim() };
-  wantControl = takeControl !== false && takeControl !== '0' && takeControl !== 0;
-  let index;
-  try {
-    index = checkKeyIndex(keyIndex);
-  } catch (error) {
-    state.state = 'failed';
-    reportError(error.message);
-    throw error;
-  }
-  sessionKeys = new Map([[index, passphrase]]);
-  await join({ url, token });
-}
-
-/**
- * One attempt to join. A first attempt that fails ends in state 'failed'; once joined, an
- * unexpected disconnect starts rejoin attempts (`retrying`) every REJOIN_DELAY_MS until one
- * succeeds or the user disconnects.
- */
-async function join(credentials, { retrying = false } = {}) {
-  const { url, token } = credentials;
-  if (retrying) lastReconnectAt = performance.now(); // a rejoin counts as a resume for stall checks
-  await disconnect();
-  if (!isE2EESupported()) {
-    throw new Error('this browser cannot decrypt LiveKit E2EE (no encoded transform support)');
-  }
-  secrets = [token, ...sessionKeys.values()];
-  const thisKeyProvider = new ExternalE2EEKeyProvider();
-  keyProvider = thisKeyProvider; // from now on setKey() also adds to this provider
-  // The live map, not a copy: a setKey() meanwhile re-inserts its key at the end, so it is
-  // visited after any older key at the same index.
-  for (const [index, passphrase] of sessionKeys) {
-    await addPassphraseKey(thisKeyProvider, passphrase, index);
-  }
-  const thisWorker = new Worker(E2EE_WORKER_URL, { type: 'module' });
-  const thisRoom = new Room({
-    adaptiveStream: false,
-    dynacast: false,
-    encryption: { keyProvider: thisKeyProvider, worker: thisWorker },
-    reconnectPolicy: { nextRetryDelayInMs: (ctx) => (ctx.retryCount < 60 ? 1000 : null) },
-  });
-  currentCredentials = credentials;
-  room = thisRoom;
-  worker = thisWorker;
-  const session = { joined: false };
-  wire(thisRoom, credentials, session);
-  state.state = 'connecting';
-  render();
-  try {
-    await thisRoom.connect(url, token, { autoSubscribe: true });
-    await thisRoom.setE2EEEnabled(true);
-  } catch (error) {
-    if (room === thisRoom) {
-      room = worker = keyProvider = null;
-      release(thisRoom, thisWorker);
-      reportError(`connect failed: ${error?.message ?? error}`);
-      if (retrying) scheduleRejoin(credentials);
-      else state.state = 'failed';
-      render();
+  /**
+   * One attempt to join. A first attempt that fails ends in state 'failed'; once joined, an
+   * unexpected disconnect starts rejoin attempts (`retrying`) every REJOIN_DELAY_MS until one
+   * succeeds or the user disconnects.
+   * @param {Credentials} credentials
+   * @param {{retrying?: boolean}} [options]
+   */
+  async join(credentials, { retrying = false } = {}) {
+    if (retrying) this.lastReconnectAt = performance.now(); // a rejoin counts as a resume
+    await this.disconnect();
+    this.secrets = [credentials.token, ...this.keys.values()];
+    // The live map, not a copy: a setKey() meanwhile re-inserts its key at the end, so it is
+    // visited after any older key at the same index.
+    this.joining = true;
+    let conn;
+    try {
+      conn = await Connection.create(credentials, this.keys);
+    } finally {
+      this.joining = false;
     }
-    throw error;
-  }
-  session.joined = true;
-  showFirstVideo();
-  startControl();
-  render();
-}
-
-function wire(thisRoom, credentials, session) {
-  const current = () => room === thisRoom;
-  thisRoom
-    .on(RoomEvent.ConnectionStateChanged, (connectionState) => {
-      if (current() && connectionState === 'connected'
-          && ['reconnecting', 'signalReconnecting'].includes(state.state)) {
-        lastReconnectAt = performance.now();
+    this.credentials = credentials;
+    this.connection = conn;
+    this.wire(conn);
+    state.state = 'connecting';
+    render();
+    try {
+      await conn.open();
+    } catch (error) {
+      if (this.connection === conn) {
+        this.connection = null;
+        conn.close().catch(() => {});
+        this.reportError(`connect failed: ${error?.message ?? error}`);
+        if (retrying) this.scheduleRejoin(credentials);
+        else state.state = 'failed';
+        render();
       }
-      if (current()) state.state = connectionState;
-      render();
-    })
-    .on(RoomEvent.Disconnected, (reason) => {
-      if (!current() || !session.joined) return; // a failed join is handled in join()
-      stopControl();
-      unshow();
-      state.e2eeEnabled = false;
-      if (reason !== undefined && FINAL_DISCONNECT_REASONS.has(reason)) {
-        state.state = 'disconnected';
-        if (reason !== DisconnectReason.CLIENT_INITIATED) {
-          reportError(`disconnected: ${DisconnectReason[reason]}`);
+      throw error;
+    }
+    this.showFirstVideo(conn);
+    this.startControl();
+    render();
+  }
+
+  /** Room events of `conn`; a closed connection's are ignored.
+   * @param {Connection} conn */
+  wire(conn) {
+    const { room } = conn;
+    room
+      .on(RoomEvent.ConnectionStateChanged, (connectionState) => {
+        if (conn.closed) return;
+        if (connectionState === ConnectionState.Connected
+            && ['reconnecting', 'signalReconnecting'].includes(state.state)) {
+          this.lastReconnectAt = performance.now();
         }
-      } else {
-        const why = DisconnectReason[reason] ?? 'connection lost';
-        reportError(`disconnected: ${why}; joining again`);
-        scheduleRejoin(credentials);
-      }
-      render();
-    })
-    .on(RoomEvent.TrackSubscribed, (track, publication, participant) => {
-      if (current() && track.kind === Track.Kind.Video && !shown) {
-        show(track, publication, participant);
-      }
-    })
-    .on(RoomEvent.TrackUnsubscribed, (track) => {
-      if (current() && shown?.track === track) {
-        unshow();
-        // livekit-client emits this while the publication still holds `track` (it is removed
-        // just after): without the exception the stopped track was attached again, and the
-        // publisher's track republished after a resume (a new SID) was then never shown.
-        showFirstVideo(track);
-      }
-    })
-    .on(RoomEvent.ParticipantConnected, () => {
-      if (current()) startControl(); // an explicit runner may join after us
-    })
-    .on(RoomEvent.TrackSubscriptionFailed, (trackSid, participant, reason) => {
-      if (!current()) return;
-      reportError(`could not subscribe to ${participant?.identity}: ${reason ?? trackSid}`);
-    })
-    .on(RoomEvent.EncryptionError, (error, participant) => {
-      if (!current()) return;
-      const who = participant?.identity ? `${participant.identity}: ` : '';
-      reportError(`${who}${error?.message ?? error}`, { encryption: true });
-    })
-    .on(RoomEvent.ParticipantEncryptionStatusChanged, (enabled, participant) => {
-      if (!current()) return;
-      if (participant === thisRoom.localParticipant) state.e2eeEnabled = enabled;
-      if (shown && participant === shown.participant) {
-        state.trackEncrypted = shown.publication.isEncrypted;
-      }
-      render();
-    });
-}
-
-function scheduleRejoin(credentials) {
-  clearTimeout(rejoinTimer);
-  state.state = 'rejoining';
-  rejoinTimer = setTimeout(() => {
-    rejoinTimer = null;
-    // A failure is reported, and the next attempt scheduled, by join() itself.
-    join(credentials, { retrying: true }).catch(() => {});
-  }, REJOIN_DELAY_MS);
-}
-
-async function disconnect() {
-  clearTimeout(rejoinTimer);
-  rejoinTimer = null;
-  const [oldRoom, oldWorker] = [room, worker];
-  stopControl();
-  room = worker = keyProvider = null;
-  unshow();
-  await release(oldRoom, oldWorker);
-  Object.assign(state, { state: oldRoom ? 'disconnected' : state.state, e2eeEnabled: false });
-  render();
-}
-
-async function release(oldRoom, oldWorker) {
-  try {
-    await oldRoom?.disconnect();
-  } finally {
-    oldWorker?.terminate();
-  }
-}
-
-// --- remote control ----------------------------------------------------------------------------
-
-const input = new InputCapture({
-  stage: el.stage,
-  video: el.video,
-  send: (message, options) => control.send(message, options),
-  isActive: () => Boolean(control && shown && state.control.session && state.control.you),
-  monitor: () => state.control.selected,
-  onError: (error, type) => controlFailed(`input (${type})`, error),
-  onLockChange: (locked) => {
-    state.control.pointerLocked = locked;
-    render();
-  },
-});
-
-function controlRunner() {
-  return controlOptions.runner || state.publisher;
-}
-
-/** Open a control session with the runner once it is known and in the room (again after a
- * rejoin, or when another participant's screen is shown). */
-function startControl() {
-  const runner = controlRunner();
-  if (!room || room.state !== ConnectionState.Connected || !runner) return;
-  if (control && control.room === room && control.runner === runner) return;
-  if (!room.remoteParticipants.has(runner)) return; // ParticipantConnected calls us again
-  stopControl();
-  const keys = [...sessionKeys]; // [keyIndex, passphrase], the latest last
-  const [keyIndex, passphrase] = keys[keys.length - 1];
-  const older = keys.length > 1 ? keys[keys.length - 2] : null;
-  const session = new ControlSession(room, runner, passphrase, keyIndex, {
-    client: CONTROL_CLIENT,
-    previous: older ? { keyIndex: older[0], passphrase: older[1] } : undefined,
-  });
-  control = session;
-  state.control.runner = runner;
-  wireControl(session);
-  session.open().catch((error) => {
-    if (control === session) controlFailed('dr.hello', error);
-  });
-  render();
-}
-
-function stopControl() {
-  input.forget();
-  input.unlockPointer();
-  control?.close();
-  control = null;
-  Object.assign(state.control, controlState());
-  reportedControlError = '';
-}
-
-function wireControl(session) {
-  const mine = () => control === session;
-  session.on('session', (hello) => {
-    if (!mine()) return;
-    const had = state.control.you;
-    Object.assign(state.control, {
-      session: true,
-      you: false, // control belongs to a session; a new one has none yet
-      controller: hello.controller ?? null,
-      viewOnly: hello.view_only === true,
-      clipboardMode: typeof hello.clipboard === 'string' ? hello.clipboard : null,
-      lastError: '',
-    });
-    if (had) input.forget();
-    setMonitors(hello.monitors, hello.selected);
-    reportedControlError = '';
-    render();
-    const local = room?.localParticipant.identity;
-    const free = hello.controller == null || hello.controller === local;
-    if (wantControl && !state.control.viewOnly && free) {
-      requestControl().catch(() => {}); // reported by controlCall
-    }
-  });
-  session.on('closed', () => {
-    if (!mine()) return;
-    Object.assign(state.control, { session: false, you: false });
-    input.forget();
-    render();
-  });
-  session.on('rejected', () => {
-    if (!mine()) return;
-    state.control.rejected = session.rejected;
-    render();
-  });
-  session.on('error', (error) => {
-    if (mine()) controlFailed('control session', error);
-  });
-  session.onPush('monitors', (message) => {
-    if (!mine()) return;
-    setMonitors(message.monitors, message.selected);
-    render();
-  });
-  session.onPush('control', (message) => {
-    if (mine()) setController(message.controller, message.you);
-  });
-  session.onPush('clipboard', (message) => {
-    if (!mine() || typeof message.text !== 'string') return;
-    state.control.clipboard = message.text;
-    render();
-  });
-}
-
-function setMonitors(monitors, selected) {
-  if (Array.isArray(monitors)) {
-    state.control.monitors = monitors.filter((m) => m && typeof m.id === 'string');
-  }
-  if (typeof selected === 'string' || selected === null) state.control.selected = selected;
-}
-
-function setController(controller, you) {
-  const had = state.control.you;
-  state.control.controller = typeof controller === 'string' ? controller : null;
-  state.control.you = you === true;
-  if (had && !state.control.you) input.forget(); // the runner released what we held
-  render();
-}
-
-/** Record a control failure; the error list gets each distinct message once in a row. */
-function controlFailed(what, error) {
-  const code = error?.code ? ` (${error.code})` : '';
-  // Clipboard errors carry only their code: a runner's message might quote the text.
-  const detail = /clipboard/.test(what) ? 'failed' : (error?.message ?? String(error));
-  const text = redact(`${what}: ${detail}${code}`);
-  state.control.lastError = text;
-  if (text !== reportedControlError) {
-    reportedControlError = text;
-    reportError(`control: ${text}`);
-  } else {
-    render();
-  }
-}
-
-function requireControl() {
-  if (!control) {
-    const error = new Error('no control session (not connected, or no runner yet)');
-    error.code = 'no_session';
-    throw error;
-  }
-  return control;
-}
-
-/** A sealed RPC call; failures are recorded and rethrown (Error with .code). */
-async function controlCall(method, params = {}) {
-  try {
-    return await requireControl().call(method, params);
-  } catch (error) {
-    controlFailed(method, error);
-    throw error;
-  }
-}
-
-async function sendInput(message, { reliable = true } = {}) {
-  return requireControl().send(message, { reliable });
-}
-
-async function typeText(text) {
-  const session = requireControl();
-  for (const chunk of textChunks(text)) await session.send({ t: 'text', text: chunk });
-}
-
-async function selectMonitor(id) {
-  const result = await controlCall('dr.monitors.select', { id });
-  state.control.selected = typeof result.selected === 'string' ? result.selected : id;
-  render();
-  return result;
-}
-
-async function requestControl() {
-  wantControl = true;
-  const result = await controlCall('dr.control.request');
-  setController(result.controller, result.you);
-  return result;
-}
-
-async function releaseControl() {
-  wantControl = false;
-  const result = await controlCall('dr.control.release');
-  setController(result.controller, result.you);
-  return result;
-}
-
-let pollingControl = false;
-
-/** dr.ping round trip and dr.stats, every CONTROL_STATS_INTERVAL_MS; also what re-opens a
- * session the runner forgot (call() says hello again on `no_session`). */
-async function pollControl() {
-  const session = control;
-  if (!session || pollingControl || room?.state !== ConnectionState.Connected
-      || !room.remoteParticipants.has(session.runner)) return;
-  pollingControl = true;
-  try {
-    const started = performance.now();
-    await session.call('dr.ping', { t: Date.now() });
-    const rtt = Math.round(performance.now() - started);
-    const stats = await session.call('dr.stats');
-    if (control === session) Object.assign(state.control, { rttMs: rtt, stats });
-  } catch (error) {
-    if (control === session) controlFailed('stats', error);
-  } finally {
-    pollingControl = false;
-    render();
-  }
-}
-
-// --- stats and pixels --------------------------------------------------------------------------
-
-let refreshing = false;
-
-async function refresh() {
-  if (refreshing) return;
-  refreshing = true;
-  try {
-    if (shown) {
-      const report = await shown.track.getRTCStatsReport();
-      report?.forEach((stats) => {
-        if (stats.type === 'inbound-rtp' && stats.kind === 'video') {
-          state.framesDecoded = stats.framesDecoded ?? 0;
+        state.state = connectionState;
+        render();
+      })
+      .on(RoomEvent.Disconnected, (reason) => {
+        if (conn.closed || !conn.joined) return; // a failed join is handled in join()
+        this.stopControl();
+        this.unshow(conn);
+        state.e2eeEnabled = false;
+        if (reason !== undefined && FINAL_DISCONNECT_REASONS.has(reason)) {
+          state.state = 'disconnected';
+          if (reason !== DisconnectReason.CLIENT_INITIATED) {
+            this.reportError(`disconnected: ${DisconnectReason[reason]}`);
+          }
+        } else {
+          const why = reason === undefined ? 'connection lost' : DisconnectReason[reason];
+          this.reportError(`disconnected: ${why}; joining again`);
+          this.scheduleRejoin(conn.credentials);
         }
+        render();
+      })
+      .on(RoomEvent.TrackSubscribed, (track, publication, participant) => {
+        if (conn.closed || track.kind !== Track.Kind.Video) return;
+        if (participant.identity !== state.runner) {
+          this.ignoreVideo(participant.identity); // never attached: see trust.js
+          render();
+        } else if (!conn.shown) {
+          this.show(conn, track, publication, participant);
+        }
+      })
+      .on(RoomEvent.TrackUnsubscribed, (track) => {
+        if (!conn.closed && conn.shown?.track === track) {
+          this.unshow(conn);
+          // livekit-client emits this while the publication still holds `track` (it is removed
+          // just after): without the exception the stopped track was attached again, and the
+          // publisher's track republished after a resume (a new SID) was then never shown.
+          this.showFirstVideo(conn, track);
+        }
+      })
+      .on(RoomEvent.ParticipantConnected, () => {
+        if (!conn.closed) this.startControl(); // an explicit runner may join after us
+      })
+      .on(RoomEvent.TrackSubscriptionFailed, (trackSid, participant, reason) => {
+        if (conn.closed) return;
+        this.reportError(`could not subscribe to ${participant?.identity}: ${reason ?? trackSid}`);
+      })
+      .on(RoomEvent.EncryptionError, (error, participant) => {
+        if (conn.closed) return;
+        if (!participant || participant.identity === state.runner) conn.errorPending = true;
+        const who = participant?.identity ? `${participant.identity}: ` : '';
+        this.reportError(`${who}${error?.message ?? error}`, { encryption: true });
+      })
+      .on(RoomEvent.ParticipantEncryptionStatusChanged, (enabled, participant) => {
+        if (conn.closed) return;
+        if (participant === room.localParticipant) state.e2eeEnabled = enabled;
+        else if (participant) conn.decrypting.set(participant.identity, enabled);
+        if (conn.shown && participant === conn.shown.participant) {
+          state.trackEncrypted = conn.shown.publication.isEncrypted;
+        }
+        render();
       });
-    }
-    const now = performance.now();
-    // Progress = frames decoded into a real picture (after a resume the element can sit at 2x2
-    // while the new track's decoder counts frames).
-    const picture = shown && el.video.videoWidth > 2;
-    if (!shown || state.state !== 'connected' || (picture && state.framesDecoded !== lastProgress.frames)) {
-      lastProgress = { frames: state.framesDecoded, at: now };
-    } else if (now - lastProgress.at > STALL_REJOIN_MS && now - lastReconnectAt < STALL_AFTER_RESUME_WINDOW_MS
-               && currentCredentials && rejoinTimer === null) {
-      lastProgress = { frames: -1, at: now };
-      reportError('video stalled; joining again');
-      join(currentCredentials, { retrying: true }).catch(() => {});
-    }
-    state.videoWidth = shown ? el.video.videoWidth : 0;
-    state.videoHeight = shown ? el.video.videoHeight : 0;
-    if (room) state.e2eeEnabled = room.isE2EEEnabled;
-  } catch (error) {
-    console.warn('stats failed', error);
-  } finally {
-    refreshing = false;
   }
-  render();
+
+  /** @param {Credentials} credentials */
+  scheduleRejoin(credentials) {
+    if (this.rejoinTimer !== null) clearTimeout(this.rejoinTimer);
+    state.state = 'rejoining';
+    this.rejoinTimer = setTimeout(() => {
+      this.rejoinTimer = null;
+      // A failure is reported, and the next attempt scheduled, by join() itself.
+      this.join(credentials, { retrying: true }).catch(() => {});
+    }, REJOIN_DELAY_MS);
+  }
+
+  async disconnect() {
+    if (this.rejoinTimer !== null) clearTimeout(this.rejoinTimer);
+    this.rejoinTimer = null;
+    const conn = this.connection;
+    this.stopControl();
+    this.unshow(conn);
+    this.connection = null;
+    await conn?.close();
+    Object.assign(state, { state: conn ? 'disconnected' : state.state, e2eeEnabled: false });
+    render();
+  }
+
+  // --- remote control --------------------------------------------------------------------------
+
+  /** Open a control session with the runner once it is in the room (again after a rejoin). */
+  startControl() {
+    const conn = this.connection;
+    const runner = state.runner;
+    if (!conn || conn.closed || conn.room.state !== ConnectionState.Connected || !runner) return;
+    if (conn.control?.runner === runner) return;
+    if (!conn.room.remoteParticipants.has(runner)) return; // ParticipantConnected calls us again
+    this.stopControl();
+    const session = conn.openControl(runner, this.keys, CONTROL_CLIENT);
+    state.control.runner = runner;
+    this.wireControl(session);
+    session.open().catch((error) => {
+      if (!session.closed) this.controlFailed('dr.hello', error);
+    });
+    render();
+  }
+
+  stopControl() {
+    input.forget();
+    input.unlockPointer();
+    this.connection?.closeControl();
+    Object.assign(state.control, controlState());
+    this.reportedControlError = '';
+  }
+
+  /** @param {ControlSession} session */
+  wireControl(session) {
+    session.on('session', (hello) => {
+      if (session.closed) return;
+      const conn = this.connection;
+      if (conn) {
+        // The answer is sealed by the runner's identity (the envelope's AAD); its own name for
+        // itself must agree, or this is not the runner we were asked to show.
+        conn.confirmed = hello.runner === session.runner;
+        conn.otherRunner = !conn.confirmed;
+      }
+      if (!conn?.confirmed) {
+        this.controlFailed('dr.hello', new Error(
+          `the participant ${session.runner} answers as runner ${JSON.stringify(hello.runner)}`));
+        render();
+        return;
+      }
+      const had = state.control.you;
+      Object.assign(state.control, {
+        session: true,
+        you: false, // control belongs to a session; a new one has none yet
+        controller: hello.controller ?? null,
+        viewOnly: hello.view_only === true,
+        clipboardMode: typeof hello.clipboard === 'string' ? hello.clipboard : null,
+        lastError: '',
+      });
+      if (had) input.forget();
+      this.setMonitors(hello.monitors, hello.selected);
+      this.reportedControlError = '';
+      render();
+      const local = this.room?.localParticipant.identity;
+      const free = hello.controller == null || hello.controller === local;
+      if (this.wantControl && !state.control.viewOnly && free) {
+        this.requestControl().catch(() => {}); // reported by controlCall
+      }
+    });
+    session.on('closed', () => {
+      if (session.closed) return;
+      Object.assign(state.control, { session: false, you: false });
+      input.forget();
+      render();
+    });
+    session.on('rejected', () => {
+      if (session.closed) return;
+      state.control.rejected = session.rejected;
+      render();
+    });
+    session.on('error', (error) => {
+      if (!session.closed) this.controlFailed('control session', error);
+    });
+    session.onPush('monitors', (message) => {
+      if (session.closed) return;
+      this.setMonitors(message.monitors, message.selected);
+      render();
+    });
+    session.onPush('control', (message) => {
+      if (!session.closed) this.setController(message.controller, message.you);
+    });
+    session.onPush('clipboard', (message) => {
+      if (session.closed || typeof message.text !== 'string') return;
+      state.control.clipboard = message.text;
+      render();
+    });
+  }
+
+  /** @param {unknown} monitors @param {unknown} selected */
+  setMonitors(monitors, selected) {
+    if (Array.isArray(monitors)) {
+      state.control.monitors = monitors.filter((m) => m && typeof m.id === 'string');
+    }
+    if (typeof selected === 'string' || selected === null) state.control.selected = selected;
+  }
+
+  /** @param {unknown} controller @param {unknown} you */
+  setController(controller, you) {
+    const had = state.control.you;
+    state.control.controller = typeof controller === 'string' ? controller : null;
+    state.control.you = you === true;
+    if (had && !state.control.you) input.forget(); // the runner released what we held
+    render();
+  }
+
+  /** Record a control failure; the error list gets each distinct message once in a row.
+   * @param {string} what @param {any} error */
+  controlFailed(what, error) {
+    const code = error?.code ? ` (${error.code})` : '';
+    // Clipboard errors carry only their code: a runner's message might quote the text.
+    const detail = /clipboard/.test(what) ? 'failed' : (error?.message ?? String(error));
+    const text = this.redact(`${what}: ${detail}${code}`);
+    state.control.lastError = text;
+    if (text !== this.reportedControlError) {
+      this.reportedControlError = text;
+      this.reportError(`control: ${text}`);
+    } else {
+      render();
+    }
+  }
+
+  /** @returns {ControlSession} */
+  requireControl() {
+    const { control } = this;
+    if (!control) {
+      /** @type {CodedError} */
+      const error = new Error('no control session (not connected, or no runner yet)');
+      error.code = 'no_session';
+      throw error;
+    }
+    return control;
+  }
+
+  /** A sealed RPC call; failures are recorded and rethrown (Error with .code).
+   * @param {string} method @param {Record<string, unknown>} [params] */
+  async controlCall(method, params = {}) {
+    try {
+      return await this.requireControl().call(method, params);
+    } catch (error) {
+      this.controlFailed(method, error);
+      throw error;
+    }
+  }
+
+  /** The control session, when input may go to the host (see inputAllowed).
+   * @returns {ControlSession} */
+  requireInput() {
+    const session = this.requireControl();
+    if (state.screen !== 'shown' || !this.connection?.confirmed) {
+      /** @type {CodedError} */
+      const error = new Error(`no input while the runner's picture is not shown (${state.screen})`);
+      error.code = 'not_shown';
+      throw error;
+    }
+    return session;
+  }
+
+  /** @param {Record<string, unknown>} message @param {{reliable?: boolean}} [options] */
+  async sendInput(message, { reliable = true } = {}) {
+    return this.requireInput().send(message, { reliable });
+  }
+
+  /** @param {string} text */
+  async typeText(text) {
+    const session = this.requireInput();
+    for (const chunk of textChunks(text)) await session.send({ t: 'text', text: chunk });
+  }
+
+  /** @param {string} id */
+  async selectMonitor(id) {
+    const result = await this.controlCall('dr.monitors.select', { id });
+    state.control.selected = typeof result.selected === 'string' ? result.selected : id;
+    render();
+    return result;
+  }
+
+  async requestControl() {
+    this.wantControl = true;
+    const result = await this.controlCall('dr.control.request');
+    this.setController(result.controller, result.you);
+    return result;
+  }
+
+  async releaseControl() {
+    this.wantControl = false;
+    const result = await this.controlCall('dr.control.release');
+    this.setController(result.controller, result.you);
+    return result;
+  }
+
+  /** dr.ping round trip and dr.stats, every CONTROL_STATS_INTERVAL_MS; also what re-opens a
+   * session the runner forgot (call() says hello again on `no_session`). */
+  async pollControl() {
+    const session = this.control;
+    const room = this.room;
+    if (!session || !room || this.#pollingControl || room.state !== ConnectionState.Connected
+        || !room.remoteParticipants.has(session.runner)) return;
+    this.#pollingControl = true;
+    try {
+      const started = performance.now();
+      await session.call('dr.ping', { t: Date.now() });
+      const rtt = Math.round(performance.now() - started);
+      const stats = await session.call('dr.stats');
+      if (!session.closed) Object.assign(state.control, { rttMs: rtt, stats });
+    } catch (error) {
+      if (!session.closed) this.controlFailed('stats', error);
+    } finally {
+      this.#pollingControl = false;
+      render();
+    }
+  }
+
+  // --- stats and pixels ------------------------------------------------------------------------
+
+  async refresh() {
+    if (this.#refreshing) return;
+    this.#refreshing = true;
+    try {
+      const { shown } = this;
+      if (shown) {
+        const report = await shown.track.getRTCStatsReport();
+        report?.forEach((stats) => {
+          if (stats.type === 'inbound-rtp' && stats.kind === 'video') {
+            state.framesDecoded = stats.framesDecoded ?? 0;
+          }
+        });
+        // After a decryption error the picture waits for frames decoded after it: with the
+        // runner's frames going through decryption, those decrypted with a key of ours.
+        const conn = this.connection;
+        if (conn?.errorPending) {
+          conn.errorPending = false;
+          conn.framesAtError = state.framesDecoded;
+        } else if (conn?.framesAtError != null && state.framesDecoded > conn.framesAtError) {
+          conn.framesAtError = null;
+        }
+      }
+      const now = performance.now();
+      // Progress = frames decoded into a real picture (after a resume the element can sit at 2x2
+      // while the new track's decoder counts frames).
+      const picture = shown && el.video.videoWidth > 2;
+      if (!shown || state.state !== 'connected'
+          || (picture && state.framesDecoded !== this.lastProgress.frames)) {
+        this.lastProgress = { frames: state.framesDecoded, at: now };
+      } else if (now - this.lastProgress.at > STALL_REJOIN_MS
+                 && now - this.lastReconnectAt < STALL_AFTER_RESUME_WINDOW_MS
+                 && this.credentials && this.rejoinTimer === null) {
+        this.lastProgress = { frames: -1, at: now };
+        this.reportError('video stalled; joining again');
+        this.join(this.credentials, { retrying: true }).catch(() => {});
+      }
+      // The size of the picture shown: none while it is hidden (trust.js).
+      this.updateScreen();
+      const showing = shown && state.screen === 'shown';
+      state.videoWidth = showing ? el.video.videoWidth : 0;
+      state.videoHeight = showing ? el.video.videoHeight : 0;
+      const room = this.room;
+      if (room) state.e2eeEnabled = room.isE2EEEnabled;
+    } catch (error) {
+      console.warn('stats failed', error);
+    } finally {
+      this.#refreshing = false;
+    }
+    render();
+  }
 }
+
+const viewer = new Viewer();
 
 const canvas = document.createElement('canvas');
-const context = canvas.getContext('2d', { willReadFrequently: true });
+const context = /** @type {CanvasRenderingContext2D} */ (
+  canvas.getContext('2d', { willReadFrequently: true }));
 
-/** [[r, g, b], ...] of the current frame at normalized [x, y] points; null before a frame. */
+/** [[r, g, b], ...] of the current frame at normalized [x, y] points; null before a frame and
+ * whenever no picture is shown (state.screen is not 'shown').
+ * @param {Array<[number, number]>} points */
 function samplePixels(points) {
   const { videoWidth: w, videoHeight: h } = el.video;
-  if (!shown || !w || !h || el.video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA) return null;
+  if (state.screen !== 'shown' || !w || !h
+      || el.video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA) {
+    return null;
+  }
   if (canvas.width !== w || canvas.height !== h) {
     canvas.width = w;
     canvas.height = h;
   }
   context.drawImage(el.video, 0, 0, w, h);
+  /** @param {number} v @param {number} size */
   const clamp = (v, size) => Math.min(size - 1, Math.max(0, Math.floor(v * size)));
   return points.map(([x, y]) => {
     const [r, g, b] = context.getImageData(clamp(x, w), clamp(y, h), 1, 1).data;
@@ -708,8 +822,9 @@ function samplePixels(points) {
   });
 }
 
-// --- rendering ---------------------------------------------------------------------------------
+// --- rendering -----------------------------------------------------------------------------------
 
+/** @type {Record<string, string>} */
 const LEVELS = {
   connected: 'ok',
   connecting: 'warn',
@@ -721,12 +836,14 @@ const LEVELS = {
   idle: 'idle',
 };
 
+/** @param {HTMLElement} node @param {string} text @param {string} level */
 function setChip(node, text, level) {
   node.textContent = text;
   node.dataset.level = level;
 }
 
 function render() {
+  viewer.updateScreen();
   setChip(el.connectionState, state.state, LEVELS[state.state] ?? 'idle');
   const live = state.state === 'connected';
   setChip(el.encryptionState, state.e2eeEnabled ? 'on' : 'off',
@@ -739,11 +856,14 @@ function render() {
   setChip(el.errorCount, String(state.encryptionErrors), state.encryptionErrors ? 'bad' : 'idle');
   el.lastError.textContent = state.lastError || 'None.';
   el.lastError.classList.toggle('muted', !state.lastError);
-  el.placeholder.hidden = Boolean(shown && state.videoWidth);
-  el.placeholder.textContent = shown && state.encryptionErrors && !state.framesDecoded
-    ? 'The screen cannot be decrypted: check the passphrase.'
-    : 'No screen yet.';
-  const busy = room !== null || rejoinTimer !== null;
+  const showing = state.screen === 'shown';
+  el.video.dataset.shown = showing ? 'yes' : 'no';
+  el.placeholder.hidden = showing && state.videoWidth > 0;
+  const ignored = state.screen === 'waiting' && state.ignoredVideo.length
+    ? ` (Not shown, not the host: ${state.ignoredVideo.join(', ')}.)` : '';
+  el.placeholder.textContent = (screenMessage(state.screen, state.runner) || 'No screen yet.')
+    + ignored;
+  const busy = viewer.connection !== null || viewer.rejoinTimer !== null;
   el.connect.disabled = busy;
   el.disconnect.disabled = !busy;
   el.tokenHint.textContent = el.token.value ? 'set' : 'not set';
@@ -751,9 +871,10 @@ function render() {
   renderControl();
 }
 
+/** @returns {[string, string]} */
 function controlSummary() {
   const c = state.control;
-  if (!control) return ['no runner yet', 'idle'];
+  if (!viewer.control) return ['no runner yet', 'idle'];
   if (!c.session) return [c.lastError ? 'no control session' : 'opening control session…', 'warn'];
   if (c.viewOnly) return ['runner is view-only', 'idle'];
   if (c.you) return ['you have control', 'ok'];
@@ -778,8 +899,8 @@ function renderMonitors() {
 
 function renderControl() {
   const c = state.control;
-  const live = room !== null && [ConnectionState.Connected, ConnectionState.Reconnecting,
-    ConnectionState.SignalReconnecting].includes(state.state);
+  const live = viewer.connection !== null && [ConnectionState.Connected,
+    ConnectionState.Reconnecting, ConnectionState.SignalReconnecting].some((s) => s === state.state);
   el.controlPanel.hidden = !live;
   const [summary, level] = controlSummary();
   setChip(el.controlState, summary, level);
@@ -792,8 +913,8 @@ function renderControl() {
   el.pointerLock.disabled = !c.you;
   el.pointerLock.textContent = c.pointerLocked ? 'Pointer locked (Esc)' : 'Lock pointer';
   el.typeSend.disabled = !c.you;
-  el.clipboardSet.disabled = !c.you || !CLIPBOARD_TO_HOST.has(c.clipboardMode);
-  el.clipboardGet.disabled = !c.you || !CLIPBOARD_FROM_HOST.has(c.clipboardMode);
+  el.clipboardSet.disabled = !c.you || !CLIPBOARD_TO_HOST.has(c.clipboardMode ?? '');
+  el.clipboardGet.disabled = !c.you || !CLIPBOARD_FROM_HOST.has(c.clipboardMode ?? '');
   el.clipboardHost.textContent = c.clipboard ?? '–';
   el.clipboardHost.classList.toggle('muted', c.clipboard === null);
   el.stage.dataset.control = c.you ? 'on' : 'off';
@@ -809,31 +930,42 @@ function renderControl() {
   el.controlStats.textContent = parts.length ? parts.join(' · ') : '–';
 }
 
-// --- page wiring -------------------------------------------------------------------------------
+// --- page wiring ---------------------------------------------------------------------------------
 
-/** url, token, passphrase, keyIndex, runner and control from the query and the fragment (the
- * fragment wins: browsers never send it to a server). */
-function readLinkParameters() {
-  const query = new URLSearchParams(location.search);
-  const fragment = new URLSearchParams(location.hash.slice(1));
-  const pick = (name) => fragment.get(name) ?? query.get(name) ?? '';
-  const params = {
-    url: pick('url'),
-    token: pick('token'),
-    passphrase: pick('passphrase'),
-    keyIndex: pick('keyIndex') || '0',
-    runner: pick('runner'),
-    control: pick('control') !== '0',
-  };
-  // Keep only what is not secret in the address bar, so secrets stay out of history and
-  // screenshots.
-  const kept = new URLSearchParams();
-  if (params.url) kept.set('url', params.url);
-  if (params.runner) kept.set('runner', params.runner);
-  if (!params.control) kept.set('control', '0');
-  const keep = kept.toString() ? `?${kept}` : '';
-  history.replaceState(null, '', `${location.pathname}${keep}`);
-  return params;
+const input = new InputCapture({
+  stage: el.stage,
+  video: el.video,
+  send: (message, options) => viewer.requireControl().send(message, options),
+  isActive: () => viewer.inputAllowed(),
+  monitor: () => state.control.selected,
+  onError: (error, type) => viewer.controlFailed(`input (${type})`, error),
+  onLockChange: (locked) => {
+    state.control.pointerLocked = locked;
+    render();
+  },
+});
+
+/** The link's parameters (link.js); secrets from the fragment are used with a warning, secrets
+ * in the query refused. The address bar keeps the public parameters only (in the fragment). */
+function readLink() {
+  const link = parseLink(location.search, location.hash);
+  history.replaceState(null, '', `${location.pathname}${link.cleanHash}`);
+  const warnings = [];
+  /** @param {string[]} names */
+  const them = (names) => (names.length > 1 ? 'them' : 'it');
+  if (link.secretsInQuery.length) {
+    warnings.push(`This link carried the ${link.secretsInQuery.join(' and ')} in its query, which is `
+      + `sent to the viewer's web server: ignored. Paste ${them(link.secretsInQuery)} into the form `
+      + 'instead.');
+  }
+  if (link.secretsInFragment.length) {
+    warnings.push(`This link carried the ${link.secretsInFragment.join(' and ')}: your browser's `
+      + `history keeps ${them(link.secretsInFragment)}, even though the address bar no longer `
+      + 'shows it. Use links without secrets and paste the token and the passphrase.');
+  }
+  el.linkWarning.textContent = warnings.join(' ');
+  el.linkWarning.hidden = warnings.length === 0;
+  return link;
 }
 
 function formValues() {
@@ -849,9 +981,9 @@ function formValues() {
 
 async function connectFromForm() {
   try {
-    await connect(formValues());
+    await viewer.connect(formValues());
   } catch (error) {
-    console.warn('connect failed:', redact(error?.message ?? error));
+    console.warn('connect failed:', viewer.redact(error?.message ?? error));
   }
 }
 
@@ -859,40 +991,41 @@ el.form.addEventListener('submit', (event) => {
   event.preventDefault();
   connectFromForm();
 });
-el.disconnect.addEventListener('click', () => disconnect());
+el.disconnect.addEventListener('click', () => viewer.disconnect());
 el.form.addEventListener('input', render);
 el.video.addEventListener('resize', render);
 
 // Control buttons: failures are already in the error list (controlCall), so they are dropped here.
+/** @param {Promise<unknown>} promise */
 const quietly = (promise) => promise.catch(() => {});
-el.takeControl.addEventListener('click', () => quietly(requestControl()));
-el.releaseControl.addEventListener('click', () => quietly(releaseControl()));
+el.takeControl.addEventListener('click', () => quietly(viewer.requestControl()));
+el.releaseControl.addEventListener('click', () => quietly(viewer.releaseControl()));
 el.monitor.addEventListener('change', () => {
-  quietly(selectMonitor(el.monitor.value).finally(render)); // render() shows the real selection
+  quietly(viewer.selectMonitor(el.monitor.value).finally(render)); // render() shows the real selection
 });
-el.keyframe.addEventListener('click', () => quietly(controlCall('dr.keyframe')));
+el.keyframe.addEventListener('click', () => quietly(viewer.controlCall('dr.keyframe')));
 el.pointerLock.addEventListener('click', () => {
-  input.lockPointer().catch((error) => controlFailed('pointer lock', error));
+  input.lockPointer().catch((error) => viewer.controlFailed('pointer lock', error));
 });
 el.typeForm.addEventListener('submit', (event) => {
   event.preventDefault();
   const text = el.typeText.value;
   if (!text) return;
-  typeText(text).then(() => {
+  viewer.typeText(text).then(() => {
     el.typeText.value = '';
-  }, (error) => controlFailed('type text', error));
+  }, (error) => viewer.controlFailed('type text', error));
 });
 el.clipboardSet.addEventListener('click', () => {
-  quietly(controlCall('dr.clipboard.set', { text: el.clipboardText.value }));
+  quietly(viewer.controlCall('dr.clipboard.set', { text: el.clipboardText.value }));
 });
 el.clipboardGet.addEventListener('click', () => {
-  quietly(controlCall('dr.clipboard.get').then((result) => {
+  quietly(viewer.controlCall('dr.clipboard.get').then((result) => {
     el.clipboardText.value = typeof result.text === 'string' ? result.text : '';
   }));
 });
 input.attach();
 
-const link = readLinkParameters();
+const link = readLink();
 el.url.value = link.url;
 el.token.value = link.token;
 el.passphrase.value = link.passphrase;
@@ -900,27 +1033,35 @@ el.keyIndex.value = link.keyIndex;
 el.runner.value = link.runner;
 el.wantControl.checked = link.control;
 
-window.viewer = {
+/** The test and tool hook documented at the top of this file. */
+const api = {
   state,
   samplePixels,
-  connect,
-  disconnect,
-  setKey,
+  /** @param {Parameters<Viewer['connect']>[0]} options */
+  connect: (options) => viewer.connect(options),
+  disconnect: () => viewer.disconnect(),
+  /** @param {string} passphrase @param {number | string} [keyIndex] */
+  setKey: (passphrase, keyIndex) => viewer.setKey(passphrase, keyIndex),
   get room() {
-    return room;
+    return viewer.room;
   },
   get control() {
-    return control;
+    return viewer.control;
   },
-  sendInput,
-  call: controlCall,
-  typeText,
-  selectMonitor,
-  requestControl,
-  releaseControl,
+  /** @param {Record<string, unknown>} message @param {{reliable?: boolean}} [options] */
+  sendInput: (message, options) => viewer.sendInput(message, options),
+  /** @param {string} method @param {Record<string, unknown>} [params] */
+  call: (method, params) => viewer.controlCall(method, params),
+  /** @param {string} text */
+  typeText: (text) => viewer.typeText(text),
+  /** @param {string} id */
+  selectMonitor: (id) => viewer.selectMonitor(id),
+  requestControl: () => viewer.requestControl(),
+  releaseControl: () => viewer.releaseControl(),
 };
+/** @type {any} */ (window).viewer = api;
 
-setInterval(refresh, STATS_INTERVAL_MS);
-setInterval(pollControl, CONTROL_STATS_INTERVAL_MS);
+setInterval(() => viewer.refresh(), STATS_INTERVAL_MS);
+setInterval(() => viewer.pollControl(), CONTROL_STATS_INTERVAL_MS);
 render();
 if (link.url && link.token && link.passphrase) connectFromForm();

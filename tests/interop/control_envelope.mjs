@@ -1,5 +1,5 @@
-// Runs the viewer's control envelope (viewer/control.js) and input helpers (viewer/input.js) in
-// Node, unmodified, for tests/interop/test_control_envelope_js.py.
+// Runs the viewer's control envelope (viewer/envelope.js), session (viewer/control.js) and input
+// helpers (viewer/input.js) in Node, unmodified, for tests/interop/test_control_envelope_js.py.
 //
 //   node tests/interop/control_envelope.mjs            check tests/vectors/control_envelope.json
 //                                                      and print a summary (exit 1 on a mismatch)
@@ -15,8 +15,8 @@
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 
+import { ControlSession } from '../../viewer/control.js';
 import {
-  ControlSession,
   ReplayWindow,
   deriveControlKey,
   fromBase64,
@@ -24,7 +24,7 @@ import {
   open,
   seal,
   toBase64,
-} from '../../viewer/control.js';
+} from '../../viewer/envelope.js';
 import {
   contentRect,
   normalizedPosition,
@@ -241,7 +241,7 @@ const OPS = {
   /** A data packet from `sender` reaches the room; resolves once the session handled it. */
   async session_deliver({ payload_hex: hex, sender, topic }) {
     room.fire('dataReceived', fromHex(hex), { identity: sender }, 0, topic);
-    await session._inbox; // pushes are handled in order on this chain
+    await session.whenIdle();
     return { rejected: session.rejected };
   },
 
