@@ -72,6 +72,8 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
  && /opt/desktop-runner/.venv/bin/pip check \
  && /opt/desktop-runner/.venv/bin/pip uninstall -q -y pip setuptools
 COPY docker/entrypoint.py /opt/desktop-runner/entrypoint.py
+LABEL org.opencontainers.image.title="desktop-runner" \
+      org.opencontainers.image.description="Share an X11 screen with a browser over LiveKit, end-to-end encrypted"
 
 USER runner
 WORKDIR /home/runner

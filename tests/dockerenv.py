@@ -86,6 +86,9 @@ def build_image() -> float:
     took = time.monotonic() - started
     if done.returncode != 0:
         pytest.fail(f"docker build failed ({done.returncode}): {done.stderr.strip()[-4000:]}", pytrace=False)
+    # The image this replaced, now untagged, would otherwise pile up run after run (CI's engine
+    # keeps its images); only this project's untagged images are removed.
+    docker("image", "prune", "-f", "--filter", "label=org.opencontainers.image.title=desktop-runner", timeout=120)
     return took
 
 

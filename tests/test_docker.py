@@ -374,3 +374,54 @@ async def test_host_x_viewer_sees_host_screen_and_stop_releases_input(
         assert xs.buttons_down() == set(), "the held button was not released on docker stop"
     finally:
         xs.close()
+
+
+# --- failures are reported, not hidden -----------------------------------------------------------
+
+
+def test_unhealthy_while_no_frames_are_published(docker_image: str, tmp_path: Path,  # noqa: F811
+                                                 container_log: list[Container]) -> None:
+    """LiveKit unreachable: the runner keeps retrying (by design), and Docker calls it unhealthy."""
+    from devstack import free_tcp_port
+
+    c = Container(["--network", "host", "--read-only", "--tmpfs", "/tmp",
+                   "-e", f"RUNNER_XVFB={SCREEN[0]}x{SCREEN[1]}", "-e", f"DISPLAY=:{free_display_number()}",
+                   "-e", f"RUNNER_LIVEKIT__URL=ws://127.0.0.1:{free_tcp_port()}",
+                   "-e", "RUNNER_LIVEKIT__API_KEY=key", "-e", "RUNNER_LIVEKIT__API_SECRET=secret",
+                   "-e", f"RUNNER_E2EE__PASSPHRASE={PASSPHRASE}",
+                   "-e", f"RUNNER_METRICS__ADDRESS=127.0.0.1:{free_tcp_port()}",
+                   "--health-interval", "1s", "--health-retries", "2", "--health-start-period", "1s"],
+                  docker_image)
+    container_log.append(c)
+    c.wait_for_event("connect_failed", timeout=60)
+    c.wait_for_health("unhealthy", timeout=30)
+    assert c.running
+
+
+def test_entrypoint_reports_bad_settings_and_a_failing_x_server(
+        docker_image: str, xvfb: Xvfb, container_log: list[Container]) -> None:  # noqa: F811
+    def run(*args: str) -> tuple[int, list[dict]]:
+        c = Container(["--network", "host", "--read-only", "--tmpfs", "/tmp", *args], docker_image)
+        container_log.append(c)
+        status = int(docker("wait", c.id, timeout=60).stdout)
+        return status, [e for e in c.events() if e.get("logger") == "entrypoint"]
+
+    status, events = run("-e", "RUNNER_XVFB=big")
+    assert status == 2
+    assert events[-1]["event"] == "entrypoint_failed"
+    assert events[-1]["error"] == "RUNNER_XVFB must be WIDTHxHEIGHT, for example 1920x1080"
+    # The display of an X server already on the host (shared abstract sockets with --network host).
+    status, events = run("-e", "RUNNER_XVFB=640x480", "-e", f"DISPLAY={xvfb.display}")
+    assert status == 1
+    assert events[-1]["event"] == "entrypoint_failed"
+    assert events[-1]["error"].startswith(f"Xvfb could not start on {xvfb.display}"), events[-1]
+
+
+def test_container_exits_1_when_its_x_server_dies(own_x: tuple[Container, int]) -> None:
+    c, _ = own_x
+    # No procps in the image: find Xvfb's PID from /proc.
+    c.exec("sh", "-c", 'for p in /proc/[0-9]*; do [ "$(cat $p/comm)" = Xvfb ] && kill -9 "${p#/proc/}"; done; true')
+    status = int(docker("wait", c.id, timeout=60).stdout)
+    assert status == 1
+    names = [e.get("event") for e in c.events()]
+    assert "xvfb_exited" in names, names[-6:]
