@@ -36,9 +36,11 @@ from realenv import (
     LiveKitServer,
     Quadrants,
     Xvfb,
+    color_close,
     mint_token,
     paint,
     quadrant_colours,
+    sample_pixels,
     wait_for_picture,
     wait_for_viewer,
 )
@@ -237,6 +239,13 @@ async def test_own_x_viewer_sees_and_controls_the_container_screen(
     away = [(0.25, 0.25), (0.25, 0.75), (0.75, 0.75), (0.05, 0.05), (0.95, 0.95)]
     await wait_for_picture(page, [(30, 200, 30)] * len(away), timeout=5, tolerance=COLOR_TOLERANCE,
                            points=away)
+    # The pointer is drawn into the picture (XFixes): around its hot spot the picture is not green.
+    px, py = want  # where the last click put it
+    around = [((px + dx + 0.5) / SCREEN[0], (py + dy + 0.5) / SCREEN[1]) for dx in range(-2, 3) for dy in range(-2, 3)]
+    samples = await sample_pixels(page, around)
+    assert samples is not None
+    not_green = [p for p in samples if not color_close(p, (30, 200, 30), 60)]
+    assert len(not_green) >= 5, f"no pointer drawn at {want}: {samples}"
     # Health: healthy while frames are published (interval 1 s in this test).
     c.wait_for_health("healthy", timeout=30)
     # Non-root: the entrypoint, Xvfb and the runner all run as the image's uid.
