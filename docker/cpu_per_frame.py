@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests")]
@@ -46,7 +47,7 @@ def published(port: int) -> float:
     raise RuntimeError("no desktop_runner_frames_published_total in /metrics")
 
 
-def window(pid: int, port: int, warmup: float, seconds: float) -> dict:
+def window(pid: int, port: int, warmup: float, seconds: float) -> dict[str, Any]:
     time.sleep(warmup)
     c0, f0, t0 = cpu_s(pid), published(port), time.monotonic()
     time.sleep(seconds)
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=10)
     parser.add_argument("--image", default="desktop-runner:test")
     args = parser.parse_args()
-    results: dict = {"screen": "1920x1080", "fps": 30, "scene": "video", "seconds": args.seconds}
+    results: dict[str, Any] = {"screen": "1920x1080", "fps": 30, "scene": "video", "seconds": args.seconds}
     with LiveKitServer() as lk, Xvfb(1920, 1080) as x:
         scene = subprocess.Popen([sys.executable, str(ROOT / "bench" / "scenes.py"), "--display", x.display,
                                   "--scene", "video"], stdout=subprocess.PIPE, text=True)

@@ -150,13 +150,16 @@ def main(argv: list[str]) -> int:
         fail("DISPLAY must be :N for the container's own X server, for example :99", 2)
     authority = os.environ.get("XAUTHORITY") or "/tmp/.Xauthority"
 
-    # Signals that arrive before the runner exists stop the start-up; afterwards they are passed on.
+    # Signals are passed on to the runner once it exists. Before that, SIGTERM/SIGINT end the
+    # start-up as the clean stop they ask for (status 0; PID 1 leaving takes Xvfb along), and
+    # SIGHUP (reload) has nothing to reload yet.
     runner: subprocess.Popen[bytes] | None = None
 
     def on_signal(signum: int, _frame: object) -> None:
-        if runner is None:
-            sys.exit(128 + signum)
-        runner.send_signal(signum)
+        if runner is not None:
+            runner.send_signal(signum)
+        elif signum != signal.SIGHUP:
+            raise SystemExit(0)
 
     for sig in FORWARDED:
         signal.signal(sig, on_signal)
