@@ -147,7 +147,7 @@ async def test_odd_sized_screen_is_cropped_to_even_and_shown(
 
 async def test_still_screen_is_kept_alive_with_skip_pictures_and_later_changes_show_exactly(
         livekit_server, room_name, xvfb, page, open_viewer):
-    """A still screen is re-sent as 10-byte skip pictures (runner/h264.py), not encoded: Chromium
+    """A still screen is re-sent as 10-byte skip pictures (runner/media/h264.py), not encoded: Chromium
     decodes them (framesDecoded rises while nothing changes, the picture stays), and the real
     pictures after them, renumbered, decode exactly, again and again."""
     from realenv import Quadrants
