@@ -4,7 +4,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit bench clean
+.PHONY: setup demo lint test test-unit bench clean
 
 setup:
 	@scripts/setup.sh
@@ -12,7 +12,13 @@ setup:
 demo: setup
 	$(PY) scripts/demo.py
 
-test: setup
+# The gates: ruff (rule set in pyproject.toml), mypy --strict on runner/, tsc --checkJs on viewer/.
+lint: setup
+	.venv/bin/ruff check runner tests scripts bench docker
+	.venv/bin/mypy
+	npm run --silent typecheck
+
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
