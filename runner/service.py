@@ -136,6 +136,7 @@ class Service:
         self.watchdog = WatchdogGate(self.notifier.watchdog_interval_s)
         self.pipeline = Pipeline(settings, self.grabber, seal, self.watchdog, self.notifier)
         self.control: ControlServer | None = None  # made once the display is open
+        self._leaving: Publisher | None = None  # the room to leave when stopping (see _connection_loop)
         self.connects = 0
         self.metrics: Metrics | None = None  # when metrics.address is set
 
@@ -269,7 +270,8 @@ class Service:
                 await asyncio.wait_for(self.control.close(), timeout=1.0)
             except (TimeoutError, Exception) as exc:
                 log.warning("control_close_failed", error=f"{type(exc).__name__}: {exc}")
-        publisher = self.pipeline.detach()
+        publisher = self.pipeline.detach() or self._leaving
+        self._leaving = None
         if publisher is not None:
             try:
                 await asyncio.wait_for(publisher.close(), timeout=2.0)
@@ -329,6 +331,9 @@ class Service:
             if self.control is not None and self.settings.control.enabled:
                 self.control.attach(publisher.room)
             self.notifier.ready(status=f"publishing {width}x{height} from {self.grabber.display} to room {lk.room}")
+            # Until closed below; when this task is cancelled (stopping), _shutdown closes it, so
+            # viewers see the runner leave at once instead of when the server times it out (~20 s).
+            self._leaving = publisher
             try:
                 await publisher.disconnected.wait()
             finally:
@@ -337,6 +342,7 @@ class Service:
                     self.control.detach()
             reason = publisher.disconnect_reason
             await publisher.close()
+            self._leaving = None
             if time.monotonic() - connected_at >= STABLE_CONNECTION_S:
                 attempt = 0
             delay = _backoff(attempt, lk.retry_initial_s, lk.retry_max_s)

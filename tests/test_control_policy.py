@@ -145,3 +145,19 @@ async def test_key_rotation_ends_old_sessions_and_new_key_holders_take_over(
     xs.close()
     await old.close()
     await new.close()
+
+
+async def test_a_stopped_runner_leaves_the_room_at_once(start: Start, viewer: MakeViewer) -> None:
+    """SIGTERM closes the LiveKit connection: viewers see the runner leave at once, not when the
+    server times it out (about 20 s; the connection was left open before)."""
+    runner, _ = start()
+    c = await viewer("watcher")
+    left = asyncio.Event()
+    c.room.on("participant_disconnected",
+              lambda p: left.set() if p.identity == "desktop-runner" else None)
+    runner._signal(signal.SIGTERM)
+    proc = runner._proc
+    assert proc is not None
+    assert await asyncio.to_thread(proc.wait, 5) == 0
+    await asyncio.wait_for(left.wait(), timeout=5.0)
+    await c.close()
