@@ -36,9 +36,9 @@ RUNNER_IDENTITY = "desktop-runner"  # the runner's default livekit.identity, the
 FAKE = (230, 140, 20)  # far from every quadrant colour in at least one channel
 STARTUP_TIMEOUT_S = 30
 WATCH_S = 4
-# A runner stopped with SIGTERM is seen to leave only when the LiveKit server times it out
-# (measured here: about 20 s), so the viewer learns late that the track is gone.
-LEAVE_TIMEOUT_S = 60
+# A runner stopped with SIGTERM leaves the room at once (test_control_policy); the bound is loose
+# for a loaded machine.
+LEAVE_TIMEOUT_S = 15
 
 
 async def subscribed_video(page, identity: str, *, timeout: float = 15) -> None:
