@@ -50,6 +50,7 @@ __all__ = [
     "quadrant_colours",
     "sample_pixels",
     "until",
+    "video_point",
     "viewer_address",
     "viewer_link",
     "viewer_state",
@@ -125,6 +126,19 @@ async def wait_for_viewer(page: Any, condition: Callable[[dict], bool], *, timeo
 
 # Where tests sample the viewer's picture: the centres of the four quadrants and two corners.
 SCREEN_POINTS = [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75), (0.05, 0.05), (0.95, 0.95)]
+
+
+async def video_point(page: Any, fx: float, fy: float) -> tuple[float, float]:
+    """Page coordinates of the picture point (fx, fy), 0..1, inside the letterboxed video."""
+    point: tuple[float, float] = await page.evaluate("""([fx, fy]) => {
+        const v = document.getElementById('screen');
+        const r = v.getBoundingClientRect();
+        const s = Math.min(r.width / v.videoWidth, r.height / v.videoHeight);
+        const w = v.videoWidth * s, h = v.videoHeight * s;
+        const left = r.left + (r.width - w) / 2, top = r.top + (r.height - h) / 2;
+        return [left + fx * (w - 1), top + fy * (h - 1)];
+    }""", [fx, fy])
+    return point
 
 
 def quadrant_colours(points: list[tuple[float, float]] = SCREEN_POINTS) -> list[Rgb]:

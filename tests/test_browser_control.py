@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from realenv import Runner, mint_token, wait_for_viewer
+from realenv import Runner, mint_token, video_point, wait_for_viewer
 from xorgdummy import XorgDummy
 from xrecorder import XRecorder
 from xstate import XState
@@ -38,17 +38,6 @@ def runner(livekit_server, desk) -> Iterator[Runner]:
         yield r
         print(r.log_path.read_text(errors="replace")[-4000:])
 
-
-async def video_point(page, fx: float, fy: float) -> tuple[float, float]:
-    """Page coordinates of the picture point (fx, fy), 0..1, inside the letterboxed video."""
-    return await page.evaluate("""([fx, fy]) => {
-        const v = document.getElementById('screen');
-        const r = v.getBoundingClientRect();
-        const s = Math.min(r.width / v.videoWidth, r.height / v.videoHeight);
-        const w = v.videoWidth * s, h = v.videoHeight * s;
-        const left = r.left + (r.width - w) / 2, top = r.top + (r.height - h) / 2;
-        return [left + fx * (w - 1), top + fy * (h - 1)];
-    }""", [fx, fy])
 
 
 def near(actual: tuple[int, int], expected: tuple[int, int]) -> bool:

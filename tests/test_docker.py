@@ -41,6 +41,7 @@ from realenv import (
     paint,
     quadrant_colours,
     sample_pixels,
+    video_point,
     wait_for_picture,
     wait_for_viewer,
 )
@@ -138,17 +139,6 @@ def container_log(request: pytest.FixtureRequest) -> Iterator[list[Container]]:
         print(c.logs()[-6000:])
         c.remove()
 
-
-async def video_point(page, fx: float, fy: float) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """Page coordinates of the picture point (fx, fy), 0..1, inside the letterboxed video."""
-    return await page.evaluate("""([fx, fy]) => {
-        const v = document.getElementById('screen');
-        const r = v.getBoundingClientRect();
-        const s = Math.min(r.width / v.videoWidth, r.height / v.videoHeight);
-        const w = v.videoWidth * s, h = v.videoHeight * s;
-        const left = r.left + (r.width - w) / 2, top = r.top + (r.height - h) / 2;
-        return [left + fx * (w - 1), top + fy * (h - 1)];
-    }""", [fx, fy])
 
 
 async def watch_and_take_control(page, open_viewer, livekit_server: LiveKitServer, room: str,  # type: ignore[no-untyped-def]
