@@ -187,7 +187,11 @@ class Pipeline:
         self._take_latest()
         log.info("screen_resized", display=grabber.display, screen=grabber.screen_size, previous=before,
                  size=grabber.size, dpi=applied.dpi, reason="dr.screen.fit")
-        await self._resume()
+        # Not _resume(): the DAMAGE watch stays, as it watches the root window, which RandR resizes
+        # in place (and the capture loop may be waiting on its descriptor right now).
+        width, height = grabber.size
+        self._notifier.status(f"publishing {width}x{height} from {grabber.display}")
+        self._schedule.force_keyframe()
         return applied
 
     def _fit_in_capture_thread(self, request: FitRequest) -> ScreenSize:
