@@ -49,8 +49,13 @@ class RandrScreen:
 
     def max_size(self) -> tuple[int, int]:
         """The largest screen the server takes (Xvfb: the size it was started with)."""
-        d = self._connect()
-        limits = randr.get_screen_size_range(d.screen().root)
+        try:
+            limits = randr.get_screen_size_range(self._connect().screen().root)
+        except ResizeError:
+            raise
+        except Exception as exc:  # as in apply(): a failed connection is not used again
+            self.close()
+            raise ResizeError(f"X display {self.display}: {type(exc).__name__}: {exc}") from None
         return int(limits.max_width), int(limits.max_height)
 
     def size(self) -> tuple[int, int]:
@@ -62,11 +67,16 @@ class RandrScreen:
         """Set the screen to ``size``; returns what the server reports afterwards."""
         try:
             return self._apply(size)
-        except xerror.XError as exc:
-            raise ResizeError(f"the X server refused the new size: {exc}") from None
-        except (OSError, xerror.ConnectionClosedError, xerror.DisplayError) as exc:
-            self.close()  # a broken connection is opened again next time
-            raise ResizeError(f"X display {self.display}: {exc}") from None
+        except ResizeError:
+            raise
+        except Exception as exc:
+            # An X error can wedge python-xlib's connection for good (0.33 fails to parse RandR's
+            # errors, "'BadRRModeError' object has no attribute 'sequence_number'", and then never
+            # reads another reply: the next sync() hangs). So the connection is dropped without a
+            # word more, which also ends its server grab; the next fit opens a new one.
+            self.close()
+            raise ResizeError(f"X display {self.display} refused the new size: "
+                              f"{type(exc).__name__}: {exc}") from None
 
     def close(self) -> None:
         d, self._d = self._d, None
@@ -95,6 +105,10 @@ class RandrScreen:
     def _apply(self, size: ScreenSize) -> ScreenSize:
         d = self._connect()
         root = d.screen().root
+        largest = randr.get_screen_size_range(root)
+        if not (0 < size.width <= largest.max_width and 0 < size.height <= largest.max_height):
+            raise ResizeError(f"{size.width}x{size.height} is beyond the largest screen this X server takes, "
+                              f"{largest.max_width}x{largest.max_height}")
         res = randr.get_screen_resources(root)
         active = []
         for output in res.outputs:
@@ -115,9 +129,12 @@ class RandrScreen:
                 self._crtc(d, info.crtc, res.config_timestamp, 0, [])
             randr.set_screen_size(root, size.width, size.height, mm_w, mm_h)
             self._crtc(d, info.crtc, res.config_timestamp, mode, [output])
-        finally:
+        except ResizeError:  # a refused configuration, on a connection still in order
             d.ungrab_server()
             d.sync()
+            raise
+        d.ungrab_server()  # (any other failure drops the connection, and with it the grab: apply)
+        d.sync()
         if self._errors:
             raise ResizeError(f"the X server refused the new size: {'; '.join(self._errors)}")
         self._forget_old_modes(d, output, keep=mode)
