@@ -1,5 +1,6 @@
-"""Fit to window, pure parts: the size and DPI a request becomes (runner.media.screen_size), and
-who may ask for it (dr.screen.fit in runner.control.rpc, with a stand-in pipeline)."""
+"""Fit to window: the size and DPI a request becomes (runner.media.screen_size, pure), who may ask
+for it (dr.screen.fit in runner.control.rpc, with a stand-in pipeline), and RandR on a real Xvfb
+(runner.media.randr: within its largest screen, and no hang when the X server refuses)."""
 
 from __future__ import annotations
 
@@ -118,3 +119,57 @@ async def test_a_server_that_cannot_resize_answers_unavailable() -> None:
         await server.methods.call(session, "dr.screen.fit", body({"width": 1000, "height": 700}))
     assert (refused.value.code, str(refused.value)) == (
         "unavailable", "the screen has 2 active outputs; fitting needs exactly one")
+
+
+# --- RandR on a real Xvfb -------------------------------------------------------------------------
+
+
+def x_size(display: str) -> tuple[int, int]:
+    from Xlib import display as xdisplay
+
+    d = xdisplay.Display(display)  # a new connection: an open one keeps the size it connected with
+    try:
+        return d.screen().width_in_pixels, d.screen().height_in_pixels
+    finally:
+        d.close()
+
+
+@pytest.mark.integration
+async def test_randr_resizes_xvfb_within_its_largest_screen_and_refuses_beyond(xvfb_factory) -> None:
+    from runner.media.randr import RandrScreen
+
+    screen = RandrScreen(xvfb_factory(1600, 1000).display)
+    try:
+        assert screen.max_size() == (1600, 1000)
+        assert screen.apply(ScreenSize(1024, 640, 120)) == ScreenSize(1024, 640, 120)
+        assert x_size(screen.display) == (1024, 640)
+        with pytest.raises(ResizeError, match="beyond the largest screen"):
+            screen.apply(ScreenSize(1602, 1000, 96))
+        assert x_size(screen.display) == (1024, 640)
+    finally:
+        screen.close()
+
+
+@pytest.mark.integration
+async def test_an_x_error_during_a_resize_is_refused_without_hanging(xvfb_factory,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """python-xlib 0.33 cannot parse RandR's errors and then reads no further reply on that
+    connection: the runner drops it, so the next fit works and the capture thread never hangs."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from runner.media import randr
+
+    screen = randr.RandrScreen(xvfb_factory(800, 600).display)
+    try:
+        real_range = randr.randr.get_screen_size_range
+        # Pretend the server takes more than it does: the X server then refuses the new size.
+        monkeypatch.setattr(randr.randr, "get_screen_size_range",
+                            lambda root: SimpleNamespace(max_width=4000, max_height=4000))
+        with pytest.raises(ResizeError, match="refused the new size"):
+            await asyncio.wait_for(asyncio.to_thread(screen.apply, ScreenSize(2000, 1500, 96)), 20)
+        monkeypatch.setattr(randr.randr, "get_screen_size_range", real_range)
+        applied = await asyncio.wait_for(asyncio.to_thread(screen.apply, ScreenSize(640, 480, 96)), 20)
+        assert applied == ScreenSize(640, 480, 96) and x_size(screen.display) == (640, 480)
+    finally:
+        screen.close()
