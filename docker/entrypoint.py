@@ -6,7 +6,11 @@ itself (release held input, leave the room, exit 0).
 Own-X mode (``RUNNER_XVFB=WIDTHxHEIGHT``): a fresh random MIT-MAGIC-COOKIE-1 is written to
 ``$XAUTHORITY`` (mode 0600) and Xvfb is started on ``$DISPLAY`` with ``-auth`` on that file, so only
 clients holding the cookie connect (with ``--network host`` its abstract socket is reachable from
-the whole host). Readiness comes from Xvfb itself (``-displayfd``): no polling, no sleeps. This
+the whole host). Readiness comes from Xvfb itself (``-displayfd``): no polling, no sleeps. The
+screen can later fit a viewer's window (``dr.screen.fit``): Xvfb cannot grow past the size it
+starts with, so it starts at ``RUNNER_XVFB_MAX`` (default 4096x2304, about 38 MB of framebuffer)
+and is set to ``RUNNER_XVFB`` with RandR before the runner starts, with
+``RUNNER_CAPTURE__RESIZABLE=true`` (unless set otherwise): this X server is the runner's own. This
 process then stays PID 1 as a small init: it forwards SIGTERM, SIGINT and SIGHUP to the runner,
 reaps orphans, stops Xvfb once the runner has exited and exits with the runner's status. If Xvfb
 dies first, the runner is stopped and the container exits with status 1.
@@ -31,6 +35,7 @@ from typing import NoReturn
 RUNNER = "/opt/desktop-runner/.venv/bin/desktop-runner"
 XVFB_START_TIMEOUT_S = 30.0
 XVFB_STOP_TIMEOUT_S = 2.0
+DEFAULT_XVFB_MAX = "4096x2304"  # the largest screen a viewer's fit may ask for (H.264 level 5.1)
 SIZE = re.compile(r"([1-9][0-9]{1,4})x([1-9][0-9]{1,4})")
 DISPLAY = re.compile(r":([0-9]{1,5})")
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -65,6 +70,27 @@ def write_cookie(path: str, display: str) -> None:
         os.umask(old_umask)
     if done.returncode != 0 or not os.path.isfile(path):
         fail(f"xauth could not write the X cookie to {path}: {done.stderr.strip()}", 1)
+
+
+def framebuffer(size: str, largest: str) -> str:
+    """The size Xvfb starts with: ``largest``, widened to hold ``size`` where that is bigger."""
+    (w, h), (max_w, max_h) = (tuple(int(v) for v in s.split("x")) for s in (size, largest))
+    return f"{max(w, max_w)}x{max(h, max_h)}"
+
+
+def set_screen_size(display: str, size: str) -> None:
+    """Set the started Xvfb's screen to ``size`` with RandR, at 96 dpi (runner.media.randr)."""
+    from runner.media.randr import RandrScreen, ResizeError
+    from runner.media.screen_size import ScreenSize
+
+    width, height = (int(v) for v in size.split("x"))
+    screen = RandrScreen(display)
+    try:
+        screen.apply(ScreenSize(width, height, 96))
+    except ResizeError as exc:
+        fail(f"cannot set the screen to {size}: {exc}", 1)
+    finally:
+        screen.close()
 
 
 def start_xvfb(display: str, size: str, authority: str, log_path: str) -> subprocess.Popen[bytes]:
@@ -145,6 +171,9 @@ def main(argv: list[str]) -> int:
         os.execv(RUNNER, [RUNNER, *argv])
     if not SIZE.fullmatch(size):
         fail("RUNNER_XVFB must be WIDTHxHEIGHT, for example 1920x1080", 2)
+    largest = os.environ.get("RUNNER_XVFB_MAX") or DEFAULT_XVFB_MAX
+    if not SIZE.fullmatch(largest):
+        fail("RUNNER_XVFB_MAX must be WIDTHxHEIGHT, for example 3840x2160", 2)
     display = os.environ.get("DISPLAY") or ":99"
     if not DISPLAY.fullmatch(display):
         fail("DISPLAY must be :N for the container's own X server, for example :99", 2)
@@ -166,10 +195,13 @@ def main(argv: list[str]) -> int:
 
     workdir = tempfile.mkdtemp(prefix="desktop-runner-")
     write_cookie(authority, display)
-    xvfb = start_xvfb(display, size, authority, os.path.join(workdir, "xvfb.log"))
-    log("xvfb_ready", display=display, size=size, auth="MIT-MAGIC-COOKIE-1", xauthority=authority)
+    xvfb = start_xvfb(display, framebuffer(size, largest), authority, os.path.join(workdir, "xvfb.log"))
     try:
-        env = {**os.environ, "DISPLAY": display, "XAUTHORITY": authority}
+        os.environ["XAUTHORITY"] = authority  # for the RandR client below
+        set_screen_size(display, size)
+        log("xvfb_ready", display=display, size=size, max_size=framebuffer(size, largest),
+            auth="MIT-MAGIC-COOKIE-1", xauthority=authority)
+        env = {"RUNNER_CAPTURE__RESIZABLE": "true", **os.environ, "DISPLAY": display, "XAUTHORITY": authority}
         runner = subprocess.Popen([RUNNER, *argv], env=env)
         return supervise(runner, xvfb)
     finally:

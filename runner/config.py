@@ -128,6 +128,8 @@ class CaptureSettings(_Section):
     fps: float = Field(30.0, gt=0, le=120)
     cursor: bool = Field(True, description="draw the mouse pointer into the picture")
     skip_unchanged: bool = Field(True, description="grab and encode only when the screen changed (XDamage)")
+    resizable: bool = Field(False, description="the runner owns this X server: the controlling viewer may "
+                            "resize its screen to fit its window (dr.screen.fit, RandR)")
 
 
 class EncoderSettings(_Section):

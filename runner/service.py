@@ -402,10 +402,12 @@ class Service:
             log.info("e2ee_key_rotated", key_index=index, key=self.keys.fingerprint())
         if self.control is not None:
             self.control.update_settings(new)
+        # capture.resizable is read at each dr.screen.fit: it applies at once.
+        old_capture = old.capture.model_copy(update={"resizable": new.capture.resizable})
         restart_needed = [
             name
             for name in ("livekit", "capture", "encoder", "log")
-            if getattr(new, name) != getattr(old, name)
+            if getattr(new, name) != (old_capture if name == "capture" else getattr(old, name))
         ]
         if new.e2ee.frame_engine != old.e2ee.frame_engine:
             restart_needed.append("e2ee.frame_engine")

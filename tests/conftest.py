@@ -121,17 +121,20 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 
 @pytest.fixture
 def open_viewer(viewer_server: ViewerServer) -> Callable[..., Awaitable[None]]:
-    """``await open_viewer(page, livekit_url, token, passphrase, runner=None)``: use the viewer as
-    a user does: open the link without secrets (``viewer_address``), paste the token and the
-    passphrase, press Connect. ``runner``: the identity whose screen the viewer may show (the
-    viewer's default: desktop-runner)."""
+    """``await open_viewer(page, livekit_url, token, passphrase, runner=None, fit=True)``: use the
+    viewer as a user does: open the link without secrets (``viewer_address``), paste the token and
+    the passphrase, press Connect. ``runner``: the identity whose screen the viewer may show (the
+    viewer's default: desktop-runner); ``fit=False`` unticks "Fit the host's screen to this
+    window" first (for tests of a fixed screen size on a runner with ``capture.resizable``)."""
 
     async def open_(page: Page, livekit_url: str, token: str, passphrase: str,
-                    runner: str | None = None) -> None:
+                    runner: str | None = None, fit: bool = True) -> None:
         await page.goto(viewer_address(viewer_server.url, livekit_url, runner))
         await page.wait_for_function("() => window.viewer !== undefined", timeout=10_000)
         await page.fill("#token", token)
         await page.fill("#passphrase", passphrase)
+        if not fit:
+            await page.uncheck("#fit")
         await page.click("#connect")
 
     return open_

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from runner.control.inject import XBackend
 from runner.media.controls import Quality, QualityRequest, Rates, Region, ScreenLayout, ScreenMonitor, StreamInfo
+from runner.media.screen_size import FitRequest, ScreenSize, fit_size
 
 
 def screen(union: tuple[int, int, int, int], *monitors: tuple[int, int, int, int, str | None, bool]) -> ScreenLayout:
@@ -23,6 +24,9 @@ class FakeMedia:
         self._display = display
         self._region: Region | None = layout.monitors[0].region if layout.monitors else None
         self.keyframes = 0
+        self.fits: list[FitRequest] = []
+        self.max_size = (1920, 1080)  # the largest screen fit_screen may set
+        self.fit_error: Exception | None = None  # raised by fit_screen when set
 
     @property
     def display(self) -> str:
@@ -48,6 +52,15 @@ class FakeMedia:
     def stream_info(self) -> StreamInfo:
         r = self._region or Region(0, 0, 0, 0)
         return StreamInfo(r.width, r.height, 0, 0, Rates(0.0, 0, None))
+
+    async def fit_screen(self, request: FitRequest) -> ScreenSize:
+        """Records the request; the screen becomes one monitor of the fitted size."""
+        self.fits.append(request)
+        if self.fit_error is not None:
+            raise self.fit_error
+        size = fit_size(request, max_width=self.max_size[0], max_height=self.max_size[1])
+        self.layout = screen((0, 0, size.width, size.height), (0, 0, size.width, size.height, "screen", True))
+        return size
 
 
 class RecordingInjector:

@@ -144,7 +144,8 @@ def container_log(request: pytest.FixtureRequest) -> Iterator[list[Container]]:
 async def watch_and_take_control(page, open_viewer, livekit_server: LiveKitServer, room: str,  # type: ignore[no-untyped-def]
                                  expected: list) -> dict:
     token = mint_token(livekit_server.api_key, livekit_server.api_secret, room, "viewer")
-    await open_viewer(page, livekit_server.url, token, PASSPHRASE)
+    # The screen keeps its size (the own-X screen is resizable; the test fits it at its end).
+    await open_viewer(page, livekit_server.url, token, PASSPHRASE, fit=False)
     await wait_for_picture(page, expected, timeout=30, tolerance=COLOR_TOLERANCE)
     return await wait_for_viewer(
         page, lambda s: bool((s.get("control") or {}).get("you")) and s["videoWidth"] > 0 and s["framesDecoded"] > 0,
@@ -236,6 +237,12 @@ async def test_own_x_viewer_sees_and_controls_the_container_screen(
     assert samples is not None
     not_green = [p for p in samples if not color_close(p, (30, 200, 30), 60)]
     assert len(not_green) >= 5, f"no pointer drawn at {want}: {samples}"
+    # The container's X server is the runner's own (the entrypoint sets capture.resizable): the
+    # viewer's fit-to-window resizes it, read back from that X server.
+    fitted = await page.evaluate("() => window.viewer.setFit(true)")
+    size = c.exec(PYTHON, "-c", "from Xlib import display; s = display.Display().screen(); "
+                  "print(s.width_in_pixels, s.height_in_pixels)")
+    assert tuple(int(v) for v in size.split()) == (fitted["width"], fitted["height"]) != SCREEN, (size, fitted)
     # Health: healthy while frames are published (interval 1 s in this test).
     c.wait_for_health("healthy", timeout=30)
     # Non-root: the entrypoint, Xvfb and the runner all run as the image's uid.

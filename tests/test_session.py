@@ -117,6 +117,13 @@ def test_rates_between_two_snapshots() -> None:
     assert rates_between(after, after, 1.0) == Rates(fps=0.0, bitrate=0, encode_ms=None)
 
 
+def test_host_time_is_the_mean_per_published_picture_over_the_interval() -> None:
+    before = Stats(published=10, host_s=0.2, host_frames=10)
+    after = Stats(published=40, host_s=0.5, host_frames=30)  # 10 of the 30 published were skip pictures
+    assert rates_between(before, after, 1.0).host_ms == 15.0
+    assert rates_between(after, after, 1.0).host_ms is None  # nothing published: no figure, not 0
+
+
 def test_rate_meter_reports_the_last_interval() -> None:
     stats = Stats()
     meter = RateMeter(100.0, stats)

@@ -1,5 +1,6 @@
 """The viewer's pure decisions, run in Node as the browser runs them: what a link may carry
-(viewer/link.js) and when a picture may be shown (viewer/trust.js)."""
+(viewer/link.js), when a picture may be shown (viewer/trust.js), what size to ask the host's
+screen to fit (viewer/fit.js) and the statistics overlay's figures (viewer/overlay.js)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ def js(expression: str) -> object:
         pytest.fail("Node.js is required for this test (scripts/setup.sh names it)", pytrace=False)
     script = (f"import * as link from {json.dumps((VIEWER / 'link.js').as_uri())};\n"
               f"import * as trust from {json.dumps((VIEWER / 'trust.js').as_uri())};\n"
+              f"import * as fit from {json.dumps((VIEWER / 'fit.js').as_uri())};\n"
+              f"import * as overlay from {json.dumps((VIEWER / 'overlay.js').as_uri())};\n"
               f"process.stdout.write(JSON.stringify({expression}));\n")
     done = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True,
                           text=True, timeout=30, check=True)
@@ -72,3 +75,71 @@ def test_the_runners_encrypted_decrypting_track_is_shown() -> None:
 ])
 def test_anything_less_shows_no_picture(changes: dict, expected: str) -> None:
     assert verdict(**changes) == expected
+
+
+# --- fit to window (fit.js) -----------------------------------------------------------------------
+
+
+def test_fit_asks_for_the_picture_area_in_whole_device_pixels() -> None:
+    assert js("fit.fitRequest(980, 760, 1)") == {"width": 980, "height": 760, "scale": 1}
+    assert js("fit.fitRequest(980.6, 759.5, 1.25)") == {"width": 1225, "height": 949, "scale": 1.25}
+    # 980 * 1.1 is 1078.0000000000002 in floating point: still 1078, not a pixel more than there is.
+    assert js("fit.fitRequest(980, 700, 1.1)") == {"width": 1078, "height": 770, "scale": 1.1}
+
+
+def test_fit_requests_stay_within_the_parameter_bounds() -> None:
+    assert js("fit.fitRequest(20000, 9000, 2)") == {"width": 16384, "height": 16384, "scale": 2}
+    assert js("fit.fitRequest(800, 600, 50)")["scale"] == 10
+    assert js("fit.fitRequest(800, 600, 0)") == {"width": 800, "height": 600, "scale": 1}
+    assert js("fit.fitRequest(800, 600, NaN)")["scale"] == 1
+    assert js("[fit.fitRequest(0, 600, 1), fit.fitRequest(800, 0.4, 1)]") == [None, None]
+
+
+# --- the statistics overlay (overlay.js) ----------------------------------------------------------
+
+SAMPLE_BEFORE = ("{at: 1000, framesDecoded: 100, framesDropped: 1, bytesReceived: 50000, totalDecodeTime: 0.2,"
+                 " jitterBufferDelay: 1.0, jitterBufferEmittedCount: 100, transportRttMs: null}")
+SAMPLE_AFTER = ("{at: 3000, framesDecoded: 160, framesDropped: 3, bytesReceived: 550000, totalDecodeTime: 0.38,"
+                " jitterBufferDelay: 1.9, jitterBufferEmittedCount: 160, transportRttMs: 2.345}")
+
+
+def test_overlay_figures_are_rates_and_means_over_the_interval() -> None:
+    assert js(f"overlay.videoFigures({SAMPLE_BEFORE}, {SAMPLE_AFTER})") == {
+        "fps": 30, "bitrate": 2_000_000, "decodeMs": 3, "jitterMs": 15, "framesDropped": 3,
+        "transportRttMs": 2.3,
+    }
+
+
+def test_overlay_without_new_frames_has_no_per_frame_times() -> None:
+    assert js(f"overlay.videoFigures({SAMPLE_BEFORE}, {{...{SAMPLE_BEFORE}, at: 2000}})") == {
+        "fps": 0, "bitrate": 0, "decodeMs": None, "jitterMs": None, "framesDropped": 1, "transportRttMs": None,
+    }
+
+
+def test_overlay_sample_reads_the_video_report_and_the_nominated_pair() -> None:
+    report = ("new Map(Object.entries({"
+              "a: {type: 'inbound-rtp', kind: 'audio', framesDecoded: 9},"
+              "v: {type: 'inbound-rtp', kind: 'video', timestamp: 5, framesDecoded: 7, framesDropped: 1,"
+              "    bytesReceived: 10, totalDecodeTime: 0.1, jitterBufferDelay: 0.2, jitterBufferEmittedCount: 7},"
+              "p: {type: 'candidate-pair', nominated: true, state: 'succeeded', currentRoundTripTime: 0.004},"
+              "q: {type: 'candidate-pair', nominated: false, state: 'succeeded', currentRoundTripTime: 0.5}}))")
+    assert js(f"overlay.videoSample({report})") == {
+        "at": 5, "framesDecoded": 7, "framesDropped": 1, "bytesReceived": 10, "totalDecodeTime": 0.1,
+        "jitterBufferDelay": 0.2, "jitterBufferEmittedCount": 7, "transportRttMs": 4,
+    }
+    assert js("overlay.videoSample(new Map())") is None
+
+
+def test_overlay_shortcut_is_ctrl_alt_shift_s_only() -> None:
+    assert js("[{ctrlKey: true, altKey: true, shiftKey: true, code: 'KeyS'},"
+              " {ctrlKey: true, altKey: true, shiftKey: false, code: 'KeyS'},"
+              " {ctrlKey: true, altKey: true, shiftKey: true, metaKey: true, code: 'KeyS'},"
+              " {ctrlKey: true, altKey: true, shiftKey: true, code: 'KeyD'}].map(overlay.isOverlayShortcut)") == [
+        True, False, False, False]
+
+
+def test_overlay_lines_show_a_dash_for_what_is_not_measured() -> None:
+    lines = js("overlay.overlayLines({...overlay.noFigures(), shown: true, hostMs: 6.1, bitrate: 2500000})")
+    assert lines[0] == "Host processing: 6.1 ms per frame"
+    assert lines[3] == "Decode: – per frame"
+    assert lines[-1] == "Bitrate: 2.5 Mbit/s"

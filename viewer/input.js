@@ -172,6 +172,9 @@ export class InputCapture {
   #monitor;
   #onError;
   #onLockChange;
+  #isLocal;
+  /** @type {Set<string>} codes whose key-down was the viewer's own shortcut: their key-up is too */
+  #localKeys = new Set();
   /** @type {{clientX: number, clientY: number} | null} latest position not yet sent as a move */
   #pointer = null;
   #rel = { dx: 0, dy: 0 }; // relative motion not yet sent
@@ -193,8 +196,13 @@ export class InputCapture {
    *   `mon`), or null
    * @param {(error: any, type: unknown) => void} [options.onError]
    * @param {(locked: boolean) => void} [options.onLockChange]
+   * @param {(event: KeyboardEvent) => boolean} [options.isLocal] a key-down that is the viewer's
+   *   own shortcut (e.g. the statistics overlay): neither it nor its key-up goes to the host
    */
-  constructor({ stage, video, send, isActive, monitor, onError = () => {}, onLockChange = () => {} }) {
+  constructor({
+    stage, video, send, isActive, monitor, onError = () => {}, onLockChange = () => {},
+    isLocal = () => false,
+  }) {
     this.stage = stage;
     this.video = video;
     this.#send = send;
@@ -202,6 +210,7 @@ export class InputCapture {
     this.#monitor = monitor;
     this.#onError = onError;
     this.#onLockChange = onLockChange;
+    this.#isLocal = isLocal;
   }
 
   /** Start listening. */
@@ -350,6 +359,11 @@ export class InputCapture {
     if (!this.#isActive() || event.isComposing) return;
     event.preventDefault();
     event.stopPropagation();
+    if (down ? this.#isLocal(event) : this.#localKeys.has(event.code)) {
+      if (down) this.#localKeys.add(event.code);
+      else this.#localKeys.delete(event.code);
+      return;
+    }
     if (event.code) {
       if (down) this.keys.add(event.code);
       else this.keys.delete(event.code);

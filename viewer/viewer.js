@@ -29,6 +29,12 @@
 //   window.viewer.typeText(text), .selectMonitor(id), .requestControl(), .releaseControl()
 //                                   (async; sendInput and typeText reject with code
 //                                   'not_shown' while the runner's picture is not shown)
+//   window.viewer.setFit(enabled)   the fit-to-window toggle (fit.js); on: fit now (async)
+//   window.viewer.toggleOverlay()   show or hide the statistics overlay (overlay.js)
+//   window.viewer.state.overlay     the overlay's figures (overlay.js OverlayFigures; null while
+//                                   hidden or not measured yet)
+//   window.viewer.state.control.resizable / .fitted  the runner can fit its screen to this
+//                                   window (dr.hello) / the last dr.screen.fit answer
 //
 // Link parameters (link.js): url, runner (identity), keyIndex (the key index of the passphrase,
 // default 0) and control (0: do not request control on connect), in the fragment or the query.
@@ -52,8 +58,13 @@ import {
 } from 'livekit-client';
 
 import { Connection, checkKeyIndex } from './connection.js';
+import { ScreenFit } from './fit.js';
 import { InputCapture, textChunks } from './input.js';
 import { parseLink } from './link.js';
+import {
+  FrameTimer, OVERLAY_INTERVAL_MS, isOverlayShortcut, noFigures, overlayLines, videoFigures,
+  videoSample,
+} from './overlay.js';
 import { DEFAULT_RUNNER, screenMessage, screenVerdict } from './trust.js';
 
 /** @typedef {import('./connection.js').Credentials} Credentials */
@@ -110,6 +121,9 @@ function controlState() {
     /** @type {Record<string, any> | null} the last dr.stats result */
     stats: null,
     pointerLocked: false,
+    resizable: false, // the runner can fit its screen to this window (dr.hello `resizable`)
+    /** @type {{width: number, height: number, dpi: number} | null} the last dr.screen.fit answer */
+    fitted: null,
   };
 }
 
@@ -132,6 +146,7 @@ const state = {
   /** @type {string[]} identities whose video was not shown: they are not the runner */
   ignoredVideo: [],
   control: controlState(), // remote control, see controlState()
+  overlay: noFigures(), // the statistics overlay (overlay.js)
 };
 
 /** @template {HTMLElement} T @param {string} id @param {new () => T} type @returns {T} */
@@ -179,6 +194,10 @@ const el = {
   clipboardGet: byId('clipboard-get', HTMLButtonElement),
   clipboardHost: byId('clipboard-host', HTMLElement),
   controlStats: byId('control-stats', HTMLElement),
+  fit: byId('fit', HTMLInputElement),
+  fitHint: byId('fit-hint', HTMLElement),
+  statsToggle: byId('stats-toggle', HTMLButtonElement),
+  statsOverlay: byId('stats-overlay', HTMLElement),
   linkWarning: byId('link-warning', HTMLElement),
 };
 
@@ -209,6 +228,8 @@ class Viewer {
   joining = false; // between join() and its Connection existing
   #refreshing = false;
   #pollingControl = false;
+  /** @type {import('./overlay.js').VideoSample | null} where the overlay's current interval began */
+  #overlayBase = null;
 
   /** The Room of the current connection, or null. */
   get room() {
@@ -575,8 +596,11 @@ class Viewer {
         controller: hello.controller ?? null,
         viewOnly: hello.view_only === true,
         clipboardMode: typeof hello.clipboard === 'string' ? hello.clipboard : null,
+        resizable: hello.resizable === true,
+        fitted: null,
         lastError: '',
       });
+      fit.forget();
       if (had) input.forget();
       this.setMonitors(hello.monitors, hello.selected);
       this.reportedControlError = '';
@@ -630,6 +654,10 @@ class Viewer {
     state.control.controller = typeof controller === 'string' ? controller : null;
     state.control.you = you === true;
     if (had && !state.control.you) input.forget(); // the runner released what we held
+    if (!had && state.control.you) {
+      fit.forget(); // a new controller's size is asked for, even if it is the same
+      fit.schedule();
+    }
     render();
   }
 
@@ -731,13 +759,59 @@ class Viewer {
       await session.call('dr.ping', { t: Date.now() });
       const rtt = Math.round(performance.now() - started);
       const stats = await session.call('dr.stats');
-      if (!session.closed) Object.assign(state.control, { rttMs: rtt, stats });
+      if (!session.closed) {
+        Object.assign(state.control, { rttMs: rtt, stats });
+        if (state.overlay.shown) this.overlayHost();
+      }
     } catch (error) {
       if (!session.closed) this.controlFailed('stats', error);
     } finally {
       this.#pollingControl = false;
       render();
     }
+  }
+
+  // --- the statistics overlay ------------------------------------------------------------------
+
+  /** Show or hide the overlay; figures start afresh each time it is shown. */
+  toggleOverlay() {
+    const shown = !state.overlay.shown;
+    Object.assign(state.overlay, noFigures(), { shown });
+    this.#overlayBase = null;
+    if (shown) {
+      frameTimer.start();
+      this.overlayHost();
+    } else {
+      frameTimer.stop();
+    }
+    render();
+    return shown;
+  }
+
+  /** The runner's figures (dr.ping, dr.stats) into the overlay. */
+  overlayHost() {
+    const { rttMs, stats } = state.control;
+    /** @param {unknown} v */
+    const number = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+    Object.assign(state.overlay, {
+      rttMs,
+      hostMs: number(stats?.host_ms),
+      hostFps: number(stats?.fps),
+      hostDropped: number(stats?.dropped),
+    });
+  }
+
+  /** The browser's figures over the last OVERLAY_INTERVAL_MS into the overlay.
+   * @param {import('./overlay.js').VideoSample | null} sample */
+  overlayVideo(sample) {
+    const base = this.#overlayBase;
+    if (!sample || !base || sample.framesDecoded < base.framesDecoded) {
+      this.#overlayBase = sample; // a first sample, or another track
+      return;
+    }
+    if (sample.at - base.at < OVERLAY_INTERVAL_MS) return;
+    Object.assign(state.overlay, videoFigures(base, sample), { renderMs: frameTimer.take() });
+    this.#overlayBase = sample;
   }
 
   // --- stats and pixels ------------------------------------------------------------------------
@@ -754,6 +828,7 @@ class Viewer {
             state.framesDecoded = stats.framesDecoded ?? 0;
           }
         });
+        if (report && state.overlay.shown) this.overlayVideo(videoSample(report));
         // After a decryption error the picture waits for frames decoded after it: with the
         // runner's frames going through decryption, those decrypted with a key of ours.
         const conn = this.connection;
@@ -928,6 +1003,13 @@ function renderControl() {
   }
   if (c.rejected) parts.push(`${c.rejected} rejected`);
   el.controlStats.textContent = parts.length ? parts.join(' · ') : '–';
+  el.statsOverlay.hidden = !state.overlay.shown;
+  if (state.overlay.shown) el.statsOverlay.textContent = overlayLines(state.overlay).join('\n');
+  el.statsToggle.setAttribute('aria-pressed', String(state.overlay.shown));
+  let hint = '';
+  if (c.session && !c.resizable) hint = 'this host cannot be resized';
+  else if (c.fitted) hint = `${c.fitted.width}×${c.fitted.height}, ${c.fitted.dpi} dpi`;
+  el.fitHint.textContent = hint;
 }
 
 // --- page wiring ---------------------------------------------------------------------------------
@@ -943,6 +1025,22 @@ const input = new InputCapture({
     state.control.pointerLocked = locked;
     render();
   },
+  isLocal: isOverlayShortcut,
+});
+
+const frameTimer = new FrameTimer(el.video);
+
+const fit = new ScreenFit({
+  area: el.stage,
+  call: (request) => viewer.controlCall('dr.screen.fit', request),
+  allowed: () => state.control.session && state.control.you && state.control.resizable,
+  onResult: (result) => {
+    const { width, height, dpi } = result;
+    state.control.fitted = typeof width === 'number' && typeof height === 'number'
+      ? { width, height, dpi: typeof dpi === 'number' ? dpi : 96 } : null;
+    render();
+  },
+  onError: () => {}, // controlCall put it in the error list
 });
 
 /** The link's parameters (link.js); secrets from the fragment are used with a warning, secrets
@@ -1004,6 +1102,18 @@ el.monitor.addEventListener('change', () => {
   quietly(viewer.selectMonitor(el.monitor.value).finally(render)); // render() shows the real selection
 });
 el.keyframe.addEventListener('click', () => quietly(viewer.controlCall('dr.keyframe')));
+el.statsToggle.addEventListener('click', () => viewer.toggleOverlay());
+// In the capture phase, before input.js sees the key (which then keeps it from the host).
+window.addEventListener('keydown', (event) => {
+  if (!isOverlayShortcut(event)) return;
+  event.preventDefault();
+  if (!event.repeat) viewer.toggleOverlay();
+}, { capture: true });
+el.fit.addEventListener('change', () => {
+  fit.enabled = el.fit.checked;
+  fit.forget();
+  if (fit.enabled) fit.fit();
+});
 el.pointerLock.addEventListener('click', () => {
   input.lockPointer().catch((error) => viewer.controlFailed('pointer lock', error));
 });
@@ -1024,6 +1134,7 @@ el.clipboardGet.addEventListener('click', () => {
   }));
 });
 input.attach();
+fit.attach();
 
 const link = readLink();
 el.url.value = link.url;
@@ -1058,6 +1169,14 @@ const api = {
   selectMonitor: (id) => viewer.selectMonitor(id),
   requestControl: () => viewer.requestControl(),
   releaseControl: () => viewer.releaseControl(),
+  /** @param {boolean} enabled */
+  setFit: (enabled) => {
+    el.fit.checked = Boolean(enabled);
+    fit.enabled = el.fit.checked;
+    fit.forget();
+    return fit.enabled ? fit.fit() : Promise.resolve(null);
+  },
+  toggleOverlay: () => viewer.toggleOverlay(),
 };
 /** @type {any} */ (window).viewer = api;
 

@@ -182,6 +182,14 @@ class QualityParams(_Msg):
     max_height: Annotated[int, Field(ge=0, le=16384, strict=True)] | None = None
 
 
+class FitParams(_Msg):
+    """dr.screen.fit: the viewer's picture area in device pixels and its device pixel ratio."""
+
+    width: Annotated[int, Field(ge=1, le=16384, strict=True)]
+    height: Annotated[int, Field(ge=1, le=16384, strict=True)]
+    scale: Annotated[float, Field(ge=0.1, le=10, allow_inf_nan=False, strict=True)] = 1.0
+
+
 class ClipboardSetParams(_Msg):
     text: str
 

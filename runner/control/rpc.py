@@ -19,6 +19,8 @@ from runner.control.ratelimit import Rejections
 from runner.control.sessions import Session
 from runner.logs import get_logger
 from runner.media.controls import MediaControl, QualityRequest
+from runner.media.randr import ResizeError
+from runner.media.screen_size import FitRequest
 
 log = get_logger(__name__)
 
@@ -29,6 +31,7 @@ METHODS: dict[str, tuple[type[msg.RpcParams], bool]] = {
     "dr.monitors.select": (msg.SelectMonitorParams, True),
     "dr.keyframe": (msg.NoParams, False),
     "dr.quality.set": (msg.QualityParams, True),
+    "dr.screen.fit": (msg.FitParams, True),
     "dr.stats": (msg.NoParams, False),
     "dr.clipboard.get": (msg.NoParams, True),
     "dr.clipboard.set": (msg.ClipboardSetParams, True),
@@ -90,6 +93,8 @@ class Methods:
                 return {}
             case "dr.quality.set", msg.QualityParams() as q:
                 return self._quality(session, q)
+            case "dr.screen.fit", msg.FitParams() as f:
+                return await self._fit(session, f)
             case "dr.stats", _:
                 return self._stats()
             case "dr.clipboard.get", _:
@@ -123,12 +128,25 @@ class Methods:
                  by=session.identity)
         return {"fps": q.fps, "bitrate": q.bitrate, "max_width": q.max_width, "max_height": q.max_height}
 
+    async def _fit(self, session: Session, p: msg.FitParams) -> Result:
+        if not self._settings().capture.resizable:
+            raise Refused("forbidden", "this runner does not own its X server (capture.resizable is off)")
+        try:
+            applied = await self._media.fit_screen(FitRequest(p.width, p.height, p.scale))
+        except ResizeError as exc:
+            raise Refused("unavailable", str(exc)) from None
+        await self._monitors.refresh()  # pointer bounds, the selected monitor, the monitors push
+        log.info("screen_fit", asked=(p.width, p.height, p.scale), width=applied.width, height=applied.height,
+                 dpi=applied.dpi, by=session.identity)
+        return {"width": applied.width, "height": applied.height, "dpi": applied.dpi}
+
     def _stats(self) -> Result:
         info = self._media.stream_info()
         return {
             "fps": info.rates.fps,
             "bitrate": info.rates.bitrate,
             "encode_ms": info.rates.encode_ms,
+            "host_ms": info.rates.host_ms,
             "width": info.width,
             "height": info.height,
             "keyframes": info.keyframes,

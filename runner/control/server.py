@@ -350,6 +350,7 @@ class ControlServer:
             "controller": c.identity if c else None,
             "view_only": self.settings.control.view_only,
             "clipboard": self.settings.clipboard.mode,
+            "resizable": self.settings.capture.resizable,
             "limits": {
                 "input_bytes": msg.MAX_INPUT_ENVELOPE_BYTES,
                 "input_rate": self.settings.control.max_input_rate,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from runner.media.screen_size import FitRequest, ScreenSize
+
 
 @dataclass(frozen=True)
 class Region:
@@ -64,6 +66,9 @@ class Rates:
     fps: float
     bitrate: int  # bit/s published
     encode_ms: float | None  # mean encode time per encoded frame, None when nothing was encoded
+    # mean host processing time per published frame, from the start of its grab to its hand-off
+    # to LiveKit (waits between the stages included), None when no picture was published
+    host_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -107,3 +112,11 @@ class MediaControl(Protocol):
         ...
 
     def stream_info(self) -> StreamInfo: ...
+
+    async def fit_screen(self, request: FitRequest) -> ScreenSize:
+        """Resize the X screen (RandR) to the nearest size it and the encoder take
+        (runner.media.screen_size.fit_size); capture and encoder follow from the next frame, an
+        IDR. Returns the size applied. Raises runner.media.randr.ResizeError when the server
+        cannot be resized. Only for a server the runner owns (``capture.resizable``): the caller
+        checks."""
+        ...

@@ -33,7 +33,9 @@ from runner.media.controls import (
 )
 from runner.media.damage import ChangeWatch
 from runner.media.encode import AccessUnit, EncoderSlot
+from runner.media.randr import RandrScreen
 from runner.media.scheduling import FrameSchedule, Grab, follow_target
+from runner.media.screen_size import FitRequest, ScreenSize, fit_size
 from runner.media.stats import FrameTimes, RateMeter, Stats, log_status
 from runner.notify import Notifier, Wait, WatchdogGate
 from runner.publish import Publisher
@@ -80,6 +82,7 @@ class Pipeline:
         self._fps = settings.capture.fps
         self._max_size = (0, 0)  # (width, height) the picture is scaled to fit; 0 = no limit
         self._bitrate_cap = settings.encoder.max_bitrate  # a viewer may lower it (dr.quality.set)
+        self._randr: RandrScreen | None = None  # on the capture thread, made by the first fit
         self._capture_pool = ThreadPoolExecutor(1, thread_name_prefix="capture")
         self._encode_pool = ThreadPoolExecutor(1, thread_name_prefix="encode")
 
@@ -123,6 +126,8 @@ class Pipeline:
     def close(self) -> None:
         if self._watch is not None:
             self._capture_pool.submit(self._watch.close)
+        if self._randr is not None:
+            self._capture_pool.submit(self._randr.close)
         self._capture_pool.submit(self._grabber.close)
         self._capture_pool.shutdown(wait=True, cancel_futures=True)
         self._encode_pool.shutdown(wait=True, cancel_futures=True)
@@ -171,6 +176,37 @@ class Pipeline:
         s = self._stats
         return StreamInfo(width=width, height=height, keyframes=s.keyframes, dropped=s.dropped,
                           rates=self._meter.rates)
+
+    async def fit_screen(self, request: FitRequest) -> ScreenSize:
+        """Resize the X screen with RandR and follow it at once: the grabber reopens in the same
+        capture-thread call (no failed grab in between), the picture waiting for the encoder is
+        dropped (it has the old size) and the next frame is an IDR of the new size."""
+        grabber = self._grabber
+        before = grabber.screen_size
+        applied = await self._in_capture_thread(lambda: self._fit_in_capture_thread(request))
+        self._take_latest()
+        log.info("screen_resized", display=grabber.display, screen=grabber.screen_size, previous=before,
+                 size=grabber.size, dpi=applied.dpi, reason="dr.screen.fit")
+        # Not _resume(): the DAMAGE watch stays, as it watches the root window, which RandR resizes
+        # in place (and the capture loop may be waiting on its descriptor right now).
+        width, height = grabber.size
+        self._notifier.status(f"publishing {width}x{height} from {grabber.display}")
+        self._schedule.force_keyframe()
+        return applied
+
+    def _fit_in_capture_thread(self, request: FitRequest) -> ScreenSize:
+        grabber = self._grabber
+        if self._randr is None or self._randr.display != grabber.display:
+            if self._randr is not None:
+                self._randr.close()
+            self._randr = RandrScreen(grabber.display)
+        max_width, max_height = self._randr.max_size()
+        applied = self._randr.apply(fit_size(request, max_width=max_width, max_height=max_height))
+        try:
+            grabber.open()
+        except DisplayError as exc:  # the display went away meanwhile: the capture loop recovers it
+            log.warning("capture_reopen_failed", reason=str(exc))
+        return applied
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """The encoded size for a captured size: scaled down to fit the size limit, even."""
@@ -382,6 +418,9 @@ class Pipeline:
             )
             handoff_s = time.perf_counter() - handoff_started
             self._count(au, payload, accepted, repeat=frame.repeat)
+            if accepted and not frame.repeat:  # grab start (captured_at less the grab) to here
+                self._stats.host_s += time.monotonic() - (frame.captured_at - frame.grab_s)
+                self._stats.host_frames += 1
             self._watchdog.frame_published(time.monotonic())  # accepted or not: the path works
             if accepted and not frame.repeat:
                 times = FrameTimes(frame.grab_s, frame.convert_s + au.convert_s, au.encode_s - au.convert_s,

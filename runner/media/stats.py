@@ -43,6 +43,8 @@ class Stats:
     bytes_published: int = 0
     encode_s: float = 0.0
     encoded: int = 0
+    host_s: float = 0.0  # grab start to hand-off, summed over host_frames
+    host_frames: int = 0  # published frames that are pictures (not skip pictures)
     bitrate_target: int = 0
     last_published_at: float = 0.0  # time.monotonic() of the last frame LiveKit accepted; 0: none
 
@@ -55,13 +57,15 @@ NO_RATES = Rates(fps=0.0, bitrate=0, encode_ms=None)
 
 
 def rates_between(before: Stats, after: Stats, seconds: float) -> Rates:
-    """Published frames per second, published bit/s and mean encode time between two snapshots."""
+    """Published frames per second, published bit/s, mean encode and host times between two snapshots."""
     dt = max(seconds, MIN_INTERVAL_S)
     encoded = after.encoded - before.encoded
+    hosted = after.host_frames - before.host_frames
     return Rates(
         fps=round((after.published - before.published) / dt, 1),
         bitrate=int(8 * (after.bytes_published - before.bytes_published) / dt),
         encode_ms=round(1000 * (after.encode_s - before.encode_s) / encoded, 2) if encoded else None,
+        host_ms=round(1000 * (after.host_s - before.host_s) / hosted, 2) if hosted else None,
     )
 
 
