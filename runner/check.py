@@ -39,7 +39,8 @@ def _http_url(ws_url: str) -> str:
 def check_display(settings: Settings) -> str:
     from runner.media.capture import DisplayError, ScreenGrabber
 
-    grabber = ScreenGrabber(settings.capture.display, settings.capture.monitor, cursor=settings.capture.cursor)
+    grabber = ScreenGrabber(settings.capture.display, settings.capture.monitor,
+                            cursor=settings.capture.cursor == "picture")
     try:
         grabber.open()
         frame = grabber.grab()

@@ -3,10 +3,20 @@ the pipeline, a screen layout from literal monitor rectangles, an injector that 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from runner.control.inject import XBackend
-from runner.media.controls import Quality, QualityRequest, Rates, Region, ScreenLayout, ScreenMonitor, StreamInfo
+from runner.media.controls import (
+    CursorSink,
+    Quality,
+    QualityRequest,
+    Rates,
+    Region,
+    ScreenLayout,
+    ScreenMonitor,
+    StreamInfo,
+)
 
 
 def screen(union: tuple[int, int, int, int], *monitors: tuple[int, int, int, int, str | None, bool]) -> ScreenLayout:
@@ -48,6 +58,10 @@ class FakeMedia:
     def stream_info(self) -> StreamInfo:
         r = self._region or Region(0, 0, 0, 0)
         return StreamInfo(r.width, r.height, 0, 0, Rates(0.0, 0, None))
+
+    async def watch_cursor(self, sink: CursorSink) -> None:
+        self.cursor_sink = sink  # a test reports the pointer through it
+        await asyncio.Event().wait()
 
 
 class RecordingInjector:
