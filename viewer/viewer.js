@@ -52,6 +52,7 @@ import {
 } from 'livekit-client';
 
 import { Connection, checkKeyIndex } from './connection.js';
+import { PointerView, pointerState } from './cursor.js';
 import { InputCapture, textChunks } from './input.js';
 import { parseLink } from './link.js';
 import { DEFAULT_RUNNER, screenMessage, screenVerdict } from './trust.js';
@@ -132,6 +133,7 @@ const state = {
   /** @type {string[]} identities whose video was not shown: they are not the runner */
   ignoredVideo: [],
   control: controlState(), // remote control, see controlState()
+  pointer: pointerState(), // the host's pointer as the viewer draws it, see cursor.js
 };
 
 /** @template {HTMLElement} T @param {string} id @param {new () => T} type @returns {T} */
@@ -152,6 +154,7 @@ const el = {
   connect: byId('connect', HTMLButtonElement),
   disconnect: byId('disconnect', HTMLButtonElement),
   video: byId('screen', HTMLVideoElement),
+  pointerOverlay: byId('pointer-overlay', HTMLCanvasElement),
   placeholder: byId('placeholder', HTMLElement),
   connectionState: byId('connection-state', HTMLElement),
   encryptionState: byId('encryption-state', HTMLElement),
@@ -548,6 +551,7 @@ class Viewer {
     input.unlockPointer();
     this.connection?.closeControl();
     Object.assign(state.control, controlState());
+    pointer.reset(false);
     this.reportedControlError = '';
   }
 
@@ -578,6 +582,7 @@ class Viewer {
         lastError: '',
       });
       if (had) input.forget();
+      pointer.reset(hello.cursor === 'viewer'); // the runner pushes its pointer (cursor.js)
       this.setMonitors(hello.monitors, hello.selected);
       this.reportedControlError = '';
       render();
@@ -608,6 +613,12 @@ class Viewer {
     });
     session.onPush('control', (message) => {
       if (!session.closed) this.setController(message.controller, message.you);
+    });
+    session.onPush('cursor', (message) => {
+      if (!session.closed) pointer.shape(message).catch(() => {});
+    });
+    session.onPush('pointer', (message) => {
+      if (!session.closed) pointer.pointer(message);
     });
     session.onPush('clipboard', (message) => {
       if (session.closed || typeof message.text !== 'string') return;
@@ -918,6 +929,9 @@ function renderControl() {
   el.clipboardHost.textContent = c.clipboard ?? '–';
   el.clipboardHost.classList.toggle('muted', c.clipboard === null);
   el.stage.dataset.control = c.you ? 'on' : 'off';
+  // Our own pointer is the host's while we control, unless it is locked (then it is drawn).
+  pointer.setLocal(c.you && !c.pointerLocked);
+  pointer.render(); // the picture may have moved or changed size
   const parts = [];
   if (c.rttMs !== null) parts.push(`ping ${c.rttMs} ms`);
   if (c.stats) {
@@ -931,6 +945,8 @@ function renderControl() {
 }
 
 // --- page wiring ---------------------------------------------------------------------------------
+
+const pointer = new PointerView({ video: el.video, overlay: el.pointerOverlay, state: state.pointer });
 
 const input = new InputCapture({
   stage: el.stage,
@@ -994,6 +1010,7 @@ el.form.addEventListener('submit', (event) => {
 el.disconnect.addEventListener('click', () => viewer.disconnect());
 el.form.addEventListener('input', render);
 el.video.addEventListener('resize', render);
+window.addEventListener('resize', render);
 
 // Control buttons: failures are already in the error list (controlCall), so they are dropped here.
 /** @param {Promise<unknown>} promise */

@@ -1,0 +1,222 @@
+"""The host's pointer drawn by the viewer (capture.cursor = "viewer"), end to end: Xvfb, the runner,
+livekit-server, the reference viewer in headless Chromium. A cursor defined on the X side becomes
+the controller's CSS cursor (image size and hotspot as XFixes reports them, scaled to the picture);
+a hidden X cursor becomes `cursor: none`; a watcher's overlay follows an X-side pointer move; the
+picture carries the pointer only in `picture` mode (pixels under it read from the decoded frame)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from Xlib import display as xdisplay
+
+from realenv import Runner, Xvfb, color_close, mint_token, paint, sample_pixels, wait_for_picture, wait_for_viewer
+
+pytestmark = pytest.mark.integration
+
+PASSPHRASE = "pointer passphrase"
+WIDTH, HEIGHT = 640, 480
+BACKGROUND = (128, 128, 128)
+BACKGROUND_2 = (96, 96, 96)
+XC_CROSSHAIR = 34  # X cursor font glyph (X11/cursorfont.h)
+XC_FLEUR = 52
+CSS_CURSOR = re.compile(r'^url\("(data:image/png;base64,[A-Za-z0-9+/=]+)"\) (\d+) (\d+), auto$')
+POSITION_TOLERANCE_PX = 2.0
+
+
+class XCursors:
+    """Cursors defined on the root window by a client that stays connected (the X server refuses
+    XFixes images of cursors whose creator has gone), and what XFixes says about them."""
+
+    def __init__(self, display: str) -> None:
+        self.d = xdisplay.Display(display)
+        self.d.xfixes_query_version()
+        self.root = self.d.screen().root
+        self._font = self.d.open_font("cursor")
+
+    def glyph(self, glyph: int) -> dict[str, int]:
+        cursor = self._font.create_glyph_cursor(self._font, glyph, glyph + 1, (0, 0, 0), (65535, 65535, 65535))
+        return self._use(cursor)
+
+    def transparent(self) -> dict[str, int]:
+        bits = self.root.create_pixmap(8, 8, 1)
+        gc = bits.create_gc(foreground=0)
+        bits.fill_rectangle(gc, 0, 0, 8, 8)
+        return self._use(bits.create_cursor(bits, (0, 0, 0), (0, 0, 0), 0, 0))
+
+    def _use(self, cursor: Any) -> dict[str, int]:
+        self.root.change_attributes(cursor=cursor)
+        self.d.sync()
+        image = self.d.xfixes_get_cursor_image(self.root)
+        return {"serial": image.cursor_serial, "w": image.width, "h": image.height, "xhot": image.xhot,
+                "yhot": image.yhot, "pixels": list(image.cursor_image)}
+
+    def close(self) -> None:
+        self.d.close()
+
+
+@pytest.fixture
+def screen() -> Iterator[Xvfb]:
+    with Xvfb(WIDTH, HEIGHT) as x:
+        paint(x.display, BACKGROUND)
+        yield x
+
+
+def runner_for(livekit_server: Any, room: str, display: str, mode: str) -> Runner:
+    return Runner.joining(livekit_server, room=room, passphrase=PASSPHRASE, display=display,
+                          extra_env={"RUNNER_CAPTURE__CURSOR": mode, "RUNNER_LOG__STATUS_INTERVAL_S": "0"})
+
+
+async def connect(page: Any, viewer_url: str, livekit_server: Any, room: str, identity: str, *,
+                  control: bool) -> None:
+    token = mint_token(livekit_server.api_key, livekit_server.api_secret, room, identity)
+    await page.goto(viewer_url)
+    await page.wait_for_function("() => window.viewer !== undefined", timeout=10_000)
+    await page.evaluate("(o) => window.viewer.connect(o)", {"url": livekit_server.url, "token": token,
+                                                          "passphrase": PASSPHRASE, "control": control})
+
+
+async def picture_geometry(page: Any) -> dict[str, float]:
+    """The picture as drawn: its left, top (page px) and CSS px per host pixel."""
+    geometry: dict[str, float] = await page.evaluate("""() => {
+        const v = document.getElementById('screen');
+        const r = v.getBoundingClientRect();
+        const s = Math.min(r.width / v.videoWidth, r.height / v.videoHeight);
+        return {left: r.left + (r.width - v.videoWidth * s) / 2,
+                top: r.top + (r.height - v.videoHeight * s) / 2, scale: s, dpr: window.devicePixelRatio};
+    }""")
+    return geometry
+
+
+async def css_cursor(page: Any) -> str:
+    cursor: str = await page.evaluate("() => getComputedStyle(document.getElementById('screen')).cursor")
+    return cursor
+
+
+async def image_size(page: Any, url: str) -> list[int]:
+    size: list[int] = await page.evaluate("""async (url) => {
+        const image = new Image(); image.src = url; await image.decode();
+        return [image.naturalWidth, image.naturalHeight];
+    }""", url)
+    return size
+
+
+def xdotool(display: str, *args: str) -> None:
+    subprocess.run(["xdotool", *args], env={**os.environ, "DISPLAY": display}, check=True, timeout=10)
+
+
+async def test_the_controllers_css_cursor_is_the_x_cursor_and_a_watchers_overlay_follows_the_pointer(
+        livekit_server, viewer_server, browser, room_name, screen) -> None:
+    cursors = XCursors(screen.display)
+    runner = runner_for(livekit_server, room_name, screen.display, "viewer")
+    controller_context = await browser.new_context(viewport={"width": 1000, "height": 700})
+    watcher_context = await browser.new_context(viewport={"width": 1000, "height": 700}, device_scale_factor=2)
+    try:
+        with runner:
+            runner.wait_for_event("track_published", timeout=30)
+            controller = await controller_context.new_page()
+            watcher = await watcher_context.new_page()
+            await connect(controller, viewer_server.url, livekit_server, room_name, "controller", control=True)
+            await wait_for_viewer(controller, lambda s: s["framesDecoded"] > 0 and s["control"]["you"]
+                                  and s["pointer"]["enabled"], timeout=30, what="picture, control, pointer pushes")
+
+            # 1. An X cursor change becomes the controller's CSS cursor, scaled to the picture.
+            crosshair = cursors.glyph(XC_CROSSHAIR)
+            await wait_for_viewer(controller, lambda s: s["pointer"]["serial"] == crosshair["serial"]
+                                  and s["pointer"]["local"], timeout=10, what="the crosshair's serial")
+            g = await picture_geometry(controller)
+            match = CSS_CURSOR.match(await css_cursor(controller))
+            assert match, await css_cursor(controller)
+            url, hot_x, hot_y = match.group(1), int(match.group(2)), int(match.group(3))
+            css_w, css_h = round(crosshair["w"] * g["scale"]), round(crosshair["h"] * g["scale"])
+            assert (hot_x, hot_y) == (round(crosshair["xhot"] * g["scale"]), round(crosshair["yhot"] * g["scale"]))
+            assert await image_size(controller, url) == [css_w, css_h]  # device pixel ratio 1
+
+            # 2. An animated or changed cursor follows its serial; a hidden one is `cursor: none`.
+            fleur = cursors.glyph(XC_FLEUR)
+            await wait_for_viewer(controller, lambda s: s["pointer"]["serial"] == fleur["serial"],
+                                  timeout=10, what="the fleur's serial")
+            fleur_match = CSS_CURSOR.match(await css_cursor(controller))
+            assert fleur_match and fleur_match.group(1) != url
+            hidden = cursors.transparent()
+            await wait_for_viewer(controller, lambda s: s["pointer"]["serial"] == hidden["serial"],
+                                  timeout=10, what="the hidden cursor's serial")
+            assert await css_cursor(controller) == "none"
+            again = cursors.glyph(XC_CROSSHAIR)  # a new serial for the same look: a full image again
+            await wait_for_viewer(controller, lambda s: s["pointer"]["serial"] == again["serial"]
+                                  and s["pointer"]["css"] != "none", timeout=10, what="the cursor back")
+
+            # 3. A watcher (HiDPI, device pixel ratio 2) draws the pushed position; it follows an
+            # X-side pointer move.
+            await connect(watcher, viewer_server.url, livekit_server, room_name, "watcher", control=False)
+            await wait_for_viewer(watcher, lambda s: s["framesDecoded"] > 0 and s["pointer"]["overlay"],
+                                  timeout=30, what="the watcher's picture and pointer overlay")
+            assert await css_cursor(watcher) == "auto"  # not the watcher's own pointer
+            for x, y in [(400, 300), (123, 77)]:
+                xdotool(screen.display, "mousemove", str(x), str(y))
+                state = await wait_for_viewer(
+                    watcher, lambda s, x=x, y=y: (s["pointer"]["position"] or {}).get("x") == x
+                    and s["pointer"]["position"]["y"] == y and s["pointer"]["overlay"],
+                    timeout=10, what=f"the pointer at {x},{y}")
+                assert state["pointer"]["position"] == {"x": x, "y": y, "w": WIDTH, "h": HEIGHT}
+                wg = await picture_geometry(watcher)
+                box = await watcher.evaluate("() => { const r = document.getElementById('pointer-overlay')"
+                                             ".getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; }")
+                hot = (round(again["xhot"] * wg["scale"]), round(again["yhot"] * wg["scale"]))
+                expected = (wg["left"] + x * wg["scale"], wg["top"] + y * wg["scale"])
+                assert abs(box[0] + hot[0] - expected[0]) <= POSITION_TOLERANCE_PX, (box, expected)
+                assert abs(box[1] + hot[1] - expected[1]) <= POSITION_TOLERANCE_PX, (box, expected)
+                assert (round(box[2]), round(box[3])) == (round(again["w"] * wg["scale"]),
+                                                          round(again["h"] * wg["scale"]))
+            canvas = await watcher.evaluate("() => { const c = document.getElementById('pointer-overlay');"
+                                            " return [c.width, c.height]; }")
+            assert canvas == [round(again["w"] * wg["scale"]) * 2, round(again["h"] * wg["scale"]) * 2]  # HiDPI
+    finally:
+        await controller_context.close()
+        await watcher_context.close()
+        cursors.close()
+
+
+def pointer_points(cursor: dict[str, int], x: int, y: int) -> list[tuple[float, float]]:
+    """Normalized picture points under the opaque, dark pixels of ``cursor`` when its hotspot is at
+    (x, y): where a drawn pointer differs most from the grey background."""
+    points = []
+    for i, pixel in enumerate(cursor["pixels"]):
+        alpha, luma = pixel >> 24, max((pixel >> 16) & 255, (pixel >> 8) & 255, pixel & 255)
+        if alpha == 255 and luma < 40:
+            px, py = x - cursor["xhot"] + i % cursor["w"], y - cursor["yhot"] + i // cursor["w"]
+            points.append(((px + 0.5) / WIDTH, (py + 0.5) / HEIGHT))
+    return points
+
+
+@pytest.mark.parametrize("mode", ["viewer", "picture"])
+async def test_the_picture_carries_the_pointer_only_in_picture_mode(
+        livekit_server, viewer_server, page, room_name, screen, mode) -> None:
+    cursors = XCursors(screen.display)
+    try:
+        with runner_for(livekit_server, room_name, screen.display, mode) as runner:
+            runner.wait_for_event("track_published", timeout=30)
+            await connect(page, viewer_server.url, livekit_server, room_name, "viewer", control=False)
+            await wait_for_viewer(page, lambda s: s["framesDecoded"] > 0, timeout=30, what="the picture")
+            crosshair = cursors.glyph(XC_CROSSHAIR)
+            xdotool(screen.display, "mousemove", "320", "240")
+            paint(screen.display, BACKGROUND_2)  # a fresh frame, taken with the pointer in place
+            await wait_for_picture(page, [BACKGROUND_2], points=[(0.1, 0.1)], timeout=15, what="the new background")
+            await asyncio.sleep(0.5)  # the trailing frame (a change is followed by one more)
+            points = pointer_points(crosshair, 320, 240)
+            assert len(points) >= 8
+            samples = await sample_pixels(page, points)
+            assert samples is not None
+            differing = [s for s in samples if not color_close(s, BACKGROUND_2)]
+            if mode == "viewer":
+                assert differing == [], samples
+            else:
+                assert len(differing) >= len(samples) // 2, samples
+    finally:
+        cursors.close()
