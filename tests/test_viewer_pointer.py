@@ -177,6 +177,13 @@ async def test_the_controllers_css_cursor_is_the_x_cursor_and_a_watchers_overlay
             canvas = await watcher.evaluate("() => { const c = document.getElementById('pointer-overlay');"
                                             " return [c.width, c.height]; }")
             assert canvas == [round(again["w"] * wg["scale"]) * 2, round(again["h"] * wg["scale"]) * 2]  # HiDPI
+
+            # 4. Under pointer lock the browser hides the controller's pointer: the viewer draws the
+            # pushed position instead of a CSS cursor.
+            await controller.click("#pointer-lock")
+            state = await wait_for_viewer(controller, lambda s: s["control"]["pointerLocked"]
+                                          and s["pointer"]["overlay"], timeout=10, what="pointer lock and the overlay")
+            assert state["pointer"]["local"] is False and await css_cursor(controller) == "auto"
     finally:
         await controller_context.close()
         await watcher_context.close()
