@@ -159,3 +159,15 @@ async def test_a_pointer_moving_fast_is_pushed_at_the_rate_lossy_and_ends_where_
     assert len(positions) <= 3  # 0.1 s at 20 a second, plus the last one
     assert all(body == {**body, "w": 800, "h": 600} for _, body, _ in pushes.sent)
     assert json.dumps(pushes.sent[0][1]) == '{"t": "pointer", "x": 100, "y": 50, "w": 800, "h": 600}'
+
+
+def test_what_ended_sessions_held_is_forgotten() -> None:
+    live: list[Session] = []
+    relay, pushes = relay_with(live, [0.0])
+    relay.cursor_shape(ARROW)
+    for sid in range(1, 1001):  # replayed hellos: sessions that are welcomed, then pushed out
+        session = Session(sid, "v", 0)
+        live[:] = [session]
+        relay.welcome(session)
+    assert len(relay._known) <= 257
+    assert pushes.sent[-1][1]["png"]  # the last one had no image yet: it got it whole

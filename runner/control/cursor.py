@@ -32,6 +32,7 @@ MAX_PNG_BYTES = 9000  # base64: 12000 characters
 MAX_PUSH_BYTES = 12_400  # the sealed envelope of the largest cursor push (tests check it)
 SENT_PER_SESSION = 32  # serials a session is known to hold; viewers keep at least 64
 ENCODED_KEPT = 32  # encoded images kept by serial (a pointer going back and forth costs nothing)
+KNOWN_SESSIONS_KEPT = 256  # above this, what ended sessions held is forgotten (4 x MAX_SESSIONS)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_RGBA = 6  # colour type: truecolour with alpha
@@ -178,10 +179,7 @@ class CursorRelay:
                 self._encoded.popitem(last=False)
         self._encoded.move_to_end(shape.serial)
         self._serial = shape.serial
-        live = list(self._sessions())
-        for gone in self._known.keys() - {s.id for s in live}:
-            del self._known[gone]
-        for session in live:
+        for session in self._forget_gone():
             self._send_shape(session)
 
     def pointer_moved(self, x: int, y: int) -> None:
@@ -191,6 +189,8 @@ class CursorRelay:
     # --- sessions -----------------------------------------------------------------------------
     def welcome(self, session: Session) -> None:
         """A new session: send it the current image and position."""
+        if len(self._known) > KNOWN_SESSIONS_KEPT:  # replayed hellos make sessions that go unused
+            self._forget_gone()
         if self._serial is not None:
             self._send_shape(session)
         region = self._region()
@@ -206,6 +206,13 @@ class CursorRelay:
             self._offer()
 
     # --- internals ----------------------------------------------------------------------------
+    def _forget_gone(self) -> list[Session]:
+        """Drop what ended sessions held; the live sessions."""
+        live = list(self._sessions())
+        for gone in self._known.keys() - {s.id for s in live}:
+            del self._known[gone]
+        return live
+
     def _send_shape(self, session: Session) -> None:
         serial = self._serial
         assert serial is not None

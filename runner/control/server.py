@@ -148,7 +148,7 @@ class ControlServer:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.injector.run(), name="inject")
             tg.create_task(self._tick_loop(), name="control-tick")
-            if self.cursor is not None:
+            if self.cursor is not None and self.settings.control.enabled:  # else no viewer to tell
                 tg.create_task(self.media.watch_cursor(self.cursor), name="cursor")
 
     async def _tick_loop(self) -> None:
