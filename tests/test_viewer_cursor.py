@@ -3,11 +3,14 @@ whatever arrives), the size and hotspot a host cursor is shown at, the CSS it be
 
 from __future__ import annotations
 
+import base64
 import json
 
+from runner.control.cursor import png_rgba
 from test_viewer_logic import js
 
-IMAGE = {"t": "cursor", "serial": 7, "w": 24, "h": 24, "xhot": 11, "yhot": 11, "png": "iVBORw0KGgo="}
+PNG_24 = base64.b64encode(png_rgba(24, 24, bytes(24 * 24 * 4))).decode()
+IMAGE = {"t": "cursor", "serial": 7, "w": 24, "h": 24, "xhot": 11, "yhot": 11, "png": PNG_24}
 
 
 def parse_cursor(message: dict[str, object]) -> object:
@@ -16,7 +19,7 @@ def parse_cursor(message: dict[str, object]) -> object:
 
 def test_a_cursor_image_push_is_taken_as_sent() -> None:
     assert parse_cursor(IMAGE) == {"serial": 7, "kind": "image", "w": 24, "h": 24, "xhot": 11, "yhot": 11,
-                                   "png": "iVBORw0KGgo="}
+                                   "png": PNG_24}
 
 
 def test_hidden_unknown_and_known_serials_are_told_apart() -> None:
@@ -30,9 +33,17 @@ def test_oversized_or_malformed_cursor_pushes_are_refused() -> None:
         {**IMAGE, "w": 257}, {**IMAGE, "h": 0}, {**IMAGE, "w": 2.5}, {**IMAGE, "w": "24"},
         {**IMAGE, "xhot": 24}, {**IMAGE, "yhot": -1}, {**IMAGE, "png": "A" * 16385},
         {**IMAGE, "png": "not base64!"}, {**IMAGE, "png": None}, {**IMAGE, "serial": -1},
-        {**IMAGE, "serial": 2**32}, {**IMAGE, "serial": True},
+        {**IMAGE, "serial": 2**32}, {**IMAGE, "serial": True}, {**IMAGE, "png": "iVBORw0KGgo="},
+        # A small PNG that would decode to 30000 x 30000 pixels is never decoded.
+        {**IMAGE, "png": base64.b64encode(png_rgba(1, 1, bytes(4)).replace(
+            b"\x00\x00\x00\x01\x00\x00\x00\x01", (30000).to_bytes(4, "big") * 2, 1)).decode()},
     ]
     assert js(f"{json.dumps(bad)}.map((m) => cursor.parseCursor(m))") == [None] * len(bad)
+
+
+def test_a_pngs_declared_size_is_read_before_decoding() -> None:
+    assert js(f"cursor.pngSize({json.dumps(PNG_24)})") == [24, 24]
+    assert js("cursor.pngSize('R0lGODlhAQABAAAAACw=')") is None  # a GIF
 
 
 def test_pointer_pushes_are_checked() -> None:

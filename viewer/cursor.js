@@ -11,8 +11,9 @@
 // - A hidden host pointer (a transparent image) is `cursor: none` and no overlay.
 //
 // The pure parts (parseCursor, parsePointer, cursorGeometry, cursorCss) are exported for tests.
-// Pushes are sealed by the runner, but still bounded here: nothing larger than MAX_SIDE pixels or
-// MAX_PNG_CHARS of base64 is decoded, and at most CACHED_SHAPES images are kept.
+// Pushes are sealed by the runner, but still bounded here: no PNG declaring more than MAX_SIDE
+// pixels a side, or longer than MAX_PNG_CHARS of base64, is decoded, and at most CACHED_SHAPES
+// images are kept.
 
 import { contentRect } from './input.js';
 
@@ -37,6 +38,23 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const intIn = (v, min, max) => Number.isInteger(v) && /** @type {number} */ (v) >= min
   && /** @type {number} */ (v) <= max;
 
+/** The width and height a base64 PNG declares (its IHDR), or null when it is no PNG: read before
+ * decoding, so an image that would decode to more than MAX_SIDE pixels a side is never decoded.
+ * @param {string} base64 @returns {[number, number] | null} */
+export function pngSize(base64) {
+  let head;
+  try {
+    head = atob(base64.slice(0, 32)); // 24 bytes: signature, IHDR length and type, width, height
+  } catch {
+    return null;
+  }
+  if (head.length < 24 || !head.startsWith('\x89PNG\r\n\x1a\n') || head.slice(12, 16) !== 'IHDR') return null;
+  /** @param {number} at */
+  const u32 = (at) => ((head.charCodeAt(at) << 24) >>> 0) + (head.charCodeAt(at + 1) << 16)
+    + (head.charCodeAt(at + 2) << 8) + head.charCodeAt(at + 3);
+  return [u32(16), u32(20)];
+}
+
 /** A `cursor` push, checked; null when it is malformed or out of bounds.
  * @param {Record<string, any>} m @returns {CursorMessage | null} */
 export function parseCursor(m) {
@@ -51,6 +69,8 @@ export function parseCursor(m) {
       || !BASE64.test(png)) {
     return null;
   }
+  const size = pngSize(png);
+  if (!size || !intIn(size[0], 1, MAX_SIDE) || !intIn(size[1], 1, MAX_SIDE)) return null;
   return { serial, kind: 'image', w, h, xhot, yhot, png };
 }
 
@@ -118,6 +138,7 @@ export class PointerView {
   /** @type {Map<string, string>} `${serial} ${w}x${h} ${dpr}` -> CSS cursor value */
   #css = new Map();
   #generation = 0; // reset() makes pending decodes stale
+  #latest = 0; // numbers shape() calls: a slow decode must not replace a newer cursor
   #local = false;
 
   /**
@@ -148,9 +169,9 @@ export class PointerView {
     if (!parsed || !this.state.enabled) return;
     const generation = this.#generation;
     let shape = this.#shapes.get(parsed.serial);
-    if (parsed.kind === 'ref') {
-      if (!shape) return; // never sent to us: keep what we show
-    } else if (parsed.kind === 'image') {
+    if (parsed.kind === 'ref' && !shape) return; // never sent to us: keep what we show
+    const call = ++this.#latest;
+    if (parsed.kind === 'image') {
       const image = new Image();
       image.src = `data:image/png;base64,${parsed.png}`;
       try {
@@ -159,15 +180,16 @@ export class PointerView {
         return;
       }
       if (generation !== this.#generation) return;
-      if (image.naturalWidth > MAX_SIDE || image.naturalHeight > MAX_SIDE) return;
       shape = { ...parsed, image };
       this.state.images += 1;
-    } else {
+    } else if (parsed.kind !== 'ref') {
       shape = { serial: parsed.serial, kind: parsed.kind, w: 0, h: 0, xhot: 0, yhot: 0, image: null };
     }
+    if (!shape) return;
     this.#shapes.delete(parsed.serial);
     this.#shapes.set(parsed.serial, shape);
     while (this.#shapes.size > CACHED_SHAPES) this.#shapes.delete(this.#shapes.keys().next().value ?? 0);
+    if (call !== this.#latest) return; // a newer cursor came while this one decoded
     this.state.serial = parsed.serial;
     this.state.kind = shape.kind;
     this.render();
