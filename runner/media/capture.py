@@ -7,8 +7,9 @@ single-thread executor, never on the event loop.
 Two ways out: ``grab()`` returns a BGRA copy (tests, ``check``, and any server without MIT-SHM);
 ``grab_picture()``, the pipeline's, converts the X server's shared-memory image straight into an
 I420 frame for the encoder with libyuv (``runner.media.yuv``), with no BGRA copy at all (at 1080p60
-that copy and mss's pure-Python pointer drawing cost about 1.5 ms per frame). The pointer is
-drawn by this module in both cases (XFixes), the same way.
+that copy and mss's pure-Python pointer drawing cost about 1.5 ms per frame). The pointer, when
+it is drawn into the picture (``capture.cursor = "picture"``), is drawn by this module in both
+cases (XFixes), the same way; by default viewers draw it (runner.media.cursor).
 """
 
 from __future__ import annotations
