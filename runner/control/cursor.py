@@ -194,8 +194,8 @@ class CursorRelay:
         if self._serial is not None:
             self._send_shape(session)
         region = self._region()
-        if self._position is not None and region is not None:
-            self._push(session, pointer_body(*self._position, region), False)
+        if self._position is not None and region is not None:  # reliable: a still pointer sends no more
+            self._push(session, pointer_body(*self._position, region), True)
             self.pushed_positions += 1
 
     def region_changed(self) -> None:

@@ -84,7 +84,8 @@ class CursorShape:
     ``serial`` is XFixes' cursor serial: a new number for every cursor the server defines, so an
     image seen before is known by its serial alone. ``bgra`` is ``width * height`` pixels, 4 bytes
     each, B G R A with premultiplied alpha (XFixes' ARGB32 words, little-endian). The hotspot
-    (``xhot``, ``yhot``) is the pixel of the image that sits at the pointer's position.
+    (``xhot``, ``yhot``) is the pixel of the image that sits at the pointer's position. Width and
+    height 0 (no pixels): the X server would not give the image, or it was too large to fetch.
     """
 
     serial: int
