@@ -44,6 +44,19 @@ class XCursors:
         cursor = self._font.create_glyph_cursor(self._font, glyph, glyph + 1, (0, 0, 0), (65535, 65535, 65535))
         return self._use(cursor)
 
+    def huge(self, side: int) -> dict[str, int]:
+        """A ``side`` x ``side`` cursor, a 4-pixel checkerboard (far past what browsers show)."""
+        bits = self.root.create_pixmap(side, side, 1)
+        gc = bits.create_gc(foreground=0)
+        bits.fill_rectangle(gc, 0, 0, side, side)
+        gc.change(foreground=1)
+        squares = [(x, y, 4, 4) for y in range(0, side, 4) for x in range((y // 4) % 2 * 4, side, 8)]
+        bits.poly_fill_rectangle(gc, squares)
+        mask = self.root.create_pixmap(side, side, 1)
+        mask_gc = mask.create_gc(foreground=1)
+        mask.fill_rectangle(mask_gc, 0, 0, side, side)
+        return self._use(bits.create_cursor(mask, (0, 0, 0), (65535, 65535, 65535), side - 1, side // 2))
+
     def transparent(self) -> dict[str, int]:
         bits = self.root.create_pixmap(8, 8, 1)
         gc = bits.create_gc(foreground=0)
@@ -144,6 +157,16 @@ async def test_the_controllers_css_cursor_is_the_x_cursor_and_a_watchers_overlay
                                   timeout=10, what="the fleur's serial")
             fleur_match = CSS_CURSOR.match(await css_cursor(controller))
             assert fleur_match and fleur_match.group(1) != url
+            # A cursor far larger than browsers show (400 px) reaches the viewer bounded: at most
+            # 128 px a side, its hotspot scaled with it.
+            huge = cursors.huge(400)
+            await wait_for_viewer(controller, lambda s: s["pointer"]["serial"] == huge["serial"],
+                                  timeout=10, what="the huge cursor's serial")
+            huge_match = CSS_CURSOR.match(await css_cursor(controller))
+            assert huge_match, await css_cursor(controller)
+            s = min(g["scale"], 1.0)  # the runner sends it at 128 px, hotspot (399, 200) * 128 / 400
+            assert await image_size(controller, huge_match.group(1)) == [round(128 * s)] * 2
+            assert (int(huge_match.group(2)), int(huge_match.group(3))) == (round(127 * s), round(64 * s))
             hidden = cursors.transparent()
             await wait_for_viewer(controller, lambda s: s["pointer"]["serial"] == hidden["serial"],
                                   timeout=10, what="the hidden cursor's serial")
