@@ -1,9 +1,10 @@
 """The pointer read from a real Xvfb: runner.media.cursor's watch (image only when the XFixes serial
-changes, position only when it moved), a cursor the server will not give, and the picture mode's
-grabber after such a cursor."""
+changes, position only when it moved), a cursor the server will not give, the picture mode's
+grabber after such a cursor, and the watch following an X server that restarts."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from typing import TYPE_CHECKING
@@ -12,15 +13,14 @@ import numpy as np
 import pytest
 from Xlib import display as xdisplay
 
-from realenv import paint
+from realenv import Xvfb, paint, until
 from runner.media.capture import ScreenGrabber
-from runner.media.cursor import CursorWatch
+from runner.media.controls import CursorShape
+from runner.media.cursor import CursorWatch, follow_cursor
 from xstate import XState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from realenv import Xvfb
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +100,38 @@ def test_in_picture_mode_a_refused_cursor_hides_the_pointer_only_while_it_is_sho
         g.close()
         definer.close()
         xs.close()
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.shapes: list[int] = []
+        self.positions: list[tuple[int, int]] = []
+
+    def cursor_shape(self, shape: CursorShape) -> None:
+        self.shapes.append(shape.serial)
+
+    def pointer_moved(self, x: int, y: int) -> None:
+        self.positions.append((x, y))
+
+
+async def test_the_pointer_is_followed_again_when_the_x_server_comes_back() -> None:
+    screen = Xvfb(320, 240)
+    replacement = None
+    sink = Sink()
+    task = asyncio.get_running_loop().create_task(follow_cursor(screen.display, sink, lambda: 1 / 30))
+    try:
+        assert await until(lambda: sink.positions == [(160, 120)] and len(sink.shapes) == 1)
+        number = screen.display.lstrip(":")
+        screen.kill()
+        await asyncio.sleep(1.5)  # the watch notices, and its first reopen fails
+        replacement = Xvfb(320, 240, display=number)
+        xs = XState(replacement.display)
+        xs.warp(10, 20)
+        xs.close()
+        assert await until(lambda: sink.positions[-1:] == [(10, 20)] and len(sink.shapes) == 2, timeout=10)
+        assert not task.done()
+    finally:
+        task.cancel()
+        screen.stop()
+        if replacement is not None:
+            replacement.stop()

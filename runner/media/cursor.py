@@ -36,7 +36,11 @@ MAX_FETCH_PIXELS = 512 * 512
 
 
 class CursorUnavailable(RuntimeError):
-    """The display cannot be opened, or has no XFixes."""
+    """The display cannot be opened (``permanent`` False: it may come back), or has no XFixes."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class CursorWatch:
@@ -46,10 +50,10 @@ class CursorWatch:
         try:
             d = xdisplay.Display(display)
         except Exception as exc:
-            raise CursorUnavailable(f"cannot open X display {display}: {exc}") from exc
+            raise CursorUnavailable(f"cannot open X display {display}: {exc}", permanent=False) from exc
         try:
             if not d.has_extension("XFIXES"):
-                raise CursorUnavailable(f"X display {display} has no XFIXES extension")
+                raise CursorUnavailable(f"X display {display} has no XFIXES extension", permanent=True)
             d.xfixes_query_version()  # XFixes answers nothing else before it
             self._root = d.screen().root
             d.xfixes_select_cursor_input(self._root, xfixes.XFixesDisplayCursorNotifyMask)
@@ -68,7 +72,8 @@ class CursorWatch:
             raise
         except Exception as exc:
             d.close()
-            raise CursorUnavailable(f"XFixes cursor on {display}: {type(exc).__name__}: {exc}") from exc
+            raise CursorUnavailable(f"XFixes cursor on {display}: {type(exc).__name__}: {exc}",
+                                    permanent=False) from exc
         self._d = d
         self._serial: int | None = None
         self._position: tuple[int, int] | None = None
@@ -152,8 +157,12 @@ async def follow_cursor(display: str, sink: CursorSink, interval: Callable[[], f
             try:
                 watch = await loop.run_in_executor(pool, CursorWatch, display)
             except CursorUnavailable as exc:
-                log.warning("cursor_unavailable", display=display, reason=str(exc))
-                return
+                if exc.permanent:
+                    log.warning("cursor_unavailable", display=display, reason=str(exc))
+                    return
+                log.debug("cursor_watch_waiting", display=display, reason=str(exc))
+                await asyncio.sleep(RETRY_S)  # the display is away; capture reports that
+                continue
             try:
                 await _follow(watch, sink, interval, pool)
             except Exception as exc:  # the X server went away; capture reports that
