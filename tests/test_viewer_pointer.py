@@ -26,7 +26,9 @@ BACKGROUND = (128, 128, 128)
 BACKGROUND_2 = (96, 96, 96)
 XC_CROSSHAIR = 34  # X cursor font glyph (X11/cursorfont.h)
 XC_FLEUR = 52
-CSS_CURSOR = re.compile(r'^url\("(data:image/png;base64,[A-Za-z0-9+/=]+)"\) (\d+) (\d+), auto$')
+DATA_URL = r'url\("(data:image/png;base64,[A-Za-z0-9+/=]+)"\)'
+CSS_CURSOR = re.compile(rf"^{DATA_URL} (\d+) (\d+), auto$")
+HIDPI_CSS_CURSOR = re.compile(rf"^image-set\({DATA_URL} 2(?:x|dppx)\) (\d+) (\d+), auto$")  # Chrome says dppx
 POSITION_TOLERANCE_PX = 2.0
 
 
@@ -207,6 +209,16 @@ async def test_the_controllers_css_cursor_is_the_x_cursor_and_a_watchers_overlay
             state = await wait_for_viewer(controller, lambda s: s["control"]["pointerLocked"]
                                           and s["pointer"]["overlay"], timeout=10, what="pointer lock and the overlay")
             assert state["pointer"]["local"] is False and await css_cursor(controller) == "auto"
+
+            # 5. The HiDPI page takes control: its CSS cursor is drawn at twice the pixels.
+            await controller.evaluate("() => window.viewer.releaseControl()")
+            await watcher.evaluate("() => window.viewer.requestControl()")
+            await wait_for_viewer(watcher, lambda s: s["pointer"]["local"], timeout=10, what="HiDPI control")
+            hidpi = HIDPI_CSS_CURSOR.match(await css_cursor(watcher))
+            assert hidpi, await css_cursor(watcher)
+            css_size = [round(again["w"] * wg["scale"]), round(again["h"] * wg["scale"])]
+            assert await image_size(watcher, hidpi.group(1)) == [2 * css_size[0], 2 * css_size[1]]
+            assert (int(hidpi.group(2)), int(hidpi.group(3))) == hot
     finally:
         await controller_context.close()
         await watcher_context.close()
