@@ -23,6 +23,8 @@
 //   window.viewer.state.control     {session, you, controller, monitors, selected, viewOnly,
 //                                   clipboardMode, lastError, clipboard, rejected, runner,
 //                                   rttMs, stats, pointerLocked} (see `state`)
+//   window.viewer.state.pointer     the host's pointer as drawn here (cursor.js): {enabled, serial,
+//                                   kind, local, css, position, overlay, images, positions}
 //   window.viewer.sendInput(message, {reliable = true})  seal and send one input message (async)
 //   window.viewer.call(method, params)  sealed RPC; resolves to the result, or rejects with an
 //                                   Error whose .code is the runner's error code
