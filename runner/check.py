@@ -49,7 +49,20 @@ def check_display(settings: Settings) -> str:
     finally:
         grabber.close()
     return (f"{grabber.display}, monitor {settings.capture.monitor}: {frame.width}x{frame.height} "
-            f"({grabber.backend} backend)")
+            f"({grabber.backend} backend){_pointer(settings, grabber.display)}")
+
+
+def _pointer(settings: Settings, display: str) -> str:
+    """How viewers will see the pointer (capture.cursor = "viewer" needs XFixes; not fatal)."""
+    if settings.capture.cursor != "viewer":
+        return f"; pointer: {settings.capture.cursor}"
+    from runner.media.cursor import CursorUnavailable, CursorWatch
+
+    try:
+        CursorWatch(display).close()
+    except CursorUnavailable as exc:
+        return f"; pointer: viewers get none ({exc})"
+    return "; pointer: pushed to viewers (XFixes)"
 
 
 def check_encoder(settings: Settings) -> str:
