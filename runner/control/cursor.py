@@ -20,7 +20,6 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -144,13 +143,6 @@ class PointerGate:
         self._sent = None
 
 
-@dataclass
-class _Known:
-    """Serials a session holds, least recently used first."""
-
-    serials: OrderedDict[int, None]
-
-
 class CursorRelay:
     """runner.media.controls.CursorSink: pushes the pointer's image (reliable, by serial) and
     position (lossy, rate-bounded) to every session."""
@@ -164,7 +156,7 @@ class CursorRelay:
         self._clock = clock
         self._gate = PointerGate(1.0 / rate)
         self._encoded: OrderedDict[int, dict[str, object]] = OrderedDict()
-        self._known: dict[int, _Known] = {}  # session id -> what it holds
+        self._known: dict[int, OrderedDict[int, None]] = {}  # session id -> serials it holds, LRU first
         self._serial: int | None = None
         self._position: tuple[int, int] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -216,15 +208,15 @@ class CursorRelay:
     def _send_shape(self, session: Session) -> None:
         serial = self._serial
         assert serial is not None
-        known = self._known.setdefault(session.id, _Known(OrderedDict()))
-        if serial in known.serials:
-            known.serials.move_to_end(serial)
+        known = self._known.setdefault(session.id, OrderedDict())
+        if serial in known:
+            known.move_to_end(serial)
             body: Mapping[str, object] = {"t": "cursor", "serial": serial}
         else:
             body = self._encoded[serial]
-            known.serials[serial] = None
-            while len(known.serials) > SENT_PER_SESSION:
-                known.serials.popitem(last=False)
+            known[serial] = None
+            while len(known) > SENT_PER_SESSION:
+                known.popitem(last=False)
         self._push(session, body, True)
         self.pushed_images += 1
 
