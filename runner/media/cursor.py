@@ -171,7 +171,7 @@ async def follow_cursor(display: str, sink: CursorSink, interval: Callable[[], f
                 pool.submit(watch.close)
             await asyncio.sleep(RETRY_S)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=False)  # a queued watch.close still runs
 
 
 async def _follow(watch: CursorWatch, sink: CursorSink, interval: Callable[[], float],
