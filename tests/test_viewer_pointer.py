@@ -7,6 +7,7 @@ picture carries the pointer only in `picture` mode (pixels under it read from th
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import re
 import subprocess
@@ -16,7 +17,17 @@ from typing import Any
 import pytest
 from Xlib import display as xdisplay
 
-from realenv import Runner, Xvfb, color_close, mint_token, paint, sample_pixels, wait_for_picture, wait_for_viewer
+from realenv import (
+    Runner,
+    Xvfb,
+    color_close,
+    mint_token,
+    paint,
+    sample_pixels,
+    viewer_state,
+    wait_for_picture,
+    wait_for_viewer,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +85,56 @@ class XCursors:
 
     def close(self) -> None:
         self.d.close()
+
+
+class _XcursorImage(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint), ("size", ctypes.c_uint), ("width", ctypes.c_uint),
+                ("height", ctypes.c_uint), ("xhot", ctypes.c_uint), ("yhot", ctypes.c_uint),
+                ("delay", ctypes.c_uint), ("pixels", ctypes.POINTER(ctypes.c_uint32))]
+
+
+class _XcursorImages(ctypes.Structure):
+    _fields_ = [("nimage", ctypes.c_int), ("images", ctypes.POINTER(ctypes.POINTER(_XcursorImage))),
+                ("name", ctypes.c_char_p)]
+
+
+class AnimatedCursor:
+    """An animated root-window cursor (libXcursor: one Render cursor per frame), its client kept
+    connected while it is in use. Frames are solid ARGB squares shown ``delay_ms`` each."""
+
+    def __init__(self, display: str, colours: list[int], side: int = 16, delay_ms: int = 120) -> None:
+        x11 = ctypes.CDLL("libX11.so.6")
+        xcursor = ctypes.CDLL("libXcursor.so.1")
+        x11.XOpenDisplay.restype = ctypes.c_void_p
+        x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+        x11.XDefaultRootWindow.restype = ctypes.c_ulong
+        x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
+        x11.XDefineCursor.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+        x11.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+        xcursor.XcursorImagesCreate.restype = ctypes.POINTER(_XcursorImages)
+        xcursor.XcursorImageCreate.restype = ctypes.POINTER(_XcursorImage)
+        xcursor.XcursorImagesLoadCursor.restype = ctypes.c_ulong
+        xcursor.XcursorImagesLoadCursor.argtypes = [ctypes.c_void_p, ctypes.POINTER(_XcursorImages)]
+        xcursor.XcursorImagesDestroy.argtypes = [ctypes.POINTER(_XcursorImages)]
+        self._x11 = x11
+        self._dpy = x11.XOpenDisplay(display.encode())
+        assert self._dpy, f"cannot open {display}"
+        images = xcursor.XcursorImagesCreate(len(colours))
+        for i, argb in enumerate(colours):
+            image = xcursor.XcursorImageCreate(side, side)
+            image.contents.xhot, image.contents.yhot, image.contents.delay = 1, 2, delay_ms
+            for p in range(side * side):
+                image.contents.pixels[p] = argb
+            images.contents.images[i] = image
+            images.contents.nimage = i + 1
+        cursor = xcursor.XcursorImagesLoadCursor(self._dpy, images)
+        xcursor.XcursorImagesDestroy(images)
+        x11.XDefineCursor(self._dpy, x11.XDefaultRootWindow(self._dpy), cursor)
+        x11.XSync(self._dpy, 0)
+
+    def close(self) -> None:
+        self._x11.XCloseDisplay(self._dpy)
 
 
 @pytest.fixture
@@ -169,6 +230,21 @@ async def test_the_controllers_css_cursor_is_the_x_cursor_and_a_watchers_overlay
             s = min(g["scale"], 1.0)  # the runner sends it at 128 px, hotspot (399, 200) * 128 / 400
             assert await image_size(controller, huge_match.group(1)) == [round(128 * s)] * 2
             assert (int(huge_match.group(2)), int(huge_match.group(3))) == (round(127 * s), round(64 * s))
+            # An animated cursor: its frames are cursors of their own, so the serial cycles, and
+            # each frame's image is sent once, then named by its serial.
+            animated = AnimatedCursor(screen.display, [0xFFFF0000, 0xFF0000FF, 0xFF00FF00])
+            try:
+                before = (await viewer_state(controller))["pointer"]["images"]
+                seen: set[int] = set()
+                for _ in range(40):  # about 2 s: five rounds of three frames at 120 ms
+                    seen.add((await viewer_state(controller))["pointer"]["serial"])
+                    await asyncio.sleep(0.05)
+                state = await viewer_state(controller)
+                assert len(seen - {huge["serial"]}) >= 3, seen  # the viewer followed the frames
+                assert state["pointer"]["images"] - before == 3, state["pointer"]  # each image once
+                assert CSS_CURSOR.match(await css_cursor(controller))
+            finally:
+                animated.close()
             hidden = cursors.transparent()
             await wait_for_viewer(controller, lambda s: s["pointer"]["serial"] == hidden["serial"],
                                   timeout=10, what="the hidden cursor's serial")
