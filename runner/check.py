@@ -39,7 +39,8 @@ def _http_url(ws_url: str) -> str:
 def check_display(settings: Settings) -> str:
     from runner.media.capture import DisplayError, ScreenGrabber
 
-    grabber = ScreenGrabber(settings.capture.display, settings.capture.monitor, cursor=settings.capture.cursor)
+    grabber = ScreenGrabber(settings.capture.display, settings.capture.monitor,
+                            cursor=settings.capture.cursor == "picture")
     try:
         grabber.open()
         frame = grabber.grab()
@@ -48,7 +49,20 @@ def check_display(settings: Settings) -> str:
     finally:
         grabber.close()
     return (f"{grabber.display}, monitor {settings.capture.monitor}: {frame.width}x{frame.height} "
-            f"({grabber.backend} backend)")
+            f"({grabber.backend} backend){_pointer(settings, grabber.display)}")
+
+
+def _pointer(settings: Settings, display: str) -> str:
+    """How viewers will see the pointer (capture.cursor = "viewer" needs XFixes; not fatal)."""
+    if settings.capture.cursor != "viewer":
+        return f"; pointer: {settings.capture.cursor}"
+    from runner.media.cursor import CursorUnavailable, CursorWatch
+
+    try:
+        CursorWatch(display).close()
+    except CursorUnavailable as exc:
+        return f"; pointer: viewers get none ({exc})"
+    return "; pointer: pushed to viewers (XFixes)"
 
 
 def check_encoder(settings: Settings) -> str:

@@ -41,6 +41,12 @@ CONFIG_FILE_ENV = "RUNNER_CONFIG_FILE"
 FrameEngine = Literal["runner", "sdk"]
 """Who encrypts video frames: the runner (runner.e2ee) or the LiveKit SDK's frame cryptor."""
 
+CursorMode = Literal["viewer", "picture", "none"]
+"""Where the mouse pointer is shown: pushed to viewers, who draw it (``viewer``), drawn into the
+picture (``picture``), or nowhere (``none``)."""
+# capture.cursor was a boolean before the viewer drew the pointer; those values keep their meaning.
+_CURSOR_BOOLEANS = {True: "picture", False: "none", "true": "picture", "false": "none"}
+
 
 class ConfigError(Exception):
     """A configuration problem the user can fix; ``str()`` is one line naming the key."""
@@ -126,10 +132,17 @@ class CaptureSettings(_Section):
     display: str | None = Field(None, description="X display, default $DISPLAY")
     monitor: int = Field(1, ge=0, le=64, description="mss monitor index: 1 = first, 0 = all combined")
     fps: float = Field(30.0, gt=0, le=120)
-    cursor: bool = Field(True, description="draw the mouse pointer into the picture")
+    cursor: CursorMode = Field(
+        "viewer", description="viewer: pushed to viewers, who draw it; picture: drawn into the picture; none")
     skip_unchanged: bool = Field(True, description="grab and encode only when the screen changed (XDamage)")
     resizable: bool = Field(False, description="the runner owns this X server: the controlling viewer may "
                             "resize its screen to fit its window (dr.screen.fit, RandR)")
+
+    @field_validator("cursor", mode="before")
+    @classmethod
+    def _cursor_boolean(cls, value: Any) -> Any:
+        key = value.strip().lower() if isinstance(value, str) else value
+        return _CURSOR_BOOLEANS.get(key, value) if isinstance(key, (bool, str)) else value
 
 
 class EncoderSettings(_Section):

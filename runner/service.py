@@ -130,7 +130,8 @@ class Service:
         # What the SDK's key provider must hold now; every new connection uses it.
         self._sdk_key = SdkKey(passphrase.get_secret_value().encode(), settings.e2ee.key_index)
         self._reload_lock = asyncio.Lock()  # two quick SIGHUPs must not pick the same slot
-        self.grabber = ScreenGrabber(settings.capture.display, settings.capture.monitor, cursor=settings.capture.cursor)
+        self.grabber = ScreenGrabber(settings.capture.display, settings.capture.monitor,
+                                     cursor=settings.capture.cursor == "picture")
         seal: Sealer = frame_sealer(self.keys) if settings.e2ee.frame_engine == "runner" else (lambda d, k: d)
         self.notifier = Notifier.from_environ()
         self.watchdog = WatchdogGate(self.notifier.watchdog_interval_s)

@@ -3,10 +3,20 @@ the pipeline, a screen layout from literal monitor rectangles, an injector that 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from runner.control.inject import XBackend
-from runner.media.controls import Quality, QualityRequest, Rates, Region, ScreenLayout, ScreenMonitor, StreamInfo
+from runner.media.controls import (
+    CursorSink,
+    Quality,
+    QualityRequest,
+    Rates,
+    Region,
+    ScreenLayout,
+    ScreenMonitor,
+    StreamInfo,
+)
 from runner.media.screen_size import FitRequest, ScreenSize, fit_size
 
 
@@ -61,6 +71,10 @@ class FakeMedia:
         size = fit_size(request, max_width=self.max_size[0], max_height=self.max_size[1])
         self.layout = screen((0, 0, size.width, size.height), (0, 0, size.width, size.height, "screen", True))
         return size
+
+    async def watch_cursor(self, sink: CursorSink) -> None:
+        self.cursor_sink = sink  # a test reports the pointer through it
+        await asyncio.Event().wait()
 
 
 class RecordingInjector:

@@ -39,6 +39,7 @@ def test_everything_passes_against_real_parts(livekit_server: LiveKitServer, xvf
         "PASS configuration", "PASS display", "PASS encoder", "PASS e2ee", "PASS livekit",
     ], result.stdout + result.stderr
     assert f"{xvfb.display}, monitor 1: 1280x720" in got[1]
+    assert got[1].endswith("; pointer: pushed to viewers (XFixes)"), got[1]
     assert "API key devkey accepted" in got[4]
     assert result.returncode == 0
     assert SECRET_PASSPHRASE not in result.stdout + result.stderr

@@ -207,3 +207,20 @@ def test_example_config_defaults_match_code() -> None:
         defaults = model.model_construct()
         for key, value in data[name].items():
             assert getattr(defaults, key) == value, f"{name}.{key}"
+
+
+def test_the_pointer_is_the_viewers_by_default_and_old_booleans_keep_their_meaning(
+        toml_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(toml_file).capture.cursor == "viewer"
+    assert load_settings(toml_file, {"capture": {"cursor": True}}).capture.cursor == "picture"
+    assert load_settings(toml_file, {"capture": {"cursor": False}}).capture.cursor == "none"
+    monkeypatch.setenv("RUNNER_CAPTURE__CURSOR", "picture")
+    assert load_settings(toml_file).capture.cursor == "picture"
+    monkeypatch.setenv("RUNNER_CAPTURE__CURSOR", "true")
+    assert load_settings(toml_file).capture.cursor == "picture"
+
+
+def test_an_unknown_pointer_mode_is_one_line_naming_the_setting(toml_file: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(toml_file, {"capture": {"cursor": "browser"}})
+    assert "capture.cursor" in str(info.value) and "\n" not in str(info.value)

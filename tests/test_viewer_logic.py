@@ -1,6 +1,7 @@
 """The viewer's pure decisions, run in Node as the browser runs them: what a link may carry
 (viewer/link.js), when a picture may be shown (viewer/trust.js), what size to ask the host's
-screen to fit (viewer/fit.js) and the statistics overlay's figures (viewer/overlay.js)."""
+screen to fit (viewer/fit.js) and the statistics overlay's figures (viewer/overlay.js); cursor.js's
+are in test_viewer_cursor.py."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ VIEWER = Path(__file__).resolve().parent.parent / "viewer"
 
 
 def js(expression: str) -> object:
-    """The JSON value of ``expression``, evaluated in Node with link.js and trust.js imported."""
+    """The JSON value of ``expression``, evaluated in Node with link.js, trust.js and cursor.js
+    imported (as ``link``, ``trust``, ``cursor``)."""
     node = shutil.which("node")
     if node is None:
         pytest.fail("Node.js is required for this test (scripts/setup.sh names it)", pytrace=False)
@@ -23,6 +25,7 @@ def js(expression: str) -> object:
               f"import * as trust from {json.dumps((VIEWER / 'trust.js').as_uri())};\n"
               f"import * as fit from {json.dumps((VIEWER / 'fit.js').as_uri())};\n"
               f"import * as overlay from {json.dumps((VIEWER / 'overlay.js').as_uri())};\n"
+              f"import * as cursor from {json.dumps((VIEWER / 'cursor.js').as_uri())};\n"
               f"process.stdout.write(JSON.stringify({expression}));\n")
     done = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True,
                           text=True, timeout=30, check=True)

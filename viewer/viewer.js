@@ -23,6 +23,8 @@
 //   window.viewer.state.control     {session, you, controller, monitors, selected, viewOnly,
 //                                   clipboardMode, lastError, clipboard, rejected, runner,
 //                                   rttMs, stats, pointerLocked} (see `state`)
+//   window.viewer.state.pointer     the host's pointer as drawn here (cursor.js): {enabled, serial,
+//                                   kind, local, css, position, overlay, images, positions}
 //   window.viewer.sendInput(message, {reliable = true})  seal and send one input message (async)
 //   window.viewer.call(method, params)  sealed RPC; resolves to the result, or rejects with an
 //                                   Error whose .code is the runner's error code
@@ -59,6 +61,7 @@ import {
 
 import { Connection, checkKeyIndex } from './connection.js';
 import { ScreenFit } from './fit.js';
+import { PointerView, pointerState } from './cursor.js';
 import { InputCapture, textChunks } from './input.js';
 import { parseLink } from './link.js';
 import {
@@ -147,6 +150,7 @@ const state = {
   ignoredVideo: [],
   control: controlState(), // remote control, see controlState()
   overlay: noFigures(), // the statistics overlay (overlay.js)
+  pointer: pointerState(), // the host's pointer as the viewer draws it, see cursor.js
 };
 
 /** @template {HTMLElement} T @param {string} id @param {new () => T} type @returns {T} */
@@ -167,6 +171,7 @@ const el = {
   connect: byId('connect', HTMLButtonElement),
   disconnect: byId('disconnect', HTMLButtonElement),
   video: byId('screen', HTMLVideoElement),
+  pointerOverlay: byId('pointer-overlay', HTMLCanvasElement),
   placeholder: byId('placeholder', HTMLElement),
   connectionState: byId('connection-state', HTMLElement),
   encryptionState: byId('encryption-state', HTMLElement),
@@ -569,6 +574,7 @@ class Viewer {
     input.unlockPointer();
     this.connection?.closeControl();
     Object.assign(state.control, controlState());
+    pointer.reset(false);
     this.reportedControlError = '';
   }
 
@@ -602,6 +608,7 @@ class Viewer {
       });
       fit.forget();
       if (had) input.forget();
+      pointer.reset(hello.cursor === 'viewer'); // the runner pushes its pointer (cursor.js)
       this.setMonitors(hello.monitors, hello.selected);
       this.reportedControlError = '';
       render();
@@ -632,6 +639,12 @@ class Viewer {
     });
     session.onPush('control', (message) => {
       if (!session.closed) this.setController(message.controller, message.you);
+    });
+    session.onPush('cursor', (message) => {
+      if (!session.closed) pointer.shape(message).catch(() => {});
+    });
+    session.onPush('pointer', (message) => {
+      if (!session.closed) pointer.pointer(message);
     });
     session.onPush('clipboard', (message) => {
       if (session.closed || typeof message.text !== 'string') return;
@@ -993,6 +1006,9 @@ function renderControl() {
   el.clipboardHost.textContent = c.clipboard ?? '–';
   el.clipboardHost.classList.toggle('muted', c.clipboard === null);
   el.stage.dataset.control = c.you ? 'on' : 'off';
+  // Our own pointer is the host's while we control, unless it is locked (then it is drawn).
+  pointer.setLocal(c.you && !c.pointerLocked);
+  pointer.render(); // the picture may have moved or changed size
   const parts = [];
   if (c.rttMs !== null) parts.push(`ping ${c.rttMs} ms`);
   if (c.stats) {
@@ -1013,6 +1029,8 @@ function renderControl() {
 }
 
 // --- page wiring ---------------------------------------------------------------------------------
+
+const pointer = new PointerView({ video: el.video, overlay: el.pointerOverlay, state: state.pointer });
 
 const input = new InputCapture({
   stage: el.stage,
@@ -1092,6 +1110,7 @@ el.form.addEventListener('submit', (event) => {
 el.disconnect.addEventListener('click', () => viewer.disconnect());
 el.form.addEventListener('input', render);
 el.video.addEventListener('resize', render);
+window.addEventListener('resize', render);
 
 // Control buttons: failures are already in the error list (controlCall), so they are dropped here.
 /** @param {Promise<unknown>} promise */

@@ -24,6 +24,7 @@ from livekit import rtc
 from runner.config import Settings
 from runner.control import envelope as env
 from runner.control import messages as msg
+from runner.control.cursor import CursorRelay
 from runner.control.dispatch import InputDispatcher
 from runner.control.host_clipboard import ClipboardFactory, HostClipboard
 from runner.control.inject import Injector
@@ -70,7 +71,11 @@ class ControlServer:
         self._rpc_buckets = Buckets(RPC_RATE, RPC_BURST)
         self.monitors = Monitors(media, injector, initial_index=lambda: self.settings.capture.monitor,
                                  inject_bounds=lambda: self.settings.control.enabled,
-                                 announce=self.pusher.push_all)
+                                 announce=self._announce_monitors)
+        # capture.cursor = "viewer": the pointer is pushed to viewers instead of drawn (cursor.py).
+        self.cursor = (CursorRelay(self.pusher.push, lambda: self.sessions, lambda: media.region,
+                                   settings.capture.fps)
+                       if settings.capture.cursor == "viewer" else None)
         self.input = InputDispatcher(injector, lambda: self.monitors.layout, settings.control.heartbeat_timeout_s)
         self.clipboard = HostClipboard(clipboard_factory, lambda: self.settings.clipboard,
                                        lambda: self.policy.controller is not None, self._push_clipboard)
@@ -143,6 +148,8 @@ class ControlServer:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.injector.run(), name="inject")
             tg.create_task(self._tick_loop(), name="control-tick")
+            if self.cursor is not None and self.settings.control.enabled:  # else no viewer to tell
+                tg.create_task(self.media.watch_cursor(self.cursor), name="cursor")
 
     async def _tick_loop(self) -> None:
         last_layout = time.monotonic()
@@ -236,6 +243,11 @@ class ControlServer:
     def _control_body(self, session: Session) -> dict[str, object]:
         c = self.policy.controller
         return {"t": "control", "controller": c.identity if c else None, "you": c is session}
+
+    def _announce_monitors(self, body: dict[str, object]) -> None:
+        self.pusher.push_all(body)
+        if self.cursor is not None:
+            self.cursor.region_changed()  # pointer positions are relative to the picture
 
     def _push_clipboard(self, text: str) -> None:
         if self.policy.controller is not None:
@@ -351,6 +363,7 @@ class ControlServer:
             "view_only": self.settings.control.view_only,
             "clipboard": self.settings.clipboard.mode,
             "resizable": self.settings.capture.resizable,
+            "cursor": self.settings.capture.cursor,
             "limits": {
                 "input_bytes": msg.MAX_INPUT_ENVELOPE_BYTES,
                 "input_rate": self.settings.control.max_input_rate,
@@ -362,4 +375,7 @@ class ControlServer:
         log.info("control_session_opened", identity=sender, client=params.client[:64])
         context = env.response_context("dr.hello", opened.header.seq)
         body = {"ok": True, "result": result}
-        return base64.b64encode(self.sessions.seal(session, env.KIND_RPC_RESPONSE, context, body)).decode()
+        answer = base64.b64encode(self.sessions.seal(session, env.KIND_RPC_RESPONSE, context, body)).decode()
+        if self.cursor is not None:  # after the answer, so these pushes number after it
+            self.cursor.welcome(session)
+        return answer

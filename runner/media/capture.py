@@ -7,8 +7,9 @@ single-thread executor, never on the event loop.
 Two ways out: ``grab()`` returns a BGRA copy (tests, ``check``, and any server without MIT-SHM);
 ``grab_picture()``, the pipeline's, converts the X server's shared-memory image straight into an
 I420 frame for the encoder with libyuv (``runner.media.yuv``), with no BGRA copy at all (at 1080p60
-that copy and mss's pure-Python pointer drawing cost about 1.5 ms per frame). The pointer is
-drawn by this module in both cases (XFixes), the same way.
+that copy and mss's pure-Python pointer drawing cost about 1.5 ms per frame). The pointer, when
+it is drawn into the picture (``capture.cursor = "picture"``), is drawn by this module in both
+cases (XFixes), the same way; by default viewers draw it (runner.media.cursor).
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ class ScreenGrabber:
         self._pool = PicturePool()
         self.screen_size: tuple[int, int] | None = None  # the whole X screen at the last open()
         self._cursor_broken = False  # XFixes failed once: grab without the pointer from then on
+        self._cursor_seen = False  # XFixes gave an image on this connection: later failures pass
         self._shm: mss_private.SharedImage | None = None  # the zero-copy grab's image (open() decides)
 
     def open(self) -> None:
@@ -154,6 +156,7 @@ class ScreenGrabber:
         self.close()
         self.display = resolve_display(self._display_setting)
         self._cursor_broken = False  # a new server (or the same one back) may draw it again
+        self._cursor_seen = False
         errors: list[str] = []
         for backend in BACKENDS:
             try:
@@ -298,9 +301,15 @@ class ScreenGrabber:
         try:
             shot = mss_private.cursor_image(self._sct)
         except Exception as exc:  # no XFixes, or a server that refuses: grab without the pointer
+            if self._cursor_seen:
+                # XFixes works, but the server refuses this cursor's image (BadAccess: its creator
+                # has gone, e.g. `xsetroot -cursor_name`, and this connection is older): no
+                # pointer while it is shown; the next cursor is drawn again.
+                return None
             self._cursor_broken = True
             log.warning("cursor_unavailable", display=self.display, reason=f"{type(exc).__name__}: {exc}")
             return None
+        self._cursor_seen = True
         if shot is None:
             return None
         cw, ch = shot.size

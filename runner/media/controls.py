@@ -82,6 +82,37 @@ class StreamInfo:
     rates: Rates  # over the last second (zeros / None before the first second)
 
 
+@dataclass(frozen=True)
+class CursorShape:
+    """The X pointer's image as XFixes gives it (runner.media.cursor).
+
+    ``serial`` is XFixes' cursor serial: a new number for every cursor the server defines, so an
+    image seen before is known by its serial alone. ``bgra`` is ``width * height`` pixels, 4 bytes
+    each, B G R A with premultiplied alpha (XFixes' ARGB32 words, little-endian). The hotspot
+    (``xhot``, ``yhot``) is the pixel of the image that sits at the pointer's position. Width and
+    height 0 (no pixels): the X server would not give the image, or it was too large to fetch.
+    """
+
+    serial: int
+    width: int
+    height: int
+    xhot: int
+    yhot: int
+    bgra: bytes
+
+
+class CursorSink(Protocol):
+    """Who hears about the pointer (control's CursorRelay); called on the event loop."""
+
+    def cursor_shape(self, shape: CursorShape) -> None:
+        """The pointer's image changed (its XFixes serial did)."""
+        ...
+
+    def pointer_moved(self, x: int, y: int) -> None:
+        """The pointer is at (x, y) on the X screen now (only called when it moved)."""
+        ...
+
+
 class MediaControl(Protocol):
     """The only way control changes or reads the media pipeline."""
 
@@ -119,4 +150,10 @@ class MediaControl(Protocol):
         IDR. Returns the size applied. Raises runner.media.randr.ResizeError when the server
         cannot be resized. Only for a server the runner owns (``capture.resizable``): the caller
         checks."""
+        ...
+
+    async def watch_cursor(self, sink: CursorSink) -> None:
+        """Report the pointer's image (when its XFixes serial changes) and position (when it
+        moves, at most capture.fps times a second) to ``sink`` until cancelled; returns at once
+        when the display has no XFixes."""
         ...

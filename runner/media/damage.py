@@ -3,7 +3,7 @@
 A still desktop should cost next to nothing: without this the runner grabs, converts and
 encodes every tick whatever happens (about 40 % of a core at 1080p30 here). The X server reports
 damage (any drawing) through the DAMAGE extension; the pointer is not drawn into the screen by X,
-so when the picture includes it (``capture.cursor``) its position is compared too. Used from the
+so when the picture includes it (``capture.cursor = "picture"``) its position is compared too. Used from the
 capture thread only (its own X connection). Any doubt (no DAMAGE extension, a lost connection)
 answers "changed", so the worst case is today's behaviour, never a frozen picture.
 """

@@ -24,6 +24,7 @@ from runner.config import Settings
 from runner.logs import get_logger
 from runner.media.capture import CapturedFrame, DisplayError, ScreenGrabber
 from runner.media.controls import (
+    CursorSink,
     Quality,
     QualityRequest,
     Region,
@@ -31,6 +32,7 @@ from runner.media.controls import (
     ScreenMonitor,
     StreamInfo,
 )
+from runner.media.cursor import follow_cursor
 from runner.media.damage import ChangeWatch
 from runner.media.encode import AccessUnit, EncoderSlot
 from runner.media.randr import RandrScreen
@@ -208,6 +210,11 @@ class Pipeline:
             log.warning("capture_reopen_failed", reason=str(exc))
         return applied
 
+    async def watch_cursor(self, sink: CursorSink) -> None:
+        """The pointer for viewers that draw it (capture.cursor = "viewer"): its own X connection
+        and thread, read at most once per capture tick, never in the capture thread's way."""
+        await follow_cursor(self._grabber.display, sink, lambda: 1.0 / self._fps)
+
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """The encoded size for a captured size: scaled down to fit the size limit, even."""
         max_w, max_h = self._max_size
@@ -339,7 +346,7 @@ class Pipeline:
         """Capture thread: watch the display for changes (XDamage); reopened after display loss."""
         if self._watch is not None:
             self._watch.close()
-        self._watch = ChangeWatch(self._grabber.display, cursor=self._settings.capture.cursor)
+        self._watch = ChangeWatch(self._grabber.display, cursor=self._settings.capture.cursor == "picture")
 
     async def _follow_resize(self, reason: str) -> bool:
         """A grab failed: if the X server is still there with a screen of another size (xrandr,
