@@ -1,0 +1,120 @@
+"""Desktop sound, end to end, with every real part: a private PulseAudio whose default sink is a
+null sink, a tone played into it, the runner capturing its monitor and publishing it (Opus, E2EE by
+the SDK) to a real livekit-server, and the reference viewer in headless Chromium listening with a
+WebAudio analyser."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from audioenv import (
+    PASSPHRASE,
+    SILENT_DB,
+    STARTUP_TIMEOUT_S,
+    inbound_audio,
+    sound_peak,
+    sound_runner,
+    viewer_token,
+    wait_to_hear,
+)
+from audiostack import PulseAudio, Tone
+from realenv import wait_for_viewer
+
+pytestmark = pytest.mark.integration
+
+WRONG_KEY_WATCH_S = 6
+
+
+@pytest.fixture
+def pulse():
+    with PulseAudio() as server:
+        yield server
+
+
+async def test_viewer_hears_the_desktop_440_then_880_hz_encrypted(
+        livekit_server, xvfb, room_name, pulse, page, open_viewer):
+    with Tone(pulse) as tone, sound_runner(livekit_server, xvfb, room_name, pulse):
+        tone.play(440)
+        await open_viewer(page, livekit_server.url, viewer_token(livekit_server, room_name), PASSPHRASE)
+        await wait_to_hear(page, 440, timeout=STARTUP_TIMEOUT_S)
+        tone.play(880)
+        await wait_to_hear(page, 880, timeout=5)
+        state = await wait_for_viewer(page, lambda s: s["sound"]["status"] == "playing", timeout=5,
+                                      what="sound playing")
+        assert state["encryptionErrors"] == 0, state["lastError"]
+        stats = await inbound_audio(page)
+        assert stats["encrypted"] is True  # announced GCM, decrypted by the viewer's E2EE worker
+        assert stats["source"] == "screen_share_audio"
+        tone.play(0)
+        await asyncio.sleep(1.0)
+        quiet = await sound_peak(page)
+        assert quiet is not None and quiet["db"] < SILENT_DB, f"silence on the host, yet heard {quiet}"
+
+
+async def test_wrong_passphrase_viewer_hears_nothing_and_sees_decryption_errors(
+        livekit_server, xvfb, room_name, pulse, page, open_viewer):
+    with Tone(pulse) as tone, sound_runner(livekit_server, xvfb, room_name, pulse):
+        tone.play(440)
+        await open_viewer(page, livekit_server.url, viewer_token(livekit_server, room_name),
+                          "not the runner's passphrase at all")
+        await wait_for_viewer(page, lambda s: s["encryptionErrors"] > 0, timeout=STARTUP_TIMEOUT_S,
+                              what="a decryption error")
+        packets_before = (await inbound_audio(page)).get("packetsReceived", 0)
+        loudest = -1000.0
+        deadline = time.monotonic() + WRONG_KEY_WATCH_S
+        while time.monotonic() < deadline:
+            peak = await sound_peak(page)
+            assert peak is not None, "the runner's sound track is subscribed"
+            loudest = max(loudest, peak["db"])
+            await asyncio.sleep(0.1)
+        stats = await inbound_audio(page)
+        state = await wait_for_viewer(page, lambda s: True, timeout=1, what="state")
+    # The packets arrived (about 50 per second) but nothing in them decrypted into sound.
+    assert stats["packetsReceived"] - packets_before > 100, stats
+    assert stats["encrypted"] is True
+    assert loudest < SILENT_DB, f"a viewer without the key heard {loudest:.1f} dB"
+    assert state["sound"]["status"] == "untrusted"
+
+
+async def test_sound_survives_a_restart_of_the_audio_server_and_video_goes_on(
+        livekit_server, xvfb, room_name, pulse, page, open_viewer):
+    with sound_runner(livekit_server, xvfb, room_name, pulse) as runner:
+        with Tone(pulse) as tone:
+            tone.play(440)
+            await open_viewer(page, livekit_server.url, viewer_token(livekit_server, room_name), PASSPHRASE)
+            await wait_to_hear(page, 440, timeout=STARTUP_TIMEOUT_S)
+        frames = (await wait_for_viewer(page, lambda s: s["framesDecoded"] > 0, timeout=5,
+                                        what="video"))["framesDecoded"]
+        pulse.restart(down_s=3.0)  # 3 s without an audio server: several failed attempts
+        runner.wait_for_event("audio_resumed", timeout=20)
+        with Tone(pulse) as tone:
+            tone.play(880)
+            await wait_to_hear(page, 880, timeout=15)
+        state = await wait_for_viewer(page, lambda s: s["framesDecoded"] > frames, timeout=5,
+                                      what="video decoding on")
+        events = [e["event"] for e in runner.events()]
+    assert events.count("audio_unavailable") == 1, "one line per outage, not one per retry"
+    assert events.count("audio_resumed") == 1
+    assert "task_failed" not in events and "task_crashed" not in events
+    assert state["screen"] == "shown"
+
+
+async def test_without_an_audio_server_the_runner_logs_once_and_shows_the_screen(
+        livekit_server, xvfb, room_name, tmp_path, page, open_viewer):
+    from realenv import QUADRANTS, Runner, paint, quadrant_colours, wait_for_picture
+
+    paint(xvfb.display, QUADRANTS)
+    proc = Runner.joining(livekit_server, room=room_name, passphrase=PASSPHRASE, display=xvfb.display,
+                          extra_env={"RUNNER_AUDIO__SERVER": f"unix:{tmp_path}/no-such-socket"})
+    with proc:
+        proc.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
+        await open_viewer(page, livekit_server.url, viewer_token(livekit_server, room_name), PASSPHRASE)
+        await wait_for_picture(page, quadrant_colours(), timeout=STARTUP_TIMEOUT_S)
+        await asyncio.sleep(4)  # several retries (0.5, 1, 2 s)
+        events = [e for e in proc.events() if e.get("event") == "audio_unavailable"]
+    assert len(events) == 1
+    assert "no audio server at" in events[0]["error"]
+    assert proc.returncode == 0
