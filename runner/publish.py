@@ -26,10 +26,12 @@ AUDIO_TRACK_NAME = "desktop-audio"
 # Both tracks name one media stream, so a browser plays them as one and keeps them in sync
 # (its lip-sync works per stream; each track would otherwise be a stream of its own).
 STREAM_ID = "desktop"
-# The SDK's audio source buffers this much at most before capture_frame waits. The runner hands
-# 10 ms frames as they are captured, so the queue holds a frame or two; the bound only matters
-# when the loop stalls, and then older sound is dropped by the runner's own backlog instead.
-AUDIO_QUEUE_MS = 100
+# 0: the SDK's audio source keeps no queue of its own and hands each 10 ms frame straight to
+# WebRTC (LiveKit's recommended mode for real-time capture). The capture is paced by the audio
+# server's clock already, and the runner's own backlog (runner/audio/pacing.py) bounds what waits.
+# A queue would keep whatever burst filled it as latency for the rest of the stream (the sink
+# plays at exactly the rate the queue drains).
+AUDIO_QUEUE_MS = 0
 # libwebrtc drops a frame whose capture time does not advance by at least 1 ms.
 MIN_TIMESTAMP_STEP_US = 1000
 

@@ -10,6 +10,7 @@ on recorded PCM.
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import shutil
@@ -26,6 +27,8 @@ from devstack import ComponentError, _ManagedProcess, _wait_until
 SAMPLE_RATE = 48_000
 DESKTOP_SINK = "desktop"
 PLAYBACK_LATENCY_MS = 5
+F_SETPIPE_SZ = 1031  # Linux fcntl: set a pipe's capacity
+PIPE_BYTES = 4096
 
 
 class PulseAudio(_ManagedProcess):
@@ -107,13 +110,29 @@ class PulseAudio(_ManagedProcess):
         return [line.split("\t")[1] for line in self.pactl("list", "short", kind).splitlines()
                 if "\t" in line]
 
-    def record(self, device: str, seconds: float, channels: int = 1) -> np.ndarray:
-        """``seconds`` of s16le from ``device`` (a source), as float samples of the first channel."""
-        done = subprocess.run(
-            ["timeout", f"{seconds}", "parec", f"--server={self.server}", f"--device={device}", "--raw",
-             "--format=s16le", f"--rate={SAMPLE_RATE}", f"--channels={channels}", "--latency-msec=20"],
-            capture_output=True, timeout=seconds + 10, env=self.env(), check=False)
-        samples = np.frombuffer(done.stdout[: len(done.stdout) // (2 * channels) * 2 * channels], dtype="<i2")
+    def record(self, device: str, seconds: float, channels: int = 1, *, timeout: float = 30.0) -> np.ndarray:
+        """``seconds`` of s16le from ``device`` (a source), counted from the first sample that
+        arrives (a loaded machine may take a while to start the stream), as float samples of the
+        first channel."""
+        want = int(seconds * SAMPLE_RATE) * 2 * channels
+        proc = subprocess.Popen(
+            ["parec", f"--server={self.server}", f"--device={device}", "--raw", "--format=s16le",
+             f"--rate={SAMPLE_RATE}", f"--channels={channels}", "--latency-msec=20"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=self.env())
+        data = bytearray()
+        deadline = time.monotonic() + timeout
+        try:
+            assert proc.stdout is not None
+            while len(data) < want and time.monotonic() < deadline:
+                chunk = proc.stdout.read1(want - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            proc.kill()
+            proc.wait()
+        whole = len(data) // (2 * channels) * 2 * channels
+        samples = np.frombuffer(bytes(data[:whole]), dtype="<i2")
         return samples.reshape(-1, channels)[:, 0].astype(np.float64) / 32768.0
 
 
@@ -148,7 +167,11 @@ class Tone:
              f"--rate={SAMPLE_RATE}", "--channels=2", f"--latency-msec={PLAYBACK_LATENCY_MS}",
              "--stream-name=test tone"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=pulse.env())
-        self._queue: list[bytes] = []
+        # A pipe holds 64 KiB by default: 340 ms of this sound, which a writer paced by the clock
+        # fills while pacat connects and which then delays every tone. One page (21 ms) instead:
+        # the writer blocks as soon as pacat falls behind.
+        assert self._proc.stdin is not None
+        fcntl.fcntl(self._proc.stdin.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
         self._frequency = 0.0
         self._phase = 0
         self._until = 0.0

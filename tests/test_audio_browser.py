@@ -118,3 +118,33 @@ async def test_without_an_audio_server_the_runner_logs_once_and_shows_the_screen
     assert len(events) == 1
     assert "no audio server at" in events[0]["error"]
     assert proc.returncode == 0
+
+
+# ITU-R BT.1359's detectability window is sound 45 ms early to 125 ms late. The assertion allows
+# more, so a loaded 2-core CI machine does not fail it by scheduling alone; the measured median is
+# printed (and the benchmark reports it).
+SYNC_EARLY_LIMIT_MS = -200.0
+SYNC_LATE_LIMIT_MS = 600.0
+SYNC_EVENTS = 6
+
+
+async def test_a_flash_and_a_beep_made_together_arrive_together(
+        livekit_server, xvfb, room_name, pulse, page, open_viewer):
+    import statistics
+
+    from audioenv import audio_latencies_ms, av_offsets_ms, flashes_and_beeps
+    from realenv import quadrant_colours, wait_for_picture
+
+    with Tone(pulse) as tone, sound_runner(livekit_server, xvfb, room_name, pulse):
+        await open_viewer(page, livekit_server.url, viewer_token(livekit_server, room_name), PASSPHRASE)
+        await wait_for_picture(page, quadrant_colours(), timeout=STARTUP_TIMEOUT_S)
+        tone.play(440, 1.0)
+        await wait_to_hear(page, 440, timeout=STARTUP_TIMEOUT_S)
+        events = await flashes_and_beeps(page, xvfb.display, tone, SYNC_EVENTS)
+        print("browser's audio receiver:", await inbound_audio(page))
+    offsets = av_offsets_ms(events)
+    print(f"A/V offset (sound minus picture, ms): {[round(o) for o in offsets]}; "
+          f"median {statistics.median(offsets):.0f}; audio latency (ms): "
+          f"{[round(v) for v in audio_latencies_ms(events)]}")
+    assert len(events) >= SYNC_EVENTS - 2, f"only {len(events)} of {SYNC_EVENTS} flashes were both seen and heard"
+    assert SYNC_EARLY_LIMIT_MS <= statistics.median(offsets) <= SYNC_LATE_LIMIT_MS, offsets

@@ -8,7 +8,7 @@ import pytest
 from runner.audio import pulse
 from runner.audio.format import DESKTOP, MICROPHONE
 from runner.audio.microphone import MicPublication, virtual_source_modules, wanted_microphone
-from runner.audio.pacing import Backlog, FrameSlicer, Outage
+from runner.audio.pacing import Backlog, FrameSlicer, LagGuard, Outage
 
 
 def test_formats_are_10_ms_of_48_khz_s16() -> None:
@@ -116,3 +116,26 @@ def test_an_unencrypted_microphone_is_never_wanted_even_from_the_controller() ->
 
 def test_the_controllers_other_audio_is_not_a_microphone() -> None:
     assert wanted_microphone("alice", [MicPublication("alice", "TR_s", microphone=False, encrypted=True)]) is None
+
+
+def test_lag_guard_measures_how_far_reading_trails_the_audio_clock() -> None:
+    guard = LagGuard(frame_s=0.01, max_lag_s=0.25)
+    assert guard.lag(100.0, 1) == 0.0  # the first read sets the baseline
+    assert guard.lag(100.1, 10) == pytest.approx(0.0)  # 100 ms of sound in 100 ms
+    assert guard.lag(100.4, 10) == pytest.approx(0.2)  # then 100 ms of sound in 300 ms
+    assert guard.behind(100.5, 0) is True  # 0.3 s behind: restart
+
+
+def test_lag_guard_rebaselines_when_the_audio_runs_ahead_of_our_clock() -> None:
+    guard = LagGuard(frame_s=0.01, max_lag_s=0.25)
+    guard.lag(0.0, 1)
+    assert guard.lag(0.1, 20) == 0.0  # a burst of 200 ms in 100 ms (startup): the baseline moves
+    assert guard.lag(0.2, 10) == pytest.approx(0.0)
+
+
+def test_lag_guard_reset_starts_a_new_stream() -> None:
+    guard = LagGuard(frame_s=0.01, max_lag_s=0.25)
+    guard.lag(0.0, 1)
+    guard.lag(1.0, 0)
+    guard.reset()
+    assert guard.lag(5.0, 1) == 0.0

@@ -11,6 +11,8 @@ the picture never waits for any of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import subprocess
 import threading
@@ -19,8 +21,8 @@ import time
 from livekit import rtc
 
 from runner.audio import pulse
-from runner.audio.format import DESKTOP, SAMPLE_RATE, SAMPLES_PER_FRAME
-from runner.audio.pacing import Backlog, FrameSlicer, Outage
+from runner.audio.format import DESKTOP, FRAME_MS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from runner.audio.pacing import Backlog, FrameSlicer, LagGuard, Outage
 from runner.config import AudioSettings
 from runner.logs import get_logger
 
@@ -31,7 +33,16 @@ RECORD_LATENCY_MS = 10
 # Frames the loop may fall behind before the oldest are dropped: 60 ms of sound.
 BACKLOG_FRAMES = 6
 READ_BYTES = 4096
+# The reader may fall this far behind the sound before the stream is restarted (see LagGuard).
+MAX_LAG_S = 0.25
+# parec's pipe to us: one page (21 ms of stereo) instead of the default 64 KiB (341 ms). When the
+# reader thread is held up (a loaded machine), parec then stops at once and the server drops what
+# it cannot deliver; a full 64 KiB pipe would have kept a third of a second of stale sound, and
+# that delay for the rest of the stream.
+F_SETPIPE_SZ = 1031  # Linux fcntl
+PIPE_BYTES = 4096
 STOP_WAIT_S = 2.0
+LAGGING = "lagging"  # _read_once's reason when it restarts the stream to drop stale sound
 
 
 class DesktopAudio:
@@ -48,6 +59,7 @@ class DesktopAudio:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.frames_sent = 0
         self.outage = Outage()
+        self.lag_resets = 0
         self.server = pulse.resolve_server(settings.server, os.environ, os.getuid())
 
     @property
@@ -93,19 +105,26 @@ class DesktopAudio:
 
     def _read_forever(self) -> None:
         slicer = FrameSlicer(DESKTOP.frame_bytes)
+        guard = LagGuard(FRAME_MS / 1000, MAX_LAG_S)
         while not self._stop.is_set():
-            error = self._read_once(slicer)
+            error = self._read_once(slicer, guard)
             if self._stop.is_set():
                 return
+            if error == LAGGING:
+                self.lag_resets += 1
+                if self.lag_resets == 1 or self.lag_resets % 100 == 0:
+                    log.warning("audio_lag_reset", max_lag_s=MAX_LAG_S, count=self.lag_resets)
+                continue
             first, delay = self.outage.failed(time.monotonic())
             if first:
                 log.warning("audio_unavailable", server=self.server, device=self.device, error=error,
                             retry="every few seconds; video is not affected")
             self._stop.wait(delay)
 
-    def _read_once(self, slicer: FrameSlicer) -> str:
+    def _read_once(self, slicer: FrameSlicer, guard: LagGuard) -> str:
         """One life of a parec child: read until it ends; returns why it ended."""
         slicer.reset()
+        guard.reset()
         try:
             pulse.check_present(self.server, "parec")
             argv = pulse.record_argv(self.server, self.device, DESKTOP, RECORD_LATENCY_MS)
@@ -116,6 +135,8 @@ class DesktopAudio:
         self._proc = proc
         assert proc.stdout is not None and proc.stderr is not None
         fd = proc.stdout.fileno()
+        with contextlib.suppress(OSError):  # not Linux, or a kernel without it: the default pipe
+            fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_BYTES)
         loop = self._loop
         assert loop is not None
         try:
@@ -124,6 +145,8 @@ class DesktopAudio:
                 if not chunk:
                     break
                 frames = slicer.push(chunk)
+                if guard.behind(time.monotonic(), len(frames)):
+                    return LAGGING
                 if frames:
                     ended = self.outage.flowing(time.monotonic())
                     if ended is not None:

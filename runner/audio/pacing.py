@@ -94,3 +94,37 @@ class Outage:
         since = self.since if self.since is not None else now
         self.down, self.since, self.attempts = False, None, 0
         return now - since
+
+
+class LagGuard:
+    """How far the reader is behind the audio it reads, from the audio's own clock: after the
+    first frame at ``start``, ``frames`` frames of ``frame_s`` each should have taken as long to
+    arrive as they last. When the reader falls behind (a starved process), the audio server
+    buffers the rest for it, without bound; the reader sees no error, only sound that arrives
+    later and later. ``behind`` says when that lag passed ``max_lag_s``: then the stream is
+    restarted, which drops what the server kept. A device clock a little faster than ours makes
+    the lag negative: the baseline moves with it."""
+
+    def __init__(self, frame_s: float, max_lag_s: float) -> None:
+        self.frame_s = frame_s
+        self.max_lag_s = max_lag_s
+        self._start: float | None = None
+        self._frames = 0
+
+    def reset(self) -> None:
+        self._start, self._frames = None, 0
+
+    def lag(self, now: float, frames: int) -> float:
+        """Count ``frames`` more frames read at ``now``; the lag in seconds after them."""
+        if self._start is None:
+            self._start, self._frames = now, 0
+            return 0.0
+        self._frames += frames
+        lag = (now - self._start) - self._frames * self.frame_s
+        if lag < 0:
+            self._start += lag  # re-baseline: we cannot be ahead of the audio
+            lag = 0.0
+        return lag
+
+    def behind(self, now: float, frames: int) -> bool:
+        return self.lag(now, frames) > self.max_lag_s
