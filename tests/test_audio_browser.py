@@ -148,3 +148,37 @@ async def test_a_flash_and_a_beep_made_together_arrive_together(
           f"{[round(v) for v in audio_latencies_ms(events)]}")
     assert len(events) >= SYNC_EVENTS - 2, f"only {len(events)} of {SYNC_EVENTS} flashes were both seen and heard"
     assert SYNC_EARLY_LIMIT_MS <= statistics.median(offsets) <= SYNC_LATE_LIMIT_MS, offsets
+
+
+async def test_key_rotation_applies_to_the_sound(livekit_server, xvfb, room_name, pulse, page, open_viewer,
+                                                 tmp_path):
+    """SIGHUP with a new passphrase: the sound moves to the new key at the next index with the
+    picture. The viewer holding only the old key falls silent; given the new key at the new
+    index (window.viewer.setKey) it hears again, without reconnecting."""
+    import signal
+
+    new_passphrase = "the rotated passphrase for sound, 2026"
+    key_file = tmp_path / "passphrase"
+    key_file.write_text(PASSPHRASE + "\n")
+    env = {"RUNNER_E2EE__PASSPHRASE_FILE": str(key_file)}
+    with Tone(pulse) as tone, sound_runner(livekit_server, xvfb, room_name, pulse, passphrase="",
+                                           extra_env=env) as runner:
+        tone.play(440)
+        await open_viewer(page, livekit_server.url, viewer_token(livekit_server, room_name), PASSPHRASE)
+        await wait_to_hear(page, 440, timeout=STARTUP_TIMEOUT_S)
+        key_file.write_text(new_passphrase + "\n")
+        runner.process.send_signal(signal.SIGHUP)
+        rotated = runner.wait_for_event("e2ee_key_rotated", timeout=10)
+        assert rotated["key_index"] == 1
+        # Under the old key alone: silence, however long we listen (the tone still plays).
+        await asyncio.sleep(1.5)  # frames in flight under the old key
+        loudest = -1000.0
+        for _ in range(30):
+            peak = await sound_peak(page)
+            assert peak is not None
+            loudest = max(loudest, peak["db"])
+            await asyncio.sleep(0.1)
+        assert loudest < SILENT_DB, f"heard {loudest:.1f} dB without the new key"
+        await page.evaluate("([p, i]) => window.viewer.setKey(p, i)", [new_passphrase, 1])
+        tone.play(880)
+        await wait_to_hear(page, 880, timeout=15)
