@@ -42,6 +42,7 @@ MAX_LAG_S = 0.25
 F_SETPIPE_SZ = 1031  # Linux fcntl
 PIPE_BYTES = 4096
 STOP_WAIT_S = 2.0
+SEND_ERROR_LOG_EVERY = 1000  # audio_send_failed: the first, then every 1000th (10 s of frames)
 LAGGING = "lagging"  # _read_once's reason when it restarts the stream to drop stale sound
 
 
@@ -58,6 +59,7 @@ class DesktopAudio:
         self._proc: subprocess.Popen[bytes] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.frames_sent = 0
+        self.send_errors = 0
         self.outage = Outage()
         self.lag_resets = 0
         self.server = pulse.resolve_server(settings.server, os.environ, os.getuid())
@@ -89,7 +91,15 @@ class DesktopAudio:
                 source = self._source
                 if source is None:
                     continue
-                await source.capture_frame(rtc.AudioFrame(frame, SAMPLE_RATE, DESKTOP.channels, SAMPLES_PER_FRAME))
+                try:
+                    await source.capture_frame(
+                        rtc.AudioFrame(frame, SAMPLE_RATE, DESKTOP.channels, SAMPLES_PER_FRAME))
+                except Exception as exc:  # the connection closing under us, or the SDK refusing
+                    self.send_errors += 1
+                    if self._source is source and self.send_errors % SEND_ERROR_LOG_EVERY == 1:
+                        log.warning("audio_send_failed", error=f"{type(exc).__name__}: {exc}",
+                                    count=self.send_errors)
+                    continue
                 self.frames_sent += 1
         finally:
             self._stop.set()

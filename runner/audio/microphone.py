@@ -135,8 +135,16 @@ class HostMicrophone:
         self._stop_playing(None)
         task = asyncio.get_running_loop().create_task(self._play(track, participant.identity),
                                                       name="microphone")
+        task.add_done_callback(self._player_ended)
         self._playing = (pub.sid, task)
         log.info("microphone_playing", identity=participant.identity, source=self.source_name)
+
+    def _player_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.warning("microphone_failed", error=f"{type(exc).__name__}: {exc}")
+            if self._playing is not None and self._playing[1] is task:
+                self._playing = None
 
     def _stop_playing(self, sid: str | None) -> None:
         playing = self._playing
