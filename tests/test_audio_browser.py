@@ -48,6 +48,16 @@ async def test_viewer_hears_the_desktop_440_then_880_hz_encrypted(
         stats = await inbound_audio(page)
         assert stats["encrypted"] is True  # announced GCM, decrypted by the viewer's E2EE worker
         assert stats["source"] == "screen_share_audio"
+        # The Sound panel: Mute, then the volume slider, on the <audio> element that plays it.
+        await page.click("#sound-mute")
+        muted = await wait_for_viewer(page, lambda s: s["sound"]["status"] == "muted", timeout=2, what="muted")
+        assert muted["sound"]["muted"] is True and await page.eval_on_selector("#sound", "a => a.muted")
+        await page.click("#sound-mute")
+        await page.fill("#sound-volume", "0.25")
+        await page.dispatch_event("#sound-volume", "input")
+        assert await page.eval_on_selector("#sound", "a => [a.muted, a.volume]") == [False, 0.25]
+        assert (await wait_for_viewer(page, lambda s: s["sound"]["status"] == "playing", timeout=2,
+                                      what="unmuted"))["sound"]["volume"] == 0.25
         tone.play(0)
         await asyncio.sleep(1.0)
         quiet = await sound_peak(page)

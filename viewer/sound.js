@@ -97,14 +97,15 @@ export class Sound {
   apply() {
     const { track } = this;
     if (!track) return;
-    this.element.muted = this.muted;
-    this.element.volume = this.volume;
     if (!this.trusted) {
       track.detach(this.element);
       this.changed();
       return;
     }
     if (!track.attachedElements.includes(this.element)) track.attach(this.element);
+    // After attach(), which sets the element up its own way.
+    this.element.muted = this.muted;
+    this.element.volume = this.volume;
     this.play();
   }
 
