@@ -192,3 +192,31 @@ async def test_key_rotation_applies_to_the_sound(livekit_server, xvfb, room_name
         await page.evaluate("([p, i]) => window.viewer.setKey(p, i)", [new_passphrase, 1])
         tone.play(880)
         await wait_to_hear(page, 880, timeout=15)
+
+
+async def test_audio_muted_on_sighup_silences_the_track_and_unmutes_again(
+        livekit_server, xvfb, room_name, pulse, page, open_viewer, tmp_path):
+    import signal
+
+    config = tmp_path / "runner.toml"
+    config.write_text("[audio]\nmuted = false\n")
+    with Tone(pulse) as tone, sound_runner(livekit_server, xvfb, room_name, pulse,
+                                           extra_env={"RUNNER_CONFIG_FILE": str(config)}) as runner:
+        tone.play(440)
+        await open_viewer(page, livekit_server.url, viewer_token(livekit_server, room_name), PASSPHRASE)
+        await wait_to_hear(page, 440, timeout=STARTUP_TIMEOUT_S)
+        config.write_text("[audio]\nmuted = true\n")
+        runner.process.send_signal(signal.SIGHUP)
+        runner.wait_for_event("audio_muted", timeout=10)
+        await asyncio.sleep(1.0)
+        loudest = -1000.0
+        for _ in range(20):
+            peak = await sound_peak(page)
+            loudest = max(loudest, peak["db"] if peak else -1000.0)
+            await asyncio.sleep(0.1)
+        assert loudest < SILENT_DB, f"heard {loudest:.1f} dB from a muted track"
+        config.write_text("[audio]\nmuted = false\n")
+        runner.process.send_signal(signal.SIGHUP)
+        runner.wait_for_event("audio_unmuted", timeout=10)
+        await wait_to_hear(page, 440, timeout=10)
+        assert not [e for e in runner.events() if e.get("event") == "reload_needs_restart"]
