@@ -220,3 +220,41 @@ async def test_audio_muted_on_sighup_silences_the_track_and_unmutes_again(
         runner.wait_for_event("audio_unmuted", timeout=10)
         await wait_to_hear(page, 440, timeout=10)
         assert not [e for e in runner.events() if e.get("event") == "reload_needs_restart"]
+
+
+# Headless Chromium lets sound start without a user gesture whatever --autoplay-policy says, so
+# the browser's refusal is played by the page itself: play() on an <audio> element rejects with
+# the NotAllowedError a desktop browser gives, until the "user" clicks. (What this cannot show:
+# the element staying silent meanwhile; its native autoplay is not refused here.)
+REFUSE_AUTOPLAY_JS = """() => {
+    const real = HTMLMediaElement.prototype.play;
+    window.__allowSound = () => { HTMLMediaElement.prototype.play = real; };
+    HTMLMediaElement.prototype.play = function () {
+        if (!(this instanceof HTMLAudioElement)) return real.call(this);
+        return Promise.reject(new DOMException(
+            'play() failed because the user did not interact with the document first.', 'NotAllowedError'));
+    };
+}"""
+
+
+async def test_sound_held_back_by_the_autoplay_rule_waits_for_one_click(
+        livekit_server, xvfb, room_name, pulse, page, viewer_server):
+    from realenv import viewer_address
+
+    with Tone(pulse) as tone, sound_runner(livekit_server, xvfb, room_name, pulse):
+        tone.play(440)
+        await page.goto(viewer_address(viewer_server.url, livekit_server.url))
+        await page.wait_for_function("() => window.viewer !== undefined", timeout=10_000)
+        await page.evaluate(REFUSE_AUTOPLAY_JS)
+        await page.fill("#token", viewer_token(livekit_server, room_name))
+        await page.fill("#passphrase", PASSPHRASE)
+        await page.click("#connect")
+        await wait_for_viewer(page, lambda s: s["sound"]["status"] == "blocked", timeout=STARTUP_TIMEOUT_S,
+                              what="sound held back")
+        assert await page.is_visible("#sound-unblock")
+        assert await page.inner_text("#sound-state") == "sound waits for a click (browser rule)"
+        await page.evaluate("() => window.__allowSound()")  # what the user's click grants
+        await page.click("#sound-unblock")
+        await wait_for_viewer(page, lambda s: s["sound"]["status"] == "playing", timeout=5,
+                              what="sound playing after the click")
+        assert not await page.is_visible("#sound-unblock")
