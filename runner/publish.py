@@ -240,6 +240,8 @@ class Publisher:
 
         source = rtc.AudioSource(SAMPLE_RATE, DESKTOP.channels, queue_size_ms=AUDIO_QUEUE_MS)
         track = rtc.LocalAudioTrack.create_audio_track(AUDIO_TRACK_NAME, source)
+        # RED off, as livekit-client publishes with E2EE on; DTX off, so a silent desktop still
+        # sends a steady stream and the viewer's jitter buffer has no gaps to adapt to.
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_SCREENSHARE_AUDIO, stream=STREAM_ID,
                                           dtx=False, red=False)
         try:
