@@ -122,3 +122,31 @@ async def test_a_microphone_without_control_never_reaches_the_host_until_it_has_
         await wait_for_host_to_hear(pulse, timeout=20)
         playing = runner.wait_for_event("microphone_playing", timeout=1)
     assert playing["identity"] == "bob"
+
+
+async def test_a_viewer_without_the_key_never_reaches_the_hosts_microphone(
+        livekit_server, xvfb, room_name, pulse, mic_browser, viewer_server):
+    """Carol has a join token but another passphrase: her dr.hello never opens a session (the
+    runner's SDK cannot decrypt it), so she never gets control, and the microphone she publishes
+    anyway (encrypted under her key) is never subscribed, even with nobody else in control."""
+    env = {"RUNNER_AUDIO__MICROPHONE": "true"}
+    with sound_runner(livekit_server, xvfb, room_name, pulse, extra_env=env) as runner:
+        runner.wait_for_event("microphone_source_ready", timeout=10)
+        context = await mic_browser.new_context()
+        await context.grant_permissions(["microphone"])
+        carol = await context.new_page()
+        await carol.goto(viewer_address(viewer_server.url, livekit_server.url))
+        await carol.wait_for_function("() => window.viewer !== undefined", timeout=10_000)
+        token = viewer_token(livekit_server, room_name, "carol", publish=True)
+        await carol.evaluate("(o) => window.viewer.connect(o)", {
+            "url": livekit_server.url, "token": token, "passphrase": "carol's own passphrase, not the room's",
+            "control": True})
+        await carol.evaluate("() => window.viewer.room.localParticipant.setMicrophoneEnabled(true)")
+        await asyncio.sleep(4.0)
+        frequency, rms = await asyncio.to_thread(host_hears, pulse)
+        state = await wait_for_viewer(carol, lambda s: True, timeout=1, what="state")
+        events = [e.get("event") for e in runner.events()]
+    assert rms < SILENT_RMS, f"a viewer without the key reached the host: {frequency:.1f} Hz at RMS {rms:.4f}"
+    assert state["control"]["you"] is False
+    assert "microphone_playing" not in events
+    assert not any(e == "control_changed" for e in events), "nobody got control"
