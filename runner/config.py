@@ -179,6 +179,22 @@ class ClipboardSettings(_Section):
     mode: Literal["off", "to-host", "from-host", "both"] = "off"
 
 
+class AudioSettings(_Section):
+    enabled: bool = Field(True, description="publish the host's desktop audio (an Opus track, E2EE)")
+    source: str | None = Field(
+        None, min_length=1, max_length=256,
+        description="Pulse source to capture; default: the monitor of the default sink (@DEFAULT_MONITOR@)")
+    server: str | None = Field(
+        None, min_length=1, max_length=1024,
+        description="Pulse server, e.g. unix:/run/user/1000/pulse/native; default: $PULSE_SERVER, "
+                    "else the session's socket")
+    muted: bool = Field(False, description="publish the track muted (nothing captured is sent); SIGHUP applies it")
+    microphone: bool = Field(False, description="play the controller's microphone into a virtual source")
+    microphone_source: str = Field(
+        "desktop_runner_mic", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+        description="name of the virtual microphone (Pulse source) host applications pick")
+
+
 def parse_host_port(address: str) -> tuple[str, int]:
     """'127.0.0.1:9464', '[::1]:9464' or ':9464' (all interfaces) -> (host, port)."""
     host, sep, port = address.rpartition(":")
@@ -222,6 +238,7 @@ class Settings(BaseSettings):
     encoder: EncoderSettings = EncoderSettings()  # type: ignore[call-arg]
     control: ControlSettings = ControlSettings()  # type: ignore[call-arg]
     clipboard: ClipboardSettings = ClipboardSettings()
+    audio: AudioSettings = AudioSettings()  # type: ignore[call-arg]
     metrics: MetricsSettings = MetricsSettings()  # type: ignore[call-arg]
     log: LogSettings = LogSettings()  # type: ignore[call-arg]
 

@@ -1,4 +1,5 @@
-"""LiveKit: one connection to a room with one pre-encoded H.264 screen-share track.
+"""LiveKit: one connection to a room with one pre-encoded H.264 screen-share track and, with
+``audio.enabled``, the desktop's sound as a screen-share-audio track (Opus, encrypted by the SDK).
 
 A ``Publisher`` lives for one connection. When the SDK gives up on a connection it reports
 "disconnected"; the service then builds a new ``Publisher`` (new ``rtc.Room``, freshly minted
@@ -21,6 +22,17 @@ from runner.logs import get_logger, register_secrets
 log = get_logger(__name__)
 
 TRACK_NAME = "screen"
+AUDIO_TRACK_NAME = "desktop-audio"
+# Both tracks ask for one media stream: browsers lip-sync only the tracks of one stream.
+# livekit-server 1.13.5 still gives each track a stream of its own (participant|track, measured in
+# Chromium), so today the sound is not lip-synced (README, Known limitations); asked anyway.
+STREAM_ID = "desktop"
+# 0: the SDK's audio source keeps no queue of its own and hands each 10 ms frame straight to
+# WebRTC (LiveKit's recommended mode for real-time capture). The capture is paced by the audio
+# server's clock already, and the runner's own backlog (runner/audio/pacing.py) bounds what waits.
+# A queue would keep whatever burst filled it as latency for the rest of the stream (the sink
+# plays at exactly the rate the queue drains).
+AUDIO_QUEUE_MS = 0
 # libwebrtc drops a frame whose capture time does not advance by at least 1 ms.
 MIN_TIMESTAMP_STEP_US = 1000
 
@@ -28,10 +40,11 @@ MIN_TIMESTAMP_STEP_US = 1000
 def mint_token(settings: Settings) -> str:
     """A fresh access token with only the grants the runner needs.
 
-    Join this one room, publish a screen share, send and receive data; no room administration.
-    The subscribe grant is needed although the runner subscribes to nothing (auto_subscribe
-    is off): without it LiveKit sends no participant updates, so data packets arrive without
-    a sender and nobody is seen leaving (measured with livekit-server 1.13.5).
+    Join this one room, publish a screen share and its audio, send and receive data; no room
+    administration. The subscribe grant is needed although the runner subscribes to nothing
+    (auto_subscribe is off) but the controller's microphone with ``audio.microphone``: without
+    it LiveKit sends no participant updates, so data packets arrive without a sender and nobody
+    is seen leaving (measured with livekit-server 1.13.5).
     """
     lk = settings.livekit
     if lk.token is not None:
@@ -45,7 +58,7 @@ def mint_token(settings: Settings) -> str:
             "canPublish": True,
             "canSubscribe": True,
             "canPublishData": True,
-            "canPublishSources": ["screen_share"],
+            "canPublishSources": ["screen_share", "screen_share_audio"],
         },
         "sub": lk.identity,
         "iss": lk.api_key,
@@ -88,6 +101,10 @@ class Publisher:
         self.room = room
         self.source = source
         self.track_sid = track_sid
+        # The desktop-audio track, when published (see publish_audio).
+        self.audio_source: rtc.AudioSource | None = None
+        self.audio_track: rtc.LocalAudioTrack | None = None
+        self.audio_sid: str | None = None
         self.disconnected = asyncio.Event()
         self.disconnect_reason: str = ""
         self.reconnecting = False  # the SDK lost the server and is trying to resume
@@ -104,6 +121,11 @@ class Publisher:
         """After a full reconnect of its own the SDK republishes the track under a new sid with
         a new frame cryptor, switched on: without this, frames would be encrypted twice with
         the runner engine (viewers see green or black until the runner restarts)."""
+        if previous_sid == self.audio_sid:
+            self.audio_sid = publication.sid
+            self._configure_audio_cryptor(self._key_index)
+            log.info("track_republished", track_sid=publication.sid, previous_sid=previous_sid)
+            return
         if previous_sid != self.track_sid:
             return
         self.track_sid = publication.sid
@@ -167,9 +189,12 @@ class Publisher:
             )
             publish_options.video_encoding.max_bitrate = settings.encoder.max_bitrate
             publish_options.video_encoding.max_framerate = settings.capture.fps
+            publish_options.stream = STREAM_ID
             publication = await room.local_participant.publish_track(track, publish_options)
             publisher = cls(room, source, publication.sid, frame_engine=e2ee.frame_engine, key_index=key.index)
             publisher._configure_frame_cryptor(e2ee.frame_engine, key.index)
+            if settings.audio.enabled:
+                await publisher._publish_audio(muted=settings.audio.muted)
         except BaseException:
             await room.disconnect()
             raise
@@ -208,6 +233,48 @@ class Publisher:
                 cryptor.set_key_index(key_index)
                 cryptor.set_enabled(True)
 
+    async def _publish_audio(self, *, muted: bool) -> None:
+        """Publish the desktop-audio track: the SDK encodes Opus and encrypts every frame with
+        the room's key at the current key index (the one track whose cryptor stays on)."""
+        from runner.audio.format import DESKTOP, SAMPLE_RATE
+
+        source = rtc.AudioSource(SAMPLE_RATE, DESKTOP.channels, queue_size_ms=AUDIO_QUEUE_MS)
+        track = rtc.LocalAudioTrack.create_audio_track(AUDIO_TRACK_NAME, source)
+        # RED off, as livekit-client publishes with E2EE on; DTX off, so a silent desktop still
+        # sends a steady stream and the viewer's jitter buffer has no gaps to adapt to.
+        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_SCREENSHARE_AUDIO, stream=STREAM_ID,
+                                          dtx=False, red=False)
+        try:
+            publication = await self.room.local_participant.publish_track(track, options)
+        except BaseException:
+            await source.aclose()
+            raise
+        self.audio_source, self.audio_track, self.audio_sid = source, track, publication.sid
+        self._configure_audio_cryptor(self._key_index)
+        if muted:
+            track.mute()
+        log.info("audio_track_published", track_sid=publication.sid, key_index=self._key_index, muted=muted)
+
+    def _configure_audio_cryptor(self, key_index: int) -> None:
+        """The audio track is always encrypted by the SDK (there is no pre-encoded audio path),
+        at the same key index as everything else; raises when the SDK made no cryptor for it."""
+        identity = self.room.local_participant.identity
+        cryptors = [c for c in self.room.e2ee_manager.frame_cryptors()
+                    if c.track_sid == self.audio_sid and c.participant_identity == identity]
+        if not cryptors:
+            raise RuntimeError(f"no SDK frame cryptor found for audio track {self.audio_sid}")
+        for cryptor in cryptors:
+            cryptor.set_key_index(key_index)
+            cryptor.set_enabled(True)
+
+    def set_audio_muted(self, muted: bool) -> None:
+        """Mute or unmute the desktop-audio track (``audio.muted``, applied on SIGHUP)."""
+        if self.audio_track is not None:
+            if muted:
+                self.audio_track.mute()
+            else:
+                self.audio_track.unmute()
+
     def set_sdk_key(self, key: SdkKey, *, use_for_frames: bool) -> None:
         """Install a key in the SDK's provider (data packets; frames with the sdk engine)."""
         key_provider = self.room.e2ee_manager.key_provider
@@ -215,6 +282,8 @@ class Publisher:
             return
         key_provider.set_shared_key(key.passphrase, key.index)
         self._key_index = key.index  # a republished track gets its cryptor set up at this index
+        if self.audio_sid is not None:
+            self._configure_audio_cryptor(key.index)
         if use_for_frames:
             identity = self.room.local_participant.identity
             for cryptor in self.room.e2ee_manager.frame_cryptors():
@@ -258,3 +327,5 @@ class Publisher:
             await self.room.disconnect()
         finally:
             await self.source.aclose()
+            if self.audio_source is not None:
+                await self.audio_source.aclose()

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner import e2ee
+from runner.audio.capture import DesktopAudio, make_desktop_audio
+from runner.audio.microphone import HostMicrophone
 from runner.config import ConfigError, Settings, load_settings, parse_host_port
 from runner.control import envelope as control_envelope
 from runner.control.inject import Injector
@@ -140,6 +142,10 @@ class Service:
         self._leaving: Publisher | None = None  # the room to leave when stopping (see _connection_loop)
         self.connects = 0
         self.metrics: Metrics | None = None  # when metrics.address is set
+        self.audio: DesktopAudio | None = make_desktop_audio(settings.audio)
+        self._audio_muted = settings.audio.muted  # audio.muted as last read (SIGHUP applies it)
+        self.microphone: HostMicrophone | None = (
+            HostMicrophone(settings.audio) if settings.audio.microphone and settings.control.enabled else None)
 
     # --- signals: set flags, nothing else ----------------------------------------------------
     def _on_stop_signal(self, signame: str) -> None:
@@ -174,6 +180,8 @@ class Service:
         # Made also with control.enabled = false: it follows the monitor layout (a screen that
         # grows or shrinks, a monitor that moves); it then joins no room and injects nothing.
         self.control = await self._make_control()
+        if self.microphone is not None:
+            self.control.controller_watchers.append(self.microphone.set_controller)
         if self.settings.metrics.address is not None:
             try:
                 await self._start_metrics(self.settings.metrics.address)
@@ -203,7 +211,12 @@ class Service:
                     tg.create_task(self.pipeline.rates_loop(), name="rates"),
                     tg.create_task(feed_watchdog(self.notifier, self.watchdog), name="watchdog"),
                 ]
-                # Control and metrics are restarted on a crash: the picture need not stop for them.
+                # Control, sound and metrics are restarted on a crash: the picture need not stop for them.
+                if self.audio is not None:
+                    tasks.append(tg.create_task(supervise("audio", self.audio.run), name="audio"))
+                if self.microphone is not None:
+                    tasks.append(tg.create_task(supervise("microphone", self.microphone.keep_source),
+                                                name="microphone"))
                 if self.control is not None:
                     tasks.append(tg.create_task(supervise("control", self.control.run), name="control"))
                 if self.metrics is not None:
@@ -271,6 +284,14 @@ class Service:
                 await asyncio.wait_for(self.control.close(), timeout=1.0)
             except (TimeoutError, Exception) as exc:
                 log.warning("control_close_failed", error=f"{type(exc).__name__}: {exc}")
+        if self.microphone is not None:
+            self.microphone.detach()
+            try:
+                await asyncio.wait_for(self.microphone.close(), timeout=2.0)
+            except (TimeoutError, Exception) as exc:
+                log.warning("microphone_close_failed", error=f"{type(exc).__name__}: {exc}")
+        if self.audio is not None:
+            self.audio.detach()
         publisher = self.pipeline.detach() or self._leaving
         self._leaving = None
         if publisher is not None:
@@ -329,8 +350,13 @@ class Service:
             if self._sdk_key is not key:  # rotated while we were connecting
                 publisher.set_sdk_key(self._sdk_key, use_for_frames=self._frame_engine == "sdk")
             self.pipeline.attach(publisher)
+            if self.audio is not None:
+                publisher.set_audio_muted(self._audio_muted)
+                self.audio.attach(publisher.audio_source)
             if self.control is not None and self.settings.control.enabled:
                 self.control.attach(publisher.room)
+            if self.microphone is not None:
+                self.microphone.attach(publisher.room)
             self.notifier.ready(status=f"publishing {width}x{height} from {self.grabber.display} to room {lk.room}")
             # Until closed below; when this task is cancelled (stopping), _shutdown closes it, so
             # viewers see the runner leave at once instead of when the server times it out (~20 s).
@@ -339,6 +365,10 @@ class Service:
                 await publisher.disconnected.wait()
             finally:
                 self.pipeline.detach()
+                if self.audio is not None:
+                    self.audio.detach()
+                if self.microphone is not None:
+                    self.microphone.detach()
                 if self.control is not None:
                     self.control.detach()
             reason = publisher.disconnect_reason
@@ -405,6 +435,12 @@ class Service:
             self.control.update_settings(new)
         # capture.resizable is read at each dr.screen.fit: it applies at once.
         old_capture = old.capture.model_copy(update={"resizable": new.capture.resizable})
+        if new.audio.muted != self._audio_muted:
+            self._audio_muted = new.audio.muted
+            publisher = self.pipeline.publisher
+            if publisher is not None:
+                publisher.set_audio_muted(new.audio.muted)
+            log.info("audio_muted" if new.audio.muted else "audio_unmuted")
         restart_needed = [
             name
             for name in ("livekit", "capture", "encoder", "log")
@@ -414,6 +450,8 @@ class Service:
             restart_needed.append("e2ee.frame_engine")
         if new.control.enabled != old.control.enabled:
             restart_needed.append("control.enabled")
+        if new.audio.model_copy(update={"muted": old.audio.muted}) != old.audio:
+            restart_needed.append("audio")
         if restart_needed:
             log.warning("reload_needs_restart", sections=restart_needed)
 

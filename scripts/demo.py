@@ -1,7 +1,8 @@
 """``make demo``: the whole system on this machine, with a link to watch it in a browser.
 
 Starts a LiveKit server (loopback only, a fresh API secret), a 1920x1080 virtual screen with a test
-pattern and a moving clock when ``$DISPLAY`` is not set (else shares the existing display as it is),
+pattern, a moving clock and a beep every second (a private PulseAudio, scripts/audiostack.py) when
+``$DISPLAY`` is not set (else shares the existing display and its sound as they are),
 the runner (``python -m runner``) and the viewer page server. Prints the viewer link (no secret
 in it), then the token and the passphrase to paste into the page, both new for every demo. Ctrl-C
 or SIGTERM stops everything.
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
 
     passphrase = secrets.token_urlsafe(18)
+    runner_env: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         try:
             # A fresh secret, so no other local user can mint tokens for this server.
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 scene = start_scene(display)
                 if scene is not None:
                     stack.callback(_stop_process, scene)
+                runner_env.update(start_sound(stack, stop))
             viewer = stack.enter_context(ViewerServer(port=args.viewer_port))
         except ComponentError as exc:
             print(f"demo: {exc}", file=sys.stderr)
@@ -157,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         python = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
         runner = stack.enter_context(Runner(
             livekit_url=server.url, api_key=server.api_key, api_secret=server.api_secret,
-            room=args.room, passphrase=passphrase, display=display, python=python))
+            room=args.room, passphrase=passphrase, display=display, python=python, extra_env=runner_env))
         viewer_token = mint_token(server.api_key, server.api_secret, args.room,
                                   f"viewer-{secrets.token_hex(3)}")
 
@@ -171,6 +174,28 @@ def main(argv: list[str] | None = None) -> int:
         watch(runner, stop)
         print("\ndemo: stopping", flush=True)
     return 0
+
+
+def start_sound(stack: contextlib.ExitStack, stop: threading.Event) -> dict[str, str]:
+    """A private PulseAudio with a short beep every second, for the virtual screen's sound; the
+    runner's environment to capture it (empty, and a note, without pulseaudio)."""
+    from audiostack import PulseAudio, Tone
+
+    try:
+        pulse = stack.enter_context(PulseAudio())
+    except ComponentError as exc:
+        print(f"demo: no sound ({exc})", file=sys.stderr)
+        return {}
+    tone = Tone(pulse)
+    stack.callback(tone.close)
+
+    def beep() -> None:
+        while not stop.wait(1.0):
+            tone.play(880.0, 0.08)
+
+    threading.Thread(target=beep, name="demo-beep", daemon=True).start()
+    print(f"Sound:           a beep every second ({pulse.server})")
+    return {"RUNNER_AUDIO__SERVER": pulse.server}
 
 
 def print_instructions(viewer_url: str, livekit_url: str, token: str, passphrase: str, *,

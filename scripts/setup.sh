@@ -18,11 +18,13 @@ say() { printf '[setup] %s\n' "$*"; }
 # xclip: checks the clipboard from another X client; systemd: systemd-analyze verifies the units.
 # libxcursor1: tests/test_viewer_pointer.py defines an animated X cursor with it (also pulled in by
 # chromium and xsetroot; named so the test does not rest on that).
+# Sound: the runner captures and plays through pulseaudio-utils (parec, pacat, pactl); the tests
+# start a private PulseAudio server (pulseaudio) to play tones into and record from.
 # docker.io + debootstrap: the image is built and run by the tests (the engine is started by .ci/run
 # through docker/dockerd-up.sh; docker/build-base.sh makes the base image when it cannot be pulled).
 APT_PACKAGES=(libyuv0 xvfb xauth chromium xdotool x11-utils x11-xserver-utils fonts-dejavu-core
   xserver-xorg-core xserver-xorg-video-dummy xcvt x11-xkb-utils xclip systemd docker.io debootstrap git
-  libxcursor1)
+  libxcursor1 pulseaudio pulseaudio-utils)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from runner.cli import main as cli_main
 from runner.config import (
+    AudioSettings,
     CaptureSettings,
     ConfigError,
     E2EESettings,
@@ -192,7 +193,7 @@ def test_example_config_documents_every_key() -> None:
     data = tomllib.loads(text)
     sections: dict[str, type[BaseModel]] = {"livekit": LiveKitSettings, "e2ee": E2EESettings,
                                             "capture": CaptureSettings, "encoder": EncoderSettings,
-                                            "log": LogSettings}
+                                            "log": LogSettings, "audio": AudioSettings}
     for name, model in sections.items():
         for key in model.model_fields:
             present = key in data.get(name, {}) or re.search(rf"^# {key} = ", text, re.M)
@@ -202,7 +203,8 @@ def test_example_config_documents_every_key() -> None:
 def test_example_config_defaults_match_code() -> None:
     data = tomllib.loads((REPO / "config" / "desktop-runner.toml").read_text())
     models: dict[str, type[BaseModel]] = {"e2ee": E2EESettings, "capture": CaptureSettings,
-                                          "encoder": EncoderSettings, "log": LogSettings}
+                                          "encoder": EncoderSettings, "log": LogSettings,
+                                          "audio": AudioSettings}
     for name, model in models.items():
         defaults = model.model_construct()
         for key, value in data[name].items():
@@ -224,3 +226,26 @@ def test_an_unknown_pointer_mode_is_one_line_naming_the_setting(toml_file: Path)
     with pytest.raises(ConfigError) as info:
         load_settings(toml_file, {"capture": {"cursor": "browser"}})
     assert "capture.cursor" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_audio_defaults_capture_the_default_monitor_and_keep_the_microphone_off(toml_file: Path) -> None:
+    audio = load_settings(toml_file).audio
+    assert (audio.enabled, audio.source, audio.server, audio.muted, audio.microphone) == (
+        True, None, None, False, False)
+    assert audio.microphone_source == "desktop_runner_mic"
+
+
+def test_audio_settings_from_the_environment(toml_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNNER_AUDIO__ENABLED", "false")
+    monkeypatch.setenv("RUNNER_AUDIO__MICROPHONE", "true")
+    monkeypatch.setenv("RUNNER_AUDIO__SERVER", "unix:/run/user/1000/pulse/native")
+    audio = load_settings(toml_file).audio
+    assert (audio.enabled, audio.microphone, audio.server) == (False, True, "unix:/run/user/1000/pulse/native")
+
+
+def test_a_microphone_source_name_pulse_would_misread_is_refused_in_one_line(
+        toml_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNNER_AUDIO__MICROPHONE_SOURCE", "mic source=evil")
+    with pytest.raises(ConfigError) as error:
+        load_settings(toml_file)
+    assert str(error.value).startswith("audio.microphone_source: String should match pattern")

@@ -188,7 +188,7 @@ def test_runner_token_has_the_claims_livekit_api_would_write(monkeypatch: pytest
     })
     ours = jwt.decode(mint_token(settings), secret, algorithms=["HS256"])
     grants = api.VideoGrants(room_join=True, room="desk", can_publish=True, can_subscribe=True,
-                             can_publish_data=True, can_publish_sources=["screen_share"])
+                             can_publish_data=True, can_publish_sources=["screen_share", "screen_share_audio"])
     theirs = jwt.decode(api.AccessToken("key", secret).with_identity("runner-1").with_name("Office PC")
                         .with_grants(grants).with_ttl(datetime.timedelta(seconds=600)).to_jwt(),
                         secret, algorithms=["HS256"])

@@ -47,6 +47,16 @@
 // Only the runner's video is shown, and only while it is end-to-end encrypted with our key
 // (trust.js says why and how); input is sent only then. state.screen says what is shown.
 //
+// Sound (sound.js): the runner's screen-share-audio track is played under the same rule
+// (state.sound: status 'none' | 'untrusted' | 'blocked' | 'muted' | 'playing', muted, volume);
+// 'blocked' shows a "Click for sound" button. The microphone is published only on the user's
+// click and only while this viewer has control (state.microphone: status, lastError).
+//   window.viewer.soundPeak()       {frequency, db} of the runner's sound as received (also when
+//                                   not played), or null without its track
+//   window.viewer.soundLevel()      RMS dB of the last 170 ms of it, or null
+//   window.viewer.unblockSound(), .setSoundMuted(bool), .setVolume(0..1)
+//   window.viewer.startMicrophone(), .stopMicrophone()   (async)
+//
 // The token and passphrase are never logged or shown; a link's are removed from the address bar
 // once read, and they are redacted from any error text before it is displayed. Clipboard text is
 // never put into an error message or a log line.
@@ -68,6 +78,7 @@ import {
   FrameTimer, OVERLAY_INTERVAL_MS, isOverlayShortcut, noFigures, overlayLines, videoFigures,
   videoSample,
 } from './overlay.js';
+import { Microphone, Sound } from './sound.js';
 import { DEFAULT_RUNNER, screenMessage, screenVerdict } from './trust.js';
 
 /** @typedef {import('./connection.js').Credentials} Credentials */
@@ -151,6 +162,10 @@ const state = {
   control: controlState(), // remote control, see controlState()
   overlay: noFigures(), // the statistics overlay (overlay.js)
   pointer: pointerState(), // the host's pointer as the viewer draws it, see cursor.js
+  /** @type {{status: import('./soundlogic.js').SoundStatus, muted: boolean, volume: number}} */
+  sound: { status: 'none', muted: false, volume: 1 },
+  /** @type {{status: import('./sound.js').MicrophoneStatus, lastError: string}} */
+  microphone: { status: 'off', lastError: '' },
 };
 
 /** @template {HTMLElement} T @param {string} id @param {new () => T} type @returns {T} */
@@ -204,7 +219,18 @@ const el = {
   statsToggle: byId('stats-toggle', HTMLButtonElement),
   statsOverlay: byId('stats-overlay', HTMLElement),
   linkWarning: byId('link-warning', HTMLElement),
+  sound: byId('sound', HTMLAudioElement),
+  soundUnblock: byId('sound-unblock', HTMLButtonElement),
+  soundPanel: byId('sound-panel', HTMLElement),
+  soundState: byId('sound-state', HTMLElement),
+  soundMute: byId('sound-mute', HTMLButtonElement),
+  soundVolume: byId('sound-volume', HTMLInputElement),
+  microphone: byId('microphone', HTMLButtonElement),
+  microphoneState: byId('microphone-state', HTMLElement),
 };
+
+const sound = new Sound(el.sound, () => render());
+const microphone = new Microphone(() => render());
 
 setLogLevel(LogLevel.warn);
 
@@ -231,6 +257,8 @@ class Viewer {
   lastProgress = { frames: -1, at: 0 };
   reportedControlError = ''; // the last control error put into the error list (no repeats)
   joining = false; // between join() and its Connection existing
+  /** @type {RemoteTrackPublication | null} the runner's sound, while subscribed */
+  soundPublication = null;
   #refreshing = false;
   #pollingControl = false;
   /** @type {import('./overlay.js').VideoSample | null} where the overlay's current interval began */
@@ -295,6 +323,29 @@ class Viewer {
     render();
   }
 
+  /** The runner's sound may be played: its track and the runner's publications announced
+   * encrypted, the E2EE worker decrypting the runner's frames, no contrary evidence. */
+  soundTrusted() {
+    const conn = this.connection;
+    const pub = this.soundPublication;
+    if (!conn || conn.closed || !pub || !sound.track) return false;
+    const runner = conn.room.remoteParticipants.get(state.runner);
+    return Boolean(pub.isEncrypted && runner?.isEncrypted && conn.decrypting.get(state.runner) === true
+      && !['undecryptable', 'not-runner', 'unencrypted'].includes(state.screen));
+  }
+
+  /** @param {RemoteTrack} track @param {RemoteTrackPublication} publication */
+  attachSound(track, publication) {
+    this.soundPublication = publication;
+    sound.attach(track);
+    sound.setTrusted(this.soundTrusted());
+  }
+
+  unattachSound() {
+    this.soundPublication = null;
+    sound.detach();
+  }
+
   /** @param {Connection | null} conn */
   unshow(conn) {
     if (!conn?.shown) return;
@@ -350,6 +401,28 @@ class Viewer {
     if (screen === state.screen) return;
     if (state.screen === 'shown') input.reset();
     state.screen = screen;
+  }
+
+  /** Microphone on (from the user's click): only while we have control. */
+  async startMicrophone() {
+    const room = this.room;
+    if (!room || !state.control.you) {
+      /** @type {CodedError} */
+      const error = new Error('the microphone is sent only while you have control');
+      error.code = 'no_control';
+      throw error;
+    }
+    try {
+      await microphone.start(room);
+    } catch (error) {
+      this.reportError(`microphone: ${error?.message ?? error}`);
+      throw error;
+    }
+    if (!state.control.you || this.room !== room) await microphone.stop(room); // lost meanwhile
+  }
+
+  async stopMicrophone() {
+    await microphone.stop(this.room);
   }
 
   /** Input may go to the host: we control, the picture shown is the runner's (encrypted with our
@@ -472,6 +545,8 @@ class Viewer {
         if (conn.closed || !conn.joined) return; // a failed join is handled in join()
         this.stopControl();
         this.unshow(conn);
+        this.unattachSound();
+        microphone.stop(null);
         state.e2eeEnabled = false;
         if (reason !== undefined && FINAL_DISCONNECT_REASONS.has(reason)) {
           state.state = 'disconnected';
@@ -486,7 +561,16 @@ class Viewer {
         render();
       })
       .on(RoomEvent.TrackSubscribed, (track, publication, participant) => {
-        if (conn.closed || track.kind !== Track.Kind.Video) return;
+        if (conn.closed) return;
+        if (track.kind === Track.Kind.Audio) {
+          // Only the runner's desktop sound; other participants' microphones are never played.
+          if (participant.identity === state.runner
+              && publication.source === Track.Source.ScreenShareAudio) {
+            this.attachSound(track, publication);
+          }
+          return;
+        }
+        if (track.kind !== Track.Kind.Video) return;
         if (participant.identity !== state.runner) {
           this.ignoreVideo(participant.identity); // never attached: see trust.js
           render();
@@ -495,6 +579,7 @@ class Viewer {
         }
       })
       .on(RoomEvent.TrackUnsubscribed, (track) => {
+        if (!conn.closed && sound.track === track) this.unattachSound();
         if (!conn.closed && conn.shown?.track === track) {
           this.unshow(conn);
           // livekit-client emits this while the publication still holds `track` (it is removed
@@ -542,8 +627,10 @@ class Viewer {
     if (this.rejoinTimer !== null) clearTimeout(this.rejoinTimer);
     this.rejoinTimer = null;
     const conn = this.connection;
+    await microphone.stop(this.room);
     this.stopControl();
     this.unshow(conn);
+    this.unattachSound();
     this.connection = null;
     await conn?.close();
     Object.assign(state, { state: conn ? 'disconnected' : state.state, e2eeEnabled: false });
@@ -671,6 +758,7 @@ class Viewer {
       fit.forget(); // a new controller's size is asked for, even if it is the same
       fit.schedule();
     }
+    if (!state.control.you) microphone.stop(this.room); // the microphone goes with control
     render();
   }
 
@@ -932,6 +1020,7 @@ function setChip(node, text, level) {
 
 function render() {
   viewer.updateScreen();
+  sound.setTrusted(viewer.soundTrusted());
   setChip(el.connectionState, state.state, LEVELS[state.state] ?? 'idle');
   const live = state.state === 'connected';
   setChip(el.encryptionState, state.e2eeEnabled ? 'on' : 'off',
@@ -957,6 +1046,36 @@ function render() {
   el.tokenHint.textContent = el.token.value ? 'set' : 'not set';
   el.passphraseHint.textContent = el.passphrase.value ? 'set' : 'not set';
   renderControl();
+  renderSound();
+}
+
+/** @type {Record<string, [string, string]>} */
+const SOUND_SUMMARY = {
+  none: ['no sound from the host', 'idle'],
+  untrusted: ["host's sound not encrypted with your key: not played", 'bad'],
+  blocked: ['sound waits for a click (browser rule)', 'warn'],
+  muted: ['muted', 'idle'],
+  playing: ['playing', 'ok'],
+};
+
+function renderSound() {
+  const status = sound.status;
+  Object.assign(state.sound, { status, muted: sound.muted, volume: sound.volume });
+  Object.assign(state.microphone, { status: microphone.status, lastError: microphone.lastError });
+  el.soundPanel.hidden = viewer.connection === null;
+  const [summary, level] = SOUND_SUMMARY[status];
+  setChip(el.soundState, summary, level);
+  el.soundUnblock.hidden = status !== 'blocked';
+  el.soundMute.disabled = status === 'none' || status === 'untrusted';
+  el.soundMute.textContent = sound.muted ? 'Unmute' : 'Mute';
+  el.soundVolume.disabled = el.soundMute.disabled;
+  const mic = microphone.status;
+  el.microphone.disabled = !state.control.you || mic === 'starting' || mic === 'stopping';
+  el.microphone.textContent = `Microphone: ${mic === 'on' ? 'on' : mic === 'failed' ? 'failed' : 'off'}`;
+  el.microphone.dataset.level = mic === 'on' ? 'ok' : mic === 'failed' ? 'bad' : 'idle';
+  el.microphoneState.textContent = mic === 'failed' ? `Microphone failed: ${viewer.redact(microphone.lastError)}`
+    : mic === 'on' ? 'The host hears your microphone.'
+      : 'Your microphone is sent only while you have control and switch it on.';
 }
 
 /** @returns {[string, string]} */
@@ -1152,6 +1271,12 @@ el.clipboardGet.addEventListener('click', () => {
     el.clipboardText.value = typeof result.text === 'string' ? result.text : '';
   }));
 });
+el.soundUnblock.addEventListener('click', () => sound.unblock());
+el.soundMute.addEventListener('click', () => sound.setMuted(!sound.muted));
+el.soundVolume.addEventListener('input', () => sound.setVolume(Number(el.soundVolume.value)));
+el.microphone.addEventListener('click', () => {
+  quietly(microphone.status === 'on' ? viewer.stopMicrophone() : viewer.startMicrophone());
+});
 input.attach();
 fit.attach();
 
@@ -1196,6 +1321,15 @@ const api = {
     return fit.enabled ? fit.fit() : Promise.resolve(null);
   },
   toggleOverlay: () => viewer.toggleOverlay(),
+  soundPeak: () => sound.peak(),
+  soundLevel: () => sound.level(),
+  unblockSound: () => sound.unblock(),
+  /** @param {boolean} muted */
+  setSoundMuted: (muted) => sound.setMuted(muted),
+  /** @param {number} volume */
+  setVolume: (volume) => sound.setVolume(volume),
+  startMicrophone: () => viewer.startMicrophone(),
+  stopMicrophone: () => viewer.stopMicrophone(),
 };
 /** @type {any} */ (window).viewer = api;
 

@@ -82,6 +82,9 @@ class ControlServer:
         self.methods = Methods(lambda: self.settings, media, injector, self.monitors, self.clipboard,
                                self.policy, self.counters, self._set_controller)
         self._background: set[asyncio.Task[None]] = set()
+        # Told the controller's identity (None: nobody) whenever control changes hands; the
+        # host microphone follows it (runner/audio/microphone.py).
+        self.controller_watchers: list[Callable[[str | None], None]] = []
 
     @property
     def accepted(self) -> int:
@@ -237,6 +240,8 @@ class ControlServer:
             self.input.release_all()
         log.info("control_changed", controller=session.identity if session else None,
                  previous=previous.identity if previous else None, reason=reason)
+        for watcher in self.controller_watchers:
+            watcher(session.identity if session else None)
         for s in self.sessions:
             self.pusher.push(s, self._control_body(s))
 
