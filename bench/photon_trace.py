@@ -123,7 +123,7 @@ class Leg:
     """One direction of video packets on loopback: frames by RTP timestamp, padding and RTX packets."""
 
     name: str
-    frames: dict[int, Frame] = field(default_factory=dict)
+    frames: dict[tuple[str, int], Frame] = field(default_factory=dict)  # by (SSRC, RTP timestamp)
     padding: list[tuple[float, int]] = field(default_factory=list)  # (time, udp bytes)
     rtx: list[tuple[float, int]] = field(default_factory=list)
 
@@ -132,7 +132,10 @@ class Leg:
 
 
 def read_capture(pcap: Path, server_ports: tuple[int, int]) -> tuple[Leg, Leg]:
-    """The uplink (runner -> server) and downlink (server -> browser) video legs of a capture."""
+    """The uplink (runner -> server) and downlink (server -> browser) video legs of a capture.
+    A leg may span several UDP flows and SSRCs (after a resume the runner republishes); the
+    video payload type is the one with the most bytes, other payload types (RTX) are counted
+    apart, padding-only packets too."""
     fields = ["frame.time_epoch", "udp.srcport", "udp.dstport", "udp.length", "rtp.ssrc", "rtp.p_type",
               "rtp.seq", "rtp.timestamp", "rtp.marker", "rtp.padding"]
     cmd = ["tshark", "-r", str(pcap), "--enable-heuristic", "rtp_udp", "-Y", "rtp", "-T", "fields",
@@ -143,26 +146,31 @@ def read_capture(pcap: Path, server_ports: tuple[int, int]) -> tuple[Leg, Leg]:
     flows: dict[tuple[int, int], int] = defaultdict(int)
     for r in rows:
         flows[(int(r[1]), int(r[2]))] += int(r[3])
-    up = max((f for f in flows if lo <= f[1] <= hi and not lo <= f[0] <= hi), key=flows.__getitem__)
-    down = max((f for f in flows if lo <= f[0] <= hi and not lo <= f[1] <= hi), key=flows.__getitem__)
+
+    def server(port: int) -> bool:
+        return lo <= port <= hi
+
     legs = []
-    for name, flow in (("uplink", up), ("downlink", down)):
-        mine = [r for r in rows if (int(r[1]), int(r[2])) == flow]
-        by_ssrc: dict[str, int] = defaultdict(int)
+    for name, toward_server in (("uplink", True), ("downlink", False)):
+        mine_flows = {f: n for f, n in flows.items() if server(f[1]) == toward_server and server(f[0]) != toward_server}
+        biggest = max(mine_flows.values(), default=0)
+        chosen = {f for f, n in mine_flows.items() if n >= biggest / 10}
+        mine = [r for r in rows if (int(r[1]), int(r[2])) in chosen]
+        by_type: dict[str, int] = defaultdict(int)
         for r in mine:
-            by_ssrc[r[4]] += int(r[3])
-        video = max(by_ssrc, key=by_ssrc.__getitem__)
+            by_type[r[5]] += int(r[3])
+        video = max(by_type, key=by_type.__getitem__) if by_type else ""
         leg = Leg(name)
         for r in mine:
             t, size = float(r[0]), int(r[3])
-            if r[4] != video:
+            if r[5] != video:
                 leg.rtx.append((t, size))
                 continue
             if r[9] in ("1", "True"):  # padding only (libwebrtc's probes; the SFU's)
                 leg.padding.append((t, size))
                 continue
             ts = int(r[7])
-            f = leg.frames.setdefault(ts, Frame(ts, t, t))
+            f = leg.frames.setdefault((r[4], ts), Frame(ts, t, t))
             f.first, f.last = min(f.first, t), max(f.last, t)
             f.packets += 1
             f.bytes += size
@@ -172,45 +180,43 @@ def read_capture(pcap: Path, server_ports: tuple[int, int]) -> tuple[Leg, Leg]:
     return legs[0], legs[1]
 
 
-def best_offset(a: list[int], b: list[int], tolerance: int) -> int | None:
-    """The constant c (mod 2^32) with the most values of ``a`` + c found in ``b`` (within
-    ``tolerance`` RTP ticks): how one leg's (or the hand-off's) timestamps map onto another's."""
-    if not a or not b:
-        return None
-    candidates = {(y - x) % 2**32 for x in a[:30] for y in b[:30]}
-    bs = sorted(b)
+def match_in_order(a: list[Frame], b: list[Frame], within: float) -> dict[int, Frame]:
+    """Each frame of leg ``a`` (by index) to the first unmatched frame of leg ``b`` that starts
+    no earlier than it, within ``within`` seconds, with as many packets and about as many bytes
+    (the SFU rewrites header extensions: a few bytes a packet)."""
+    out, used = {}, set()
+    starts = [f.first for f in b]
+    import bisect
 
-    def hits(c: int) -> int:
-        import bisect
-
-        n = 0
-        for x in a:
-            y = (x + c) % 2**32
-            i = bisect.bisect_left(bs, y - tolerance)
-            n += i < len(bs) and bs[i] <= y + tolerance
-        return n
-
-    return max(candidates, key=hits)
-
-
-def nearest(frames: dict[int, Frame], ts: int, tolerance: int) -> Frame | None:
-    for d in range(tolerance + 1):
-        for t in ((ts + d) % 2**32, (ts - d) % 2**32):
-            if t in frames:
-                return frames[t]
-    return None
-
-
-def match_pushes(pushes: list[list[Any]], up: Leg) -> dict[int, Frame]:
-    """Hand-offs to uplink frames, in order: libwebrtc stamps RTP with its own millisecond clock
-    when the frame reaches its sender, not with the frame's timestamp_us, so by wall clock: each
-    hand-off is the first unmatched uplink frame that starts after it."""
-    frames, out, j = up.ordered(), {}, 0
-    for i, p in enumerate(pushes):
-        while j < len(frames) and frames[j].first < p[0] - 0.001:
+    for i, f in enumerate(a):
+        j = bisect.bisect_left(starts, f.first - 0.0005)
+        while j < len(b) and b[j].first - f.first < within:
+            g = b[j]
+            if id(g) not in used and g.packets == f.packets and abs(g.bytes - f.bytes) <= 40 * f.packets:
+                out[i] = g
+                used.add(id(g))
+                break
             j += 1
-        if j < len(frames) and frames[j].first - p[1] < 1.0:
-            out[i] = frames[j]
+    return out
+
+
+def match_pushes(pushes: list[list[Any]], leg: Leg) -> dict[int, Frame]:
+    """Hand-offs to a leg's frames. libwebrtc stamps RTP with its own millisecond clock when the
+    frame reaches its sender, not with the frame's timestamp_us, so by wall clock and size: a
+    hand-off is the first unmatched frame that starts within 0.3 s after it and whose UDP bytes
+    are its payload plus 12-100 bytes of headers per packet."""
+    frames, out, used = leg.ordered(), {}, set()
+    starts = [f.first for f in frames]
+    import bisect
+
+    for i, p in enumerate(pushes):
+        j = bisect.bisect_left(starts, p[0] - 0.001)
+        while j < len(frames) and frames[j].first - p[1] < 0.3:
+            f = frames[j]
+            if id(f) not in used and 12 * f.packets <= f.bytes - p[3] <= 100 * f.packets:
+                out[i] = f
+                used.add(id(f))
+                break
             j += 1
     return out
 
@@ -218,22 +224,24 @@ def match_pushes(pushes: list[list[Any]], up: Leg) -> dict[int, Frame]:
 def analyse(handoffs: list[list[Any]], up: Leg, down: Leg, browser: dict[str, Any]) -> list[dict[str, Any]]:
     pushes = [h for h in handoffs if h[5]]
     matched = match_pushes(pushes, up)
+    matched_down = match_pushes(pushes, down)  # when the uplink is not in the capture (ICE over TCP)
     up_frames, down_frames = up.ordered(), down.ordered()
-    c2 = best_offset([f.ts for f in up_frames], [f.ts for f in down_frames], 0)
+    forwarded = match_in_order(up_frames, down_frames, 0.5)
+    up_index = {id(f): i for i, f in enumerate(up_frames)}
     out = []
     for trial in browser["trials"]:
         t0 = trial["t0"] / 1000
         row: dict[str, Any] = {"t0": t0, "photon_ms": None if trial["seen"] is None
                                else round(trial["seen"] - trial["t0"], 1)}
         index = next((i for i, h in enumerate(pushes) if h[0] > t0 and h[3] > 200), None)
-        if index is None or c2 is None:
+        if index is None:
             out.append(row)
             continue
         change = pushes[index]
         row["handoff_ms"] = round((change[1] - t0) * 1000, 1)
         row["bytes"] = change[3]
         fu = matched.get(index)
-        fd = nearest(down.frames, (fu.ts + c2) % 2**32, 0) if fu else None
+        fd = forwarded.get(up_index[id(fu)]) if fu else matched_down.get(index)
         if fu:
             row |= {"up_first_ms": round((fu.first - t0) * 1000, 1), "up_last_ms": round((fu.last - t0) * 1000, 1),
                     "up_packets": fu.packets}

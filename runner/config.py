@@ -128,6 +128,8 @@ class CaptureSettings(_Section):
     fps: float = Field(30.0, gt=0, le=120)
     cursor: bool = Field(True, description="draw the mouse pointer into the picture")
     skip_unchanged: bool = Field(True, description="grab and encode only when the screen changed (XDamage)")
+    idle_refresh_s: float = Field(1.0, ge=0.02, le=5.0, description="with skip_unchanged, a still screen is "
+                                  "sent again this often (a skip picture)")
 
 
 class EncoderSettings(_Section):
