@@ -256,11 +256,13 @@ async ([trials, gapMin, gapMax, mon]) => {
 # 60 fps and under 80 ms at 30 fps, the first change after a still second included.
 PHOTON_TARGET_P50_MS = 35.0
 PHOTON_TARGET_P95_MS = {60: 60.0, 30: 80.0}
-# (LiveKit's room.playout_delay or None for the server's default, fps, capture.skip_unchanged).
-# The playout delay (0, 0) rows are the server setting docs/operations.md recommends: Chrome then
-# renders each frame as soon as it is decoded instead of through its smoothness algorithm.
-PHOTON_CONFIGS: list[tuple[tuple[int, int] | None, int, bool]] = [
-    (None, 30, False), (None, 30, True), (None, 60, False), (None, 60, True), ((0, 0), 30, True), ((0, 0), 60, True)]
+# (LiveKit's room.playout_delay or None for the server's default, fps, capture.skip_unchanged,
+# capture.idle_refresh_s). The playout delay (0, 0) rows are the server setting docs/operations.md
+# recommends: Chrome then renders each frame as soon as it is decoded instead of through its
+# smoothness algorithm; the 0.1 s refresh row is the runner-side bound for servers without it.
+PHOTON_CONFIGS: list[tuple[tuple[int, int] | None, int, bool, float]] = [
+    (None, 30, False, 1.0), (None, 30, True, 1.0), (None, 60, False, 1.0), (None, 60, True, 1.0),
+    (None, 30, True, 0.1), ((0, 0), 30, True, 1.0), ((0, 0), 60, True, 1.0)]
 
 
 def photon_target(row: dict[str, Any]) -> str:
@@ -286,12 +288,13 @@ async def photon_section(lk: LiveKitServer, trials: int, idle_trials: int) -> li
           LiveKitServer(playout_delay=(0, 0)) as lk_now):
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM_PATH, headless=True, args=CHROMIUM_ARGS)
-            for playout_delay, fps, skip in PHOTON_CONFIGS:
+            for playout_delay, fps, skip, refresh in PHOTON_CONFIGS:
                 server = lk if playout_delay is None else lk_now
                 server_label = "default" if playout_delay is None else f"{playout_delay[0]}/{playout_delay[1]} ms"
-                room = f"bench-photon-{fps}-{int(skip)}-{int(playout_delay is not None)}"
+                room = f"bench-photon-{fps}-{int(skip)}-{int(playout_delay is not None)}-{refresh:g}"
                 env = runner_env(fps, BITRATES[(1920, 1080)], RUNNER_LOG__LEVEL="info",
-                                 RUNNER_CAPTURE__SKIP_UNCHANGED="true" if skip else "false")
+                                 RUNNER_CAPTURE__SKIP_UNCHANGED="true" if skip else "false",
+                                 RUNNER_CAPTURE__IDLE_REFRESH_S=str(refresh))
                 runner = Runner.joining(server, room=room, passphrase=PASSPHRASE, display=x.display, extra_env=env)
                 with runner:
                     runner.wait_for_event("track_published", timeout=30)
@@ -315,7 +318,7 @@ async def photon_section(lk: LiveKitServer, trials: int, idle_trials: int) -> li
                         values = await page.evaluate(PHOTON_JS, [n, gap[0], gap[1], mon])
                         ok = [v for v in values if v is not None]
                         row = {"resolution": "1920x1080", "fps": fps, "skip_unchanged": skip,
-                               "playout_delay": server_label, "gaps_ms": list(gap),
+                               "idle_refresh_s": refresh, "playout_delay": server_label, "gaps_ms": list(gap),
                                "trials": len(values), "missed": len(values) - len(ok),
                                "p50_ms": round(pct(ok, 0.5), 1), "p95_ms": round(pct(ok, 0.95), 1),
                                "mean_ms": round(statistics.mean(ok), 1) if ok else None,
@@ -324,7 +327,7 @@ async def photon_section(lk: LiveKitServer, trials: int, idle_trials: int) -> li
                                "load": [round(load, 2), round(os.getloadavg()[0], 2)]}
                         row["target"] = photon_target(row)
                         rows.append(row)
-                        print(f"  input-to-photon @{fps} skip_unchanged={str(skip).lower():5} "
+                        print(f"  input-to-photon @{fps} skip_unchanged={str(skip).lower():5} refresh {refresh:g} s "
                               f"playout delay {server_label:7} {label:16}: p50 {row['p50_ms']:6.1f} ms"
                               f"  p95 {row['p95_ms']:6.1f} ms  max {row['max_ms']} ms  ({len(ok)}/{len(values)} seen,"
                               f" {row['over_150_ms']} over 150 ms; load {row['load'][0]}-{row['load'][1]}):"
@@ -385,7 +388,9 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def setting(r: dict[str, Any]) -> str:
-    return f"{r['fps']} fps, skip_unchanged = {str(r['skip_unchanged']).lower()}"
+    text = f"{r['fps']} fps, skip_unchanged = {str(r['skip_unchanged']).lower()}"
+    refresh = r.get("idle_refresh_s", 1.0)
+    return text if refresh == 1.0 or not r["skip_unchanged"] else f"{text}, idle_refresh_s = {refresh:g}"
 
 
 def markdown(results: dict[str, Any]) -> str:

@@ -17,11 +17,12 @@ KEYFRAME_ECHO_S = 0.3
 IDLE_REFRESH_S = 1.0
 # While waiting on a still screen, LiveKit's keyframe requests are collected this often.
 IDLE_POLL_S = 0.1
-# After a change on an otherwise still screen, one more frame follows this much later. Measured
-# (bench input-to-photon, skip_unchanged): the runner handed every change to LiveKit within
-# 10-30 ms, yet about 1 change in 20 reached Chromium only with the next frame, the idle refresh
-# a second later (the receiver seems to learn that a frame is complete, or that its last
-# packet is missing, only from the next frame's packets). A trailing frame bounds that wait.
+# After a change on an otherwise still screen, one more frame follows this much later. The
+# change reaches Chrome within milliseconds (bench/photon_trace.py: packet capture on loopback),
+# but on a LiveKit server without room.playout_delay 0/0 Chrome's smoothness algorithm often
+# holds it, and with no later frame until the next refresh (up to IDLE_REFRESH_S). A trailing
+# frame shortens that: 50 trials after 2 s still, 15-16 late (over 150 ms) with it, 29
+# without (README, Known limitations). With playout delay 0/0 it costs one tiny frame.
 TRAILING_FRAME_S = 0.05
 # Follow the receivers' bitrate target only when it moved by more than this fraction, so the
 # encoder is not reconfigured on every wobble of the estimate.
