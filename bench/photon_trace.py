@@ -1,6 +1,8 @@
 """Where input-to-photon time goes, frame by frame, with a packet capture on loopback.
 
-    .venv/bin/python bench/photon_trace.py --trials 50 --gap 2000 2200 --fps 30 [--jitter-buffer-target 0]
+    .venv/bin/python bench/photon_trace.py --trials 50 --gap 2000 2200 --fps 30 [--playout-delay 0 0]
+        [--jitter-buffer-target 0] [--env RUNNER_CAPTURE__IDLE_REFRESH_S=0.1] [--out DIR] [--detail 150]
+    .venv/bin/python bench/photon_trace.py --report DIR --detail 150     # analyse a kept run again
 
 A development tool behind the README's "first change after a still screen" evidence (not part of
 `make bench`; needs tshark/dumpcap and the rights to capture on ``lo``). It starts livekit-server,
@@ -11,7 +13,11 @@ is known by SSRC, sequence number, RTP timestamp and marker bit on both legs (ru
 server -> browser). Each trial's changed frame is followed from the hand-off through both legs to
 the browser's ``requestVideoFrameCallback`` metadata (``receiveTime``, ``rtpTimestamp``).
 
-Prints a line per trial and the stage percentiles; ``--out DIR`` keeps the capture and logs.
+Prints a line per trial (times in ms after the input: hand-off, first/last packet of the change
+on each leg, the browser's receiveTime and callback for the change frame if it was shown itself,
+photon = the callback that showed the new colour, browser = photon - arrival) and the stage
+percentiles; ``--detail MS`` lists every packet, hand-off and callback around trials slower than
+MS; ``--out DIR`` keeps the capture and logs.
 """
 
 from __future__ import annotations
@@ -413,6 +419,9 @@ def main() -> None:
     parser.add_argument("--detail", type=float, metavar="MS", help="list the packets of trials slower than MS")
     parser.add_argument("--report", type=Path, metavar="DIR", help="only analyse a kept --out directory")
     args = parser.parse_args()
+    for tool in ("tshark", "dumpcap"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"photon_trace: {tool} not found; install Debian's tshark package")
     if args.report:
         report(args.report, args.detail)
         return

@@ -4,6 +4,7 @@ Configured like the runner (RUNNER_* variables); ``BENCH_HANDOFF_LOG`` names a f
 JSON line per ``Publisher.push``: ``[wall_before, wall_after, timestamp_us, bytes, keyframe,
 accepted]`` (wall clock in seconds, comparable with packet captures and the browser's
 ``performance.timeOrigin``). A repeat (skip picture) shows as a payload of a few dozen bytes.
+``BENCH_TRAILING_FRAME_S`` overrides runner.media.scheduling.TRAILING_FRAME_S (experiments).
 """
 
 from __future__ import annotations
@@ -37,11 +38,7 @@ def install(path: str) -> None:
 
 if __name__ == "__main__":
     install(os.environ["BENCH_HANDOFF_LOG"])
-    if "BENCH_IDLE_REFRESH_S" in os.environ:  # experiments: how often a still screen is sent again
-        from runner.media import scheduling
-
-        scheduling.IDLE_REFRESH_S = float(os.environ["BENCH_IDLE_REFRESH_S"])
-    if "BENCH_TRAILING_FRAME_S" in os.environ:  # ... and how soon a change is followed by one more frame
+    if "BENCH_TRAILING_FRAME_S" in os.environ:  # experiments: how soon a change is followed by one more frame
         from runner.media import scheduling
 
         scheduling.TRAILING_FRAME_S = float(os.environ["BENCH_TRAILING_FRAME_S"])
