@@ -24,7 +24,7 @@ test: lint
 test-unit: setup
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
-# The suite behind the README's benchmark table (about 25 minutes; writes bench/results.json),
+# The suite behind the README's benchmark table (about 35 minutes; writes bench/results.json),
 # then the E2EE throughput, sound (latency, A/V offset, CPU) and the input-latency micro-benchmarks.
 bench: setup
 	$(PY) bench/run.py --markdown bench/results.md

@@ -135,6 +135,8 @@ class CaptureSettings(_Section):
     cursor: CursorMode = Field(
         "viewer", description="viewer: pushed to viewers, who draw it; picture: drawn into the picture; none")
     skip_unchanged: bool = Field(True, description="grab and encode only when the screen changed (XDamage)")
+    idle_refresh_s: float = Field(1.0, ge=0.02, le=5.0, description="with skip_unchanged, a still screen is "
+                                  "sent again this often (a skip picture)")
     resizable: bool = Field(False, description="the runner owns this X server: the controlling viewer may "
                             "resize its screen to fit its window (dr.screen.fit, RandR)")
 

@@ -141,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     runner_env: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         try:
-            # A fresh secret, so no other local user can mint tokens for this server.
-            server = stack.enter_context(LiveKitServer(api_secret=secrets.token_urlsafe(32)))
+            # A fresh secret, so no other local user can mint tokens for this server; playout
+            # delay 0: Chrome shows each frame as it is decoded (docs/operations.md).
+            server = stack.enter_context(LiveKitServer(api_secret=secrets.token_urlsafe(32),
+                                                       playout_delay=(0, 0)))
             display = os.environ.get("DISPLAY")
             if not display:
                 screen = stack.enter_context(Xvfb(*args.size))

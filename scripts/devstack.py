@@ -231,9 +231,13 @@ class LiveKitServer(_ManagedProcess):
 
     def __init__(self, port: int | None = None, *, api_key: str = DEV_API_KEY,
                  api_secret: str = DEV_API_SECRET, log_level: str = "info",
-                 startup_timeout: float = STARTUP_TIMEOUT_S) -> None:
+                 startup_timeout: float = STARTUP_TIMEOUT_S,
+                 playout_delay: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.api_key, self.api_secret = api_key, api_secret
+        # room.playout_delay (min, max ms): the RTP playout-delay extension on every subscriber's
+        # video; (0, 0) makes Chrome render each frame as soon as it is decoded (docs/operations.md).
+        self.playout_delay = playout_delay
         self.binary = _resolve_binary(
             os.environ.get(LIVEKIT_SERVER_BIN_ENV, LIVEKIT_SERVER_DEFAULT_BIN),
             setting=LIVEKIT_SERVER_BIN_ENV, install_hint="run scripts/setup.sh to build it")
@@ -272,6 +276,9 @@ class LiveKitServer(_ManagedProcess):
             "keys": {self.api_key: self.api_secret},
             "logging": {"level": log_level, "json": False},
         }
+        if self.playout_delay is not None:
+            low, high = self.playout_delay
+            config["room"] = {"playout_delay": {"enabled": True, "min": low, "max": high}}
         return json.dumps(config, indent=2) + "\n"
 
     def _answers_http(self) -> bool:

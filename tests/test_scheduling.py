@@ -105,6 +105,22 @@ def test_a_picture_before_the_trailing_frame_is_due_keeps_it_pending() -> None:
     assert schedule.trailing_due(100.0 + TRAILING_FRAME_S) is True
 
 
+def test_a_shorter_refresh_interval_is_kept_to() -> None:
+    """capture.idle_refresh_s: 0.1 s sends a still screen ten times a second."""
+    schedule = FrameSchedule(echo_keyframes=True, refresh_s=0.1)
+    schedule.take_keyframe(100.0)
+    assert schedule.must_grab(100.09, last_published_at=100.0) is False
+    assert schedule.must_grab(100.11, last_published_at=100.0) is True
+    # The still screen's wait ends when the refresh falls due, not at the next feedback poll.
+    assert schedule.idle_wait(100.03, last_published_at=100.0) == pytest.approx(0.07)
+
+
+def test_the_idle_wait_is_the_feedback_poll_while_the_refresh_is_far() -> None:
+    schedule = started()
+    assert schedule.idle_wait(100.2, last_published_at=100.0) == IDLE_POLL_S
+    assert schedule.idle_wait(100.95, last_published_at=100.0) == pytest.approx(IDLE_REFRESH_S - 0.95)
+
+
 def test_the_idle_wait_ends_when_the_trailing_frame_is_due() -> None:
     schedule = started()
     assert schedule.idle_wait(100.0) == IDLE_POLL_S

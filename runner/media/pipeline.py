@@ -74,7 +74,8 @@ class Pipeline:
         self._attached = asyncio.Event()
         self._new_frame = asyncio.Event()
         self._latest: CapturedFrame | None = None
-        self._schedule = FrameSchedule(echo_keyframes=settings.e2ee.frame_engine == "runner")
+        self._schedule = FrameSchedule(echo_keyframes=settings.e2ee.frame_engine == "runner",
+                                       refresh_s=settings.capture.idle_refresh_s)
         self._watch: ChangeWatch | None = None  # on the capture thread
         # Skipping still ticks needs the runner's frame engine: Chrome drops some SDK-encrypted
         # IDRs (docs/e2ee.md) and then recovers only from a steady stream of frames (measured:
@@ -309,7 +310,7 @@ class Pipeline:
                 if self._schedule.must_grab(now, self._stats.last_published_at):
                     break
                 waiter = loop.create_future()
-                timer = loop.call_later(self._schedule.idle_wait(now), wake, False)
+                timer = loop.call_later(self._schedule.idle_wait(now, self._stats.last_published_at), wake, False)
                 try:
                     await waiter
                 finally:

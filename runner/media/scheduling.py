@@ -11,15 +11,18 @@ from enum import Enum
 
 # A requested IDR is sent again this much later (see FrameSchedule.take_keyframe).
 KEYFRAME_ECHO_S = 0.3
-# A still screen is sent again this often (a tiny delta frame), so the track never looks dead.
+# A still screen is sent again this often by default (a tiny delta frame), so the track never
+# looks dead (capture.idle_refresh_s). Shorter bounds how long Chrome, on a LiveKit server without
+# the playout-delay setting, holds a change before showing it (README, Known limitations).
 IDLE_REFRESH_S = 1.0
 # While waiting on a still screen, LiveKit's keyframe requests are collected this often.
 IDLE_POLL_S = 0.1
-# After a change on an otherwise still screen, one more frame follows this much later. Measured
-# (bench input-to-photon, skip_unchanged): the runner handed every change to LiveKit within
-# 10-30 ms, yet about 1 change in 20 reached Chromium only with the next frame, the idle refresh
-# a second later (the receiver seems to learn that a frame is complete, or that its last
-# packet is missing, only from the next frame's packets). A trailing frame bounds that wait.
+# After a change on an otherwise still screen, one more frame follows this much later. The
+# change reaches Chrome within milliseconds (bench/photon_trace.py: packet capture on loopback),
+# but on a LiveKit server without room.playout_delay 0/0 Chrome's smoothness algorithm often
+# holds it, and with no later frame until the next refresh (up to IDLE_REFRESH_S). A trailing
+# frame shortens that: 50 trials after 2 s still, 15-16 late (over 150 ms) with it, 29
+# without (README, Known limitations). With playout delay 0/0 it costs one tiny frame.
 TRAILING_FRAME_S = 0.05
 # Follow the receivers' bitrate target only when it moved by more than this fraction, so the
 # encoder is not reconfigured on every wobble of the estimate.
@@ -38,11 +41,13 @@ class FrameSchedule:
     """Keyframe, refresh and trailing-frame decisions of one pipeline.
 
     ``echo_keyframes``: echo each requested IDR once (the runner's frame engine only, see
-    ``take_keyframe``). A new schedule owes a keyframe: every stream starts with an IDR.
+    ``take_keyframe``). ``refresh_s``: how often a still screen is sent again. A new schedule
+    owes a keyframe: every stream starts with an IDR.
     """
 
-    def __init__(self, *, echo_keyframes: bool) -> None:
+    def __init__(self, *, echo_keyframes: bool, refresh_s: float = IDLE_REFRESH_S) -> None:
         self._echo_keyframes = echo_keyframes
+        self._refresh_s = refresh_s
         self._force = True
         self._requested = False  # LiveKit asked (PLI/FIR, a new subscriber)
         self._echo_at: float | None = None
@@ -77,8 +82,8 @@ class FrameSchedule:
 
     def must_grab(self, now: float, last_published_at: float) -> bool:
         """Whether this tick needs a picture even if nothing changed on screen: an IDR is due,
-        the screen was last sent IDLE_REFRESH_S ago, or a trailing frame is due."""
-        stale = now - last_published_at >= IDLE_REFRESH_S
+        the screen was last sent ``refresh_s`` ago, or a trailing frame is due."""
+        stale = now - last_published_at >= self._refresh_s
         return self.needs_keyframe(now) or stale or self.trailing_due(now)
 
     def grab(self, now: float, *, changed: bool, must: bool, can_repeat: bool) -> Grab:
@@ -98,12 +103,16 @@ class FrameSchedule:
             return Grab.REPEAT
         return Grab.PICTURE
 
-    def idle_wait(self, now: float) -> float:
+    def idle_wait(self, now: float, last_published_at: float | None = None) -> float:
         """Seconds a still screen may wait for a change before the next look at LiveKit's
-        feedback (IDLE_POLL_S), shorter when a trailing frame falls due sooner."""
-        if self._trailing_at is None:
-            return IDLE_POLL_S
-        return min(IDLE_POLL_S, max(0.0, self._trailing_at - now))
+        feedback (IDLE_POLL_S), shorter when a trailing frame or (given ``last_published_at``)
+        the refresh falls due sooner."""
+        wait = IDLE_POLL_S
+        if self._trailing_at is not None:
+            wait = min(wait, self._trailing_at - now)
+        if last_published_at is not None:
+            wait = min(wait, last_published_at + self._refresh_s - now)
+        return max(0.0, wait)
 
     # --- the decision that consumes state ------------------------------------------------------
     def take_keyframe(self, now: float) -> bool:
