@@ -90,6 +90,15 @@ def parse_sps(nal: bytes) -> dict[str, int]:
             "frame_mbs_only": frame_mbs_only, "max_ref_frames": max_ref_frames}
 
 
+def sps_profile_idc(au: bytes) -> int | None:
+    """profile_idc of the first SPS in an Annex B access unit (66 Baseline, 77 Main, 100 High),
+    or None without one."""
+    for start, end in nalu_spans(au):
+        if h264_nal_type(au[start]) == H264_NAL_SPS and end - start > 1:
+            return au[start + 1]
+    return None
+
+
 def parse_pps(nal: bytes) -> dict[str, int]:
     r = BitReader(unescape_rbsp(nal[1:]))
     pps_id, sps_id, cabac = r.ue(), r.ue(), r.u(1)
