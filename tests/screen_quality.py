@@ -130,7 +130,7 @@ def text_lines(count: int, seed: int, width_chars: int = 110) -> list[str]:
     for _ in range(count):
         indent = " " * (4 * rng.randrange(0, 4))
         words: list[str] = []
-        target = rng.randrange(12, width_chars - len(indent))
+        target = rng.randrange(12, max(13, width_chars - len(indent)))
         while sum(len(w) + 1 for w in words) < target:
             words.append(rng.choice(WORDS))
         lines.append(indent + " ".join(words) if rng.random() > 0.08 else "")
