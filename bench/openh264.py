@@ -26,6 +26,8 @@ SPS_LISTING = 2
 VIDEO_FORMAT_I420 = 23
 FRAME_TYPE_IDR, FRAME_TYPE_SKIP = 1, 4
 ENCODER_OPTION_BITRATE = 5
+ENCODER_OPTION_TRACE_LEVEL = 25
+WELS_LOG_QUIET = 0
 SPATIAL_LAYER_ALL = 4
 
 
@@ -137,6 +139,8 @@ class OpenH264Encoder:
         vtbl_ptr = ctypes.cast(handle, ctypes.POINTER(ctypes.POINTER(ctypes.c_void_p * len(_VTABLE))))
         table = vtbl_ptr.contents.contents
         self._fn = {name: proto(table[i]) for i, (name, proto) in enumerate(_VTABLE)}
+        quiet = ctypes.c_int(WELS_LOG_QUIET)  # its warnings about screen content go to stderr otherwise
+        self._call("SetOption", ENCODER_OPTION_TRACE_LEVEL, ctypes.byref(quiet))
         p = EncParamExt()
         self._call("GetDefaultParams", ctypes.byref(p))
         p.iUsageType = SCREEN_CONTENT_REAL_TIME
