@@ -24,6 +24,7 @@ Usage: .venv/bin/python bench/bench_quality.py [--frames 90] [--clips editor,ter
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -102,7 +103,7 @@ def run(clip: sq.Clip, frames: list[Any], lumas: list[np.ndarray], kind: str, bi
 def interpolate(points: list[tuple[float, float]], x: float) -> float | None:
     """y at x on the curve through ``points`` (x = bitrate, linear in log bitrate); None outside."""
     pts = sorted(points)
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
+    for (x0, y0), (x1, y1) in itertools.pairwise(pts):
         if x0 <= x <= x1:
             if x1 == x0:
                 return max(y0, y1)
