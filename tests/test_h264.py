@@ -155,3 +155,11 @@ def test_exp_golomb_round_trip(value: int) -> None:
     w.u(5, 19)
     r = BitReader(w.rbsp())
     assert (r.ue(), r.se(), r.se(), r.u(5), r.u(1)) == (value, value, -value, 19, 1)
+
+
+def test_sps_profile_level_id_reads_the_three_bytes_sdp_names() -> None:
+    from runner.media.h264 import sps_profile_level_id
+
+    au = b"\x00\x00\x00\x01\x09\xf0" + b"\x00\x00\x00\x01\x67\x42\xc0\x28\xda" + b"\x00\x00\x01\x68\xce\x3c\x80"
+    assert sps_profile_level_id(au) == "42c028"
+    assert sps_profile_level_id(b"\x00\x00\x00\x01\x41\x9a\x00") is None

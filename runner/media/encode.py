@@ -34,7 +34,7 @@ from runner.bitstream.annexb import normalize_start_codes
 from runner.logs import get_logger
 from runner.media import yuv
 from runner.media.avoptions import RateCap
-from runner.media.h264 import SkipFrames, sps_profile_idc
+from runner.media.h264 import SkipFrames, sps_profile_level_id
 
 if TYPE_CHECKING:
     from runner.config import EncoderSettings
@@ -434,7 +434,7 @@ class EncoderSlot:
             if opened:
                 # What the stream really is (the SPS sent), for operators and the browser tests.
                 log.info("encoder_opened", codec=enc.codec, width=width, height=height, fps=fps,
-                         profile=enc.profile, profile_idc=sps_profile_idc(au.data),
+                         profile=enc.profile, profile_level_id=sps_profile_level_id(au.data),
                          rate_control=enc.rate_control, repeats=enc.can_repeat)
             return au
         except EncoderError as exc:
