@@ -15,7 +15,7 @@ import pytest
 
 import i420
 import screen_quality as sq
-from runner.media.encode import VBV_BUFFER_S, H264Encoder
+from runner.media.encode import H264Encoder, vbv_buffer_bits
 from runner.media.h264 import sps_profile_level_id
 
 W, H = 640, 360
@@ -64,7 +64,7 @@ def test_bits_stay_within_the_target_plus_the_keyframe_budget() -> None:
     frames = 60
     _, sizes = run(sq.clip("terminal", W, H, frames=frames), H264Encoder(W, H, fps=FPS, bitrate=LOW_TARGET))
     spent = 8 * sum(sizes)
-    allowed = LOW_TARGET * frames / FPS + LOW_TARGET * VBV_BUFFER_S
+    allowed = LOW_TARGET * frames / FPS + vbv_buffer_bits(LOW_TARGET, W, H)
     assert spent <= allowed * 1.05, (spent, allowed)
     assert sizes[0] * 8 > LOW_TARGET / 2, "the first keyframe may take more than a frame's share"
 
@@ -79,10 +79,12 @@ def test_the_cap_follows_a_lower_target_without_a_new_keyframe() -> None:
     later = [enc.encode(picture) for picture in pictures[30:]]
     assert not any(au.keyframe for au in later)
     # After one buffer's worth of time the old ceiling has drained: then the new one holds.
-    settle = round(VBV_BUFFER_S * FPS)
+    buffer = vbv_buffer_bits(LOW_TARGET, W, H)
+    settle = round(buffer / LOW_TARGET * FPS)
     tail = later[settle:]
+    assert len(tail) >= FPS
     spent = 8 * sum(len(au.data) for au in tail)
-    assert spent <= LOW_TARGET * (len(tail) / FPS + VBV_BUFFER_S) * 1.05, spent
+    assert spent <= (LOW_TARGET * len(tail) / FPS + buffer) * 1.05, spent
 
 
 def test_a_still_screen_costs_almost_nothing_even_at_a_high_target() -> None:

@@ -42,13 +42,25 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 PTS_CLOCK_HZ = 90_000  # RTP's video clock; any fixed rate works for libx264's rate control
-# VBV buffer in seconds of the current target: the keyframe budget. An IDR of a 1080p desktop
-# needs 100-300 kB for text to stay legible (12 px text >= 36 dB, bench/bench_quality.py); with
-# a quarter of a second (the earlier setting) a 1 Mbit/s target left it 30 kB and 19-25 dB of
-# blocky text for the first seconds after every join and keyframe request. The buffer starts
-# full (vbv-init=1), so the first IDR may spend up to this much; the next frames then pay it
-# back. A longer buffer would let bursts queue longer on a slow link.
+# The VBV buffer is the keyframe budget: it starts full (vbv-init=1), so the first IDR may spend
+# it at once, and the next frames pay it back. An IDR of a 1080p desktop needs 100-200 kB before
+# 12 px text reads cleanly (bench/bench_quality.py: 130 kB -> 32 dB, 230 kB -> 41 dB); a quarter
+# of a second of a 1 Mbit/s target (the earlier setting) left it 30 kB and 19-25 dB of blocky
+# text for seconds after every join and keyframe request. So: 1.5 s of the target, and at low
+# targets at least 0.6 bit per pixel (156 kB at 1080p, what OpenH264 spends on the same IDR in
+# the SDK's path), but never more than 5 s of the target (a burst queues that long on a link
+# that slow).
 VBV_BUFFER_S = 1.5
+KEYFRAME_BITS_PER_PIXEL = 0.6
+VBV_BUFFER_MAX_S = 5.0
+
+
+def vbv_buffer_bits(target: int, width: int, height: int) -> int:
+    """The VBV buffer (bits) for a target (bit/s) at a picture size: see VBV_BUFFER_S."""
+    floor = KEYFRAME_BITS_PER_PIXEL * width * height
+    return int(min(max(target * VBV_BUFFER_S, floor), target * VBV_BUFFER_MAX_S))
+
+
 # The quality libx264 aims at while the target allows it (x264's constant rate factor). A still
 # or slowly changing desktop then costs what its changes cost instead of the whole target
 # (ABR spent every bit of the target refining unchanged pictures); lower is sharper and dearer.
@@ -109,11 +121,7 @@ BT601_VUI = {"color_primaries": "smpte170m", "color_trc": "smpte170m", "colorspa
              "color_range": "tv"}
 
 
-def _vbv(bitrate: int) -> dict[str, str]:
-    return {"maxrate": str(bitrate), "bufsize": str(int(bitrate * VBV_BUFFER_S))}
-
-
-def _codec_options(codec: str, *, preset: str, slices: int, bitrate: int, max_bitrate: int,
+def _codec_options(codec: str, *, preset: str, slices: int, bitrate: int, max_bitrate: int, size: tuple[int, int],
                    profile: str = "baseline", capped_crf: bool = True) -> tuple[dict[str, str], str]:
     """(AVOptions, input pixel format) for one encoder, all set for one-in-one-out latency,
     no B-frames, IDRs on request with SPS/PPS in band.
@@ -127,7 +135,8 @@ def _codec_options(codec: str, *, preset: str, slices: int, bitrate: int, max_bi
     # encoders pick up by reconfiguring), so their ceiling is the configured maximum.
     vbv = {"maxrate": str(max_bitrate), "bufsize": str(int(max_bitrate * FIXED_VBV_BUFFER_S))}
     if codec == "libx264":
-        rate = {"crf": str(CRF), **_vbv(bitrate)} if capped_crf else vbv
+        capped = {"maxrate": str(bitrate), "bufsize": str(vbv_buffer_bits(bitrate, *size))}
+        rate = {"crf": str(CRF), **capped} if capped_crf else vbv
         tools = X264_SCREEN + (":" + X264_HIGH if profile == "high" else "")
         return {
             "preset": preset,
@@ -232,7 +241,8 @@ class H264Encoder:
     def _open(self, *, capped_crf: bool) -> tuple[VideoCodecContext, str]:
         codec, st = self.codec, self._settings
         options, pix_fmt = _codec_options(codec, preset=st.preset, slices=st.slices, bitrate=self.bitrate,
-                                          max_bitrate=st.max_bitrate, profile=self.profile,
+                                          max_bitrate=st.max_bitrate, size=(self.width, self.height),
+                                          profile=self.profile,
                                           capped_crf=capped_crf)
         try:
             # A video encoder by name; PyAV's stubs type only literal codec names precisely.
@@ -332,7 +342,7 @@ class H264Encoder:
         self._ctx.bit_rate = bitrate
         if self._cap is not None:
             try:
-                self._cap.set(bitrate, int(bitrate * VBV_BUFFER_S))
+                self._cap.set(bitrate, vbv_buffer_bits(bitrate, self.width, self.height))
             except RuntimeError as exc:
                 raise EncoderError(str(exc)) from exc
 
