@@ -147,3 +147,26 @@ def test_clips_are_deterministic() -> None:
     again = list(sq.clip("terminal", 320, 180, frames=3).pictures())
     assert all(np.array_equal(x, y) for x, y in zip(first, again, strict=True))
     assert not np.array_equal(first[0], first[1])  # it scrolls
+
+
+# --- the VBV cap's access to FFmpeg ---------------------------------------------------------------
+
+
+def test_the_rate_cap_needs_an_open_encoder_with_a_ceiling() -> None:
+    import av
+
+    from runner.media.avoptions import RateCap
+
+    assert RateCap.attach(av.CodecContext.create("h264", "r")) is None  # no maxrate to move
+
+
+def test_without_the_rate_cap_libx264_falls_back_to_abr(monkeypatch) -> None:
+    from runner.media import encode
+
+    monkeypatch.setattr(encode.RateCap, "attach", classmethod(lambda cls, ctx: None))
+    enc = H264Encoder(W, H, fps=FPS, bitrate=LOW_TARGET)
+    assert enc.rate_control == "abr"
+    picture = next(sq.clip("editor", W, H, frames=1).pictures())
+    assert enc.encode(picture).keyframe
+    enc.set_bitrate(2 * LOW_TARGET)  # ABR takes the new average; nothing else to move
+    assert not enc.encode(picture).keyframe
