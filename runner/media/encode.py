@@ -66,14 +66,15 @@ def vbv_buffer_bits(target: int, width: int, height: int) -> int:
 # or slowly changing desktop then costs what its changes cost instead of the whole target
 # (ABR spent every bit of the target refining unchanged pictures); lower is sharper and dearer.
 CRF = 23
-# libx264 for screen content, on top of `ultrafast`, each measured (bench/bench_quality.py, 1080p
-# clips at 1-4 Mbit/s): intra 4x4 prediction for the fine edges of text (ultrafast allows only
-# 16x16), the deblocking filter (less ringing around glyphs for no measurable CPU); adaptive
-# quantization stays off (aq-mode 1 took 1.5-6 dB off text at equal CRF: it moves bits from
-# busy blocks, which text is, to flat ones). Psychovisual RD needs subme >= 6 and trellis,
-# which ultrafast does not run. Baseline keeps CAVLC, one reference frame and POC type 2, which
-# the skip pictures of runner.media.h264 need.
-X264_SCREEN = "partitions=i4x4:deblock=0,0:aq-mode=0:vbv-init=1.0"
+# libx264 for screen content, on top of `ultrafast`, each measured (1080p clips of
+# tests/screen_quality.py at 1-4 Mbit/s): intra 4x4 prediction for the fine edges of text
+# (ultrafast allows only 16x16; +0.2-0.5 dB); adaptive quantization stays off (aq-mode 1 took
+# 1-6 dB off text at equal CRF: it moves bits from busy blocks, which text is, to flat ones);
+# the deblocking filter stays off too (-0.3 to +0.4 dB of text for about 1 ms more per 1080p
+# frame of video, where the CPU budget against the SDK path is already spent). Psychovisual RD
+# needs subme >= 6 and trellis, which ultrafast does not run. Baseline keeps CAVLC, one
+# reference frame and POC type 2, which the skip pictures of runner.media.h264 need.
+X264_SCREEN = "partitions=i4x4:aq-mode=0:vbv-init=1.0"
 # High profile (encoder.profile = "high"): CABAC and 8x8 transforms, 2-8 % fewer bits for the
 # same keyframe and +0.5-6 dB on text at the same target up to 1 Mbit/s. CABAC rules out the
 # skip pictures (they are written in CAVLC): a still screen's refresh is then a real encode.
