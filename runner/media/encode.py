@@ -10,7 +10,7 @@ libx264's rate control is tuned for screen content (measured in bench/bench_qual
 quality target (CRF) capped by LiveKit's bitrate target through x264's VBV, the cap moved with
 the target while the encoder runs (``runner.media.avoptions``); the VBV buffer is the keyframe
 budget and starts full, so the first IDR arrives legible (``vbv_buffer_bits``); intra 4x4
-prediction and the deblocking filter on, adaptive quantization off.
+prediction on, adaptive quantization and deblocking off.
 
 Every access unit leaves here with 4-byte start codes, the form the receiving browser rebuilds from RTP (the E2EE
 header authenticates those bytes).
