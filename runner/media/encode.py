@@ -45,7 +45,7 @@ log = get_logger(__name__)
 PTS_CLOCK_HZ = 90_000  # RTP's video clock; any fixed rate works for libx264's rate control
 # The VBV buffer is the keyframe budget: it starts full (vbv-init=1), so the first IDR may spend
 # it at once, and the next frames pay it back. An IDR of a 1080p desktop needs 100-200 kB before
-# 12 px text reads cleanly (bench/bench_quality.py: 130 kB -> 32 dB, 230 kB -> 41 dB); a quarter
+# 12 px text reads cleanly (bench/bench_quality.py: 129 kB -> 32 dB, 231 kB -> 43 dB); a quarter
 # of a second of a 1 Mbit/s target (the earlier setting) left it 30 kB and 19-25 dB of blocky
 # text for seconds after every join and keyframe request. So: 1.5 s of the target, and at low
 # targets at least 0.6 bit per pixel (156 kB at 1080p, what OpenH264 spends on the same IDR in
