@@ -25,9 +25,13 @@ test-unit: setup
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
 # The suite behind the README's benchmark table (about 35 minutes; writes bench/results.json),
+# the picture quality per bit against OpenH264 (about 15 minutes; bench/quality_results.*) and
+# what the SDK's own path delivers on the same clips (about 5 minutes),
 # then the E2EE throughput, sound (latency, A/V offset, CPU) and the input-latency micro-benchmarks.
 bench: setup
 	$(PY) bench/run.py --markdown bench/results.md
+	$(PY) bench/bench_quality.py
+	$(PY) bench/bench_sdk_delivered.py
 	$(PY) bench/bench_e2ee.py
 	$(PY) bench/bench_audio.py
 	$(PY) bench/bench_input.py

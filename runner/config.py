@@ -159,6 +159,8 @@ class EncoderSettings(_Section):
     threads: int = Field(0, ge=0, le=64, description="0 = libx264 picks")
     slices: int = Field(1, ge=1, le=4, description="Chromium decodes at most 4 slices per frame")
     keyframe_interval_s: float = Field(300.0, ge=1, le=86400, description="safety IDR interval")
+    profile: Literal["baseline", "high"] = Field(
+        "baseline", description="libx264's H.264 profile: baseline (what LiveKit negotiates) or high (opt-in)")
 
     @model_validator(mode="after")
     def _bounds(self) -> EncoderSettings:

@@ -22,9 +22,11 @@ say() { printf '[setup] %s\n' "$*"; }
 # start a private PulseAudio server (pulseaudio) to play tones into and record from.
 # docker.io + debootstrap: the image is built and run by the tests (the engine is started by .ci/run
 # through docker/dockerd-up.sh; docker/build-base.sh makes the base image when it cannot be pulled).
+# libopenh264-7: the SDK path's encoder (OpenH264), compared with ours in bench/bench_quality.py.
+# fonts-dejavu-core also draws the text of the quality clips (tests/screen_quality.py).
 APT_PACKAGES=(libyuv0 xvfb xauth chromium xdotool x11-utils x11-xserver-utils fonts-dejavu-core
   xserver-xorg-core xserver-xorg-video-dummy xcvt x11-xkb-utils xclip systemd docker.io debootstrap git
-  libxcursor1 pulseaudio pulseaudio-utils)
+  libxcursor1 pulseaudio pulseaudio-utils libopenh264-7)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

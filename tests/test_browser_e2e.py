@@ -185,3 +185,70 @@ async def test_still_screen_is_kept_alive_with_skip_pictures_and_later_changes_s
     assert repeated >= 9, f"only {repeated} skip pictures were sent"
     assert encoded >= 1
     assert proc.returncode == 0
+
+
+# What Chromium says about the video it decodes: the inbound-rtp stats of the runner's track and
+# the codec entry they point at (mimeType, sdpFmtpLine: the format negotiated through LiveKit).
+DECODER_STATS_JS = """async () => {
+  const room = window.viewer.room;
+  for (const participant of room.remoteParticipants.values()) {
+    for (const pub of participant.trackPublications.values()) {
+      const track = pub.videoTrack;
+      if (!track) continue;
+      const report = await track.getRTCStatsReport();
+      let inbound = null;
+      report.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') inbound = s; });
+      if (!inbound) continue;
+      const codec = inbound.codecId ? report.get(inbound.codecId) : null;
+      return {decoder: inbound.decoderImplementation ?? null, framesDecoded: inbound.framesDecoded ?? 0,
+              mimeType: codec?.mimeType ?? null, fmtp: codec?.sdpFmtpLine ?? null};
+    }
+  }
+  return null;
+}"""
+
+
+def h264_profile(profile_level_id: str) -> str:
+    """The H.264 profile a profile-level-id names (RFC 6184 / webrtc's h264_profile_level_id)."""
+    idc, iop = int(profile_level_id[:2], 16), int(profile_level_id[2:4], 16)
+    if idc == 66:
+        return "constrained-baseline" if iop & 0x40 else "baseline"
+    return {77: "main", 100: "high"}.get(idc, f"profile {idc}")
+
+
+@pytest.mark.parametrize("profile", ["baseline", "high"])
+async def test_the_h264_profile_sent_is_the_one_chromium_decodes(
+        livekit_server, room_name, xvfb, page, open_viewer, profile):
+    """The default stream is Constrained Baseline, inside what Chromium negotiates for the track
+    through LiveKit (measured: profile-level-id 42001f, Baseline; the SDK's pre-encoded path
+    offers only 42e01f, Constrained Baseline, from its pass-through encoder factory), so the
+    profile decoded is the one offered. ``encoder.profile = "high"`` sends High under that same
+    Baseline format: Chromium decodes it anyway (colours right, frames counted), a receiver that
+    sets its decoder up from the SDP might not, hence an opt-in. decoderImplementation is
+    printed when Chromium exposes it (it hides it from pages that capture no media)."""
+    paint(xvfb.display, QUADRANTS)
+    proc = Runner(livekit_url=livekit_server.url, api_key=livekit_server.api_key,
+                  api_secret=livekit_server.api_secret, room=room_name, passphrase=PASSPHRASE,
+                  display=xvfb.display, extra_env={"RUNNER_ENCODER__PROFILE": profile})
+    with proc:
+        opened = proc.wait_for_event("encoder_opened", timeout=STARTUP_TIMEOUT_S)
+        await open_viewer(page, livekit_server.url, viewer_token(livekit_server, room_name), PASSPHRASE)
+        await wait_for_picture(page, expected_quadrants(), timeout=STARTUP_TIMEOUT_S)
+        await wait_for_viewer(page, lambda s: s["framesDecoded"] >= 10, timeout=STARTUP_TIMEOUT_S,
+                              what="10 decoded frames")
+        stats = await page.evaluate(DECODER_STATS_JS)
+        state = await wait_for_viewer(page, lambda s: True, timeout=1, what="state")
+    print(f"runner SPS profile-level-id {opened['profile_level_id']}, Chromium: {stats}")
+    assert opened["profile"] == profile and opened["codec"] == "libx264"
+    assert stats is not None and stats["mimeType"] == "video/H264" and stats["framesDecoded"] >= 10
+    offered = dict(p.split("=", 1) for p in stats["fmtp"].split(";"))["profile-level-id"]
+    assert h264_profile(offered) in ("baseline", "constrained-baseline")
+    sent = h264_profile(opened["profile_level_id"])
+    if profile == "baseline":
+        assert sent == "constrained-baseline"  # a subset of either: decodable as offered
+        assert opened["repeats"] is True  # CAVLC: skip pictures keep the still screen cheap
+    else:
+        assert sent == "high"
+        assert opened["repeats"] is False  # CABAC: a still screen's refresh is a real frame
+    assert state["encryptionErrors"] == 0, state["lastError"]
+    assert proc.returncode == 0

@@ -12,7 +12,7 @@ from runner.bitstream.annexb import h264_nal_type, is_h264_slice, iter_nalu_indi
 from runner.bitstream.bits import BitReader, BitWriter
 from runner.bitstream.escaping import unescape_rbsp as unescape
 from runner.media.encode import H264Encoder
-from runner.media.h264 import SkipFrames
+from runner.media.h264 import SkipFrames, sps_profile_level_id
 
 IDR = 5
 
@@ -155,3 +155,9 @@ def test_exp_golomb_round_trip(value: int) -> None:
     w.u(5, 19)
     r = BitReader(w.rbsp())
     assert (r.ue(), r.se(), r.se(), r.u(5), r.u(1)) == (value, value, -value, 19, 1)
+
+
+def test_sps_profile_level_id_reads_the_three_bytes_sdp_names() -> None:
+    au = b"\x00\x00\x00\x01\x09\xf0" + b"\x00\x00\x00\x01\x67\x42\xc0\x28\xda" + b"\x00\x00\x01\x68\xce\x3c\x80"
+    assert sps_profile_level_id(au) == "42c028"
+    assert sps_profile_level_id(b"\x00\x00\x00\x01\x41\x9a\x00") is None

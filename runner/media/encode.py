@@ -1,10 +1,18 @@
 """H.264 encoding with PyAV: libx264, or a hardware encoder (NVENC, Quick Sync, VAAPI) where one
 works (``encoder.codec = auto`` tries them first), tuned for interactive latency.
 
-Constrained Baseline (what LiveKit's SDP advertises), ``zerolatency`` (no B-frames, no
-lookahead: one picture in, one access unit out), no periodic keyframes except a long safety
-interval, and an IDR with in-band SPS/PPS whenever the caller asks. Every access unit leaves
-here with 4-byte start codes, the form the receiving browser rebuilds from RTP (the E2EE
+Constrained Baseline (the one H.264 format LiveKit's pre-encoded path negotiates; High is an
+opt-in, ``encoder.profile``), ``zerolatency`` (no B-frames, no lookahead: one picture in, one
+access unit out), no periodic keyframes except a long safety interval, and an IDR with in-band
+SPS/PPS whenever the caller asks.
+
+libx264's rate control is tuned for screen content (measured in bench/bench_quality.py): a
+quality target (CRF) capped by LiveKit's bitrate target through x264's VBV, the cap moved with
+the target while the encoder runs (``runner.media.avoptions``); the VBV buffer is the keyframe
+budget and starts full, so the first IDR arrives legible (``vbv_buffer_bits``); intra 4x4
+prediction on, adaptive quantization and deblocking off.
+
+Every access unit leaves here with 4-byte start codes, the form the receiving browser rebuilds from RTP (the E2EE
 header authenticates those bytes).
 
 Not thread-safe: the pipeline calls one encoder from one executor thread.
@@ -26,7 +34,8 @@ from livekit import rtc
 from runner.bitstream.annexb import normalize_start_codes
 from runner.logs import get_logger
 from runner.media import yuv
-from runner.media.h264 import SkipFrames
+from runner.media.avoptions import RateCap
+from runner.media.h264 import SkipFrames, sps_profile_level_id
 
 if TYPE_CHECKING:
     from runner.config import EncoderSettings
@@ -34,21 +43,63 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 PTS_CLOCK_HZ = 90_000  # RTP's video clock; any fixed rate works for libx264's rate control
-# VBV buffer in seconds of the current bitrate: small enough that a burst (an IDR, a page of new
-# text) never queues much more than this on the wire, large enough that an IDR is not mush.
-VBV_BUFFER_S = 0.25
+# The VBV buffer is the keyframe budget: it starts full (vbv-init=1), so the first IDR may spend
+# it at once, and the next frames pay it back. An IDR of a 1080p desktop needs 100-200 kB before
+# 12 px text reads cleanly (bench/bench_quality.py: 129 kB -> 32 dB, 231 kB -> 43 dB); a quarter
+# of a second of a 1 Mbit/s target (the earlier setting) left it 30 kB and 19-25 dB of blocky
+# text for seconds after every join and keyframe request. So: 1.5 s of the target, and at low
+# targets at least 0.6 bit per pixel (156 kB at 1080p, what OpenH264 spends on the same IDR in
+# the SDK's path), but never more than 5 s of the target (a burst queues that long on a link
+# that slow).
+VBV_BUFFER_S = 1.5
+KEYFRAME_BITS_PER_PIXEL = 0.6
+VBV_BUFFER_MAX_S = 5.0
 
 
-BGRA_BYTES = 4
-# The quantizer never goes below this. In ABR mode libx264 otherwise keeps spending the whole
-# target on a still screen, refining it towards lossless (measured at 1080p60, 8 Mbit/s: 13 kB
-# per frame of a static desktop; with 18: 0.4 kB, the picture already indistinguishable).
+def vbv_buffer_bits(target: int, width: int, height: int) -> int:
+    """The VBV buffer (bits) for a target (bit/s) at a picture size: see VBV_BUFFER_S."""
+    floor = KEYFRAME_BITS_PER_PIXEL * width * height
+    return int(min(max(target * VBV_BUFFER_S, floor), target * VBV_BUFFER_MAX_S))
+
+
+# The quality libx264 aims at while the target allows it (x264's constant rate factor). A still
+# or slowly changing desktop then costs what its changes cost instead of the whole target
+# (ABR spent every bit of the target refining unchanged pictures); lower is sharper and dearer.
+CRF = 23
+# libx264 for screen content, on top of `ultrafast`, each measured (1080p clips of
+# tests/screen_quality.py at 1-4 Mbit/s): intra 4x4 prediction for the fine edges of text
+# (ultrafast allows only 16x16; +0.2-0.5 dB); adaptive quantization stays off (aq-mode 1 took
+# 1-6 dB off text at equal CRF: it moves bits from busy blocks, which text is, to flat ones);
+# the deblocking filter stays off too (-0.3 to +0.4 dB of text for about 1 ms more per 1080p
+# frame of video, where the CPU budget against the SDK path is already spent). Psychovisual RD
+# needs subme >= 6 and trellis, which ultrafast does not run. Baseline keeps CAVLC, one
+# reference frame and POC type 2, which the skip pictures of runner.media.h264 need.
+X264_SCREEN = "partitions=i4x4:aq-mode=0:vbv-init=1.0"
+# High profile (encoder.profile = "high"): CABAC and 8x8 transforms, 2-8 % fewer bits for the
+# same keyframe and +0.5-6 dB on text at the same target up to 1 Mbit/s. CABAC rules out the
+# skip pictures (they are written in CAVLC): a still screen's refresh is then a real encode.
+X264_HIGH = "partitions=i4x4,i8x8:8x8dct=1:cabac=1"
+PROFILES = ("baseline", "high")
+# The quantizer never goes below this (a still screen is already indistinguishable at 18).
 QP_MIN = 18
+# The VBV buffer under a ceiling fixed at encoder.max_bitrate (hardware encoders, ABR fallback):
+# a burst never queues much more than this on the wire.
+FIXED_VBV_BUFFER_S = 0.25
+BGRA_BYTES = 4
 PROBE_SIZE = (320, 240)  # the test picture hardware encoders must encode before auto picks them
 
 
 class EncoderError(RuntimeError):
     """libx264 could not be opened or failed on a frame."""
+
+
+@dataclass(frozen=True)
+class _OpenSettings:
+    preset: str
+    threads: int
+    slices: int
+    keyframe_interval_s: float
+    max_bitrate: int
 
 
 @dataclass(frozen=True)
@@ -72,22 +123,32 @@ BT601_VUI = {"color_primaries": "smpte170m", "color_trc": "smpte170m", "colorspa
              "color_range": "tv"}
 
 
-def _codec_options(codec: str, *, preset: str, slices: int, bitrate: int,
-                   max_bitrate: int) -> tuple[dict[str, str], str]:
+def _codec_options(codec: str, *, preset: str, slices: int, bitrate: int, max_bitrate: int,
+                   size: tuple[int, int], profile: str = "baseline",
+                   capped_crf: bool = True) -> tuple[dict[str, str], str]:
     """(AVOptions, input pixel format) for one encoder, all set for one-in-one-out latency,
-    Constrained Baseline, no B-frames, IDRs on request with SPS/PPS in band."""
-    # PyAV cannot change the VBV ceiling of an open encoder (only bit_rate, which the encoders
-    # pick up by reconfiguring), so the ceiling is the configured maximum.
-    vbv = {"maxrate": str(max_bitrate), "bufsize": str(int(max_bitrate * VBV_BUFFER_S))}
+    no B-frames, IDRs on request with SPS/PPS in band.
+
+    libx264 with ``capped_crf``: CRF under a VBV cap at ``bitrate`` (moved later through
+    ``RateCap``); without (a PyAV whose context cannot be reached): ABR at ``bitrate`` under a
+    fixed VBV ceiling at ``max_bitrate``, as hardware encoders run."""
+    if profile not in PROFILES:
+        raise EncoderError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    # PyAV cannot change the VBV ceiling of an open hardware encoder (only bit_rate, which the
+    # encoders pick up by reconfiguring), so their ceiling is the configured maximum.
+    vbv = {"maxrate": str(max_bitrate), "bufsize": str(int(max_bitrate * FIXED_VBV_BUFFER_S))}
     if codec == "libx264":
+        capped = {"maxrate": str(bitrate), "bufsize": str(vbv_buffer_bits(bitrate, *size))}
+        rate = {"crf": str(CRF), **capped} if capped_crf else vbv
+        tools = X264_SCREEN + (":" + X264_HIGH if profile == "high" else "")
         return {
             "preset": preset,
             "tune": "zerolatency",
-            "profile": "baseline",
+            "profile": profile,
             "forced-idr": "1",
-            **vbv,
+            **rate,
             "x264-params": (
-                f"qpmin={QP_MIN}:scenecut=0:slices={slices}:bframes=0:repeat-headers=1:aud=0"
+                f"qpmin={QP_MIN}:scenecut=0:slices={slices}:bframes=0:repeat-headers=1:aud=0:{tools}"
                 ":colorprim=smpte170m:transfer=smpte170m:colormatrix=smpte170m"
             ),
         }, "yuv420p"
@@ -146,6 +207,7 @@ class H264Encoder:
         keyframe_interval_s: float = 300.0,
         max_bitrate: int | None = None,
         codec: str = "libx264",
+        profile: str = "baseline",
     ) -> None:
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise EncoderError(f"picture size {width}x{height} must be positive and even")
@@ -155,31 +217,16 @@ class H264Encoder:
         self._pts = 0
         self._pts_step = max(1, round(PTS_CLOCK_HZ / fps))
         self.codec = codec
-        options, self._pix_fmt = _codec_options(codec, preset=preset, slices=slices, bitrate=bitrate,
-                                                max_bitrate=max_bitrate or bitrate)
-        try:
-            # A video encoder by name; PyAV's stubs type only literal codec names precisely.
-            ctx = cast(VideoCodecContext, av.CodecContext.create(codec, "w"))
-        except (av.FFmpegError, ValueError) as exc:  # not built into PyAV's FFmpeg
-            raise EncoderError(f"encoder {codec} is not in this FFmpeg build") from exc
-        ctx.width, ctx.height = width, height
-        ctx.pix_fmt = self._pix_fmt
-        ctx.time_base = Fraction(1, PTS_CLOCK_HZ)
-        ctx.framerate = Fraction(round(fps * 1000), 1000)
-        ctx.bit_rate = bitrate
-        ctx.max_b_frames = 0
-        ctx.gop_size = max(1, round(keyframe_interval_s * fps))
-        if codec == "libx264":
-            ctx.thread_count = threads
-            # Sliced threads keep one-in-one-out; frame threads would add a frame of delay each.
-            ctx.thread_type = "SLICE"
-        ctx.options = options
-        try:
-            ctx.open()
-        except av.FFmpegError as exc:
-            # PyAV's message repeats every option; the reason is enough.
-            raise EncoderError(f"cannot open {codec} at {width}x{height}: {exc.strerror or exc}") from exc
-        self._ctx = ctx
+        self.profile = profile if codec == "libx264" else "baseline"
+        self._settings = _OpenSettings(preset, threads, slices, keyframe_interval_s, max_bitrate or bitrate)
+        self._ctx, self._pix_fmt = self._open(capped_crf=True)
+        # The cap follows the target (libx264 only); where PyAV's context cannot be reached, ABR.
+        self._cap = RateCap.attach(self._ctx) if codec == "libx264" else None
+        if codec == "libx264" and self._cap is None:
+            log.warning("encoder_rate_cap_fixed", reason="cannot reach the codec context of this PyAV",
+                        rate_control="abr")
+            self._ctx, self._pix_fmt = self._open(capped_crf=False)
+        self.rate_control = "crf+vbv" if self._cap is not None else ("abr" if codec == "libx264" else "vbr")
         self._bgra: av.VideoFrame | None = None
         self._bgra_view: np.ndarray | None = None
         self._i420 = av.VideoFrame(width, height, "yuv420p")
@@ -194,13 +241,43 @@ class H264Encoder:
         # encoder whose stream it has been checked against.
         self._skips = SkipFrames() if codec == "libx264" else None
 
+    def _open(self, *, capped_crf: bool) -> tuple[VideoCodecContext, str]:
+        codec, st = self.codec, self._settings
+        options, pix_fmt = _codec_options(codec, preset=st.preset, slices=st.slices, bitrate=self.bitrate,
+                                          max_bitrate=st.max_bitrate, size=(self.width, self.height),
+                                          profile=self.profile,
+                                          capped_crf=capped_crf)
+        try:
+            # A video encoder by name; PyAV's stubs type only literal codec names precisely.
+            ctx = cast(VideoCodecContext, av.CodecContext.create(codec, "w"))
+        except (av.FFmpegError, ValueError) as exc:  # not built into PyAV's FFmpeg
+            raise EncoderError(f"encoder {codec} is not in this FFmpeg build") from exc
+        ctx.width, ctx.height = self.width, self.height
+        ctx.pix_fmt = pix_fmt
+        ctx.time_base = Fraction(1, PTS_CLOCK_HZ)
+        ctx.framerate = Fraction(round(self.fps * 1000), 1000)
+        ctx.bit_rate = self.bitrate
+        ctx.max_b_frames = 0
+        ctx.gop_size = max(1, round(st.keyframe_interval_s * self.fps))
+        if codec == "libx264":
+            ctx.thread_count = st.threads
+            # Sliced threads keep one-in-one-out; frame threads would add a frame of delay each.
+            ctx.thread_type = "SLICE"
+        ctx.options = options
+        try:
+            ctx.open()
+        except av.FFmpegError as exc:
+            # PyAV's message repeats every option; the reason is enough.
+            raise EncoderError(f"cannot open {codec} at {self.width}x{self.height}: {exc.strerror or exc}") from exc
+        return ctx, pix_fmt
+
     @classmethod
     def configured(cls, cfg: EncoderSettings, width: int, height: int, *, fps: float, bitrate: int,
                    codec: str) -> H264Encoder:
         """An encoder with the ``[encoder]`` settings (the runner's and ``check``'s)."""
         return cls(width, height, fps=fps, bitrate=bitrate, preset=cfg.preset, threads=cfg.threads,
                    slices=cfg.slices, keyframe_interval_s=cfg.keyframe_interval_s,
-                   max_bitrate=cfg.max_bitrate, codec=codec)
+                   max_bitrate=cfg.max_bitrate, codec=codec, profile=cfg.profile)
 
     def _bgra_frame(self, bgra: np.ndarray) -> av.VideoFrame:
         """The picture in a reused BGRA frame.
@@ -262,9 +339,15 @@ class H264Encoder:
         return self._bgra_frame(picture).reformat(width=self.width, height=self.height, format=self._pix_fmt)
 
     def set_bitrate(self, bitrate: int) -> None:
-        """Change the target; libx264 reconfigures itself on the next frame, no new IDR."""
+        """Change the target; libx264 reconfigures itself on the next frame, no new IDR (with
+        CRF the target is the VBV ceiling, with ABR the average)."""
         self.bitrate = bitrate
         self._ctx.bit_rate = bitrate
+        if self._cap is not None:
+            try:
+                self._cap.set(bitrate, vbv_buffer_bits(bitrate, self.width, self.height))
+            except RuntimeError as exc:
+                raise EncoderError(str(exc)) from exc
 
     def encode(self, picture: np.ndarray | av.VideoFrame, *, keyframe: bool = False) -> AccessUnit:
         """Encode one picture: (height, width, 4) BGRA, or a yuv420p frame (the grab converted
@@ -353,13 +436,20 @@ class EncoderSlot:
                bitrate: int, keyframe: bool) -> AccessUnit:
         """Encode at (width, height); another size or frame rate opens a new encoder (an IDR)."""
         enc = self.encoder
-        if enc is None or (enc.width, enc.height, enc.fps) != (width, height, fps):
+        opened = enc is None or (enc.width, enc.height, enc.fps) != (width, height, fps)
+        if enc is None or opened:
             enc = self.encoder = self._open(width, height, fps, bitrate)
             keyframe = True
         elif enc.bitrate != bitrate:
             enc.set_bitrate(bitrate)
         try:
-            return enc.encode(picture, keyframe=keyframe)
+            au = enc.encode(picture, keyframe=keyframe)
+            if opened:
+                # What the stream really is (the SPS sent), for operators and the browser tests.
+                log.info("encoder_opened", codec=enc.codec, width=width, height=height, fps=fps,
+                         profile=enc.profile, profile_level_id=sps_profile_level_id(au.data),
+                         rate_control=enc.rate_control, repeats=enc.can_repeat)
+            return au
         except EncoderError as exc:
             if enc.codec == "libx264":
                 raise

@@ -90,6 +90,16 @@ def parse_sps(nal: bytes) -> dict[str, int]:
             "frame_mbs_only": frame_mbs_only, "max_ref_frames": max_ref_frames}
 
 
+def sps_profile_level_id(au: bytes) -> str | None:
+    """profile_idc, constraint flags and level_idc of the first SPS in an Annex B access unit, as
+    the six hex digits of SDP's ``profile-level-id`` (``42c028``: Constrained Baseline, level 4;
+    ``640028``: High), or None without an SPS."""
+    for start, end in nalu_spans(au):
+        if h264_nal_type(au[start]) == H264_NAL_SPS and end - start > 3:
+            return au[start + 1:start + 4].hex()
+    return None
+
+
 def parse_pps(nal: bytes) -> dict[str, int]:
     r = BitReader(unescape_rbsp(nal[1:]))
     pps_id, sps_id, cabac = r.ue(), r.ue(), r.u(1)
