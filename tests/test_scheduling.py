@@ -11,6 +11,8 @@ from runner.media.scheduling import (
     IDLE_POLL_S,
     IDLE_REFRESH_S,
     KEYFRAME_ECHO_S,
+    KEYFRAME_HOLD_MAX_S,
+    KEYFRAME_HOLD_S,
     TRAILING_FRAME_S,
     FrameSchedule,
     Grab,
@@ -146,3 +148,48 @@ def test_bitrate_target_is_clamped_to_the_bounds() -> None:
 
 def test_small_target_changes_are_ignored() -> None:
     assert follow_target(4_000_000, 4_400_000, floor=1_000_000, cap=8_000_000) == 4_000_000  # +10 %
+
+
+# --- keyframes on a constrained link -----------------------------------------------------------
+def test_requests_while_an_idr_is_on_its_way_wait_for_it_and_get_one_idr() -> None:
+    """An IDR of 0.5 s airtime left at 101.0: requests until 101.7 (hold + airtime) are held,
+    then answered by one IDR; a request after that is answered at once."""
+    schedule = started(echo=False)
+    schedule.keyframe_requested()
+    assert schedule.take_keyframe(101.0) is True
+    schedule.keyframe_sent(101.0, airtime_s=0.5)
+    steps = [(True, 101.1), (True, 101.4), (False, 101.69), (False, 101.7), (False, 101.8), (True, 102.5)]
+    assert decisions(schedule, steps) == [False, False, False, True, False, True]
+
+
+def test_a_held_request_is_not_a_reason_to_grab() -> None:
+    schedule = started(echo=False)
+    schedule.keyframe_sent(100.0, airtime_s=0.0)
+    schedule.keyframe_requested()
+    assert schedule.needs_keyframe(100.1) is False
+    assert schedule.must_grab(100.1, last_published_at=100.05) is False
+    assert schedule.needs_keyframe(100.0 + KEYFRAME_HOLD_S) is True
+
+
+def test_the_hold_after_an_idr_is_capped() -> None:
+    schedule = started(echo=False)
+    schedule.keyframe_sent(100.0, airtime_s=60.0)
+    schedule.keyframe_requested()
+    assert schedule.take_keyframe(100.0 + KEYFRAME_HOLD_S + KEYFRAME_HOLD_MAX_S - 0.01) is False
+    assert schedule.take_keyframe(100.0 + KEYFRAME_HOLD_S + KEYFRAME_HOLD_MAX_S) is True
+
+
+def test_a_forced_keyframe_is_never_held() -> None:
+    schedule = started()
+    schedule.keyframe_sent(100.0, airtime_s=1.0)
+    schedule.force_keyframe()
+    assert schedule.needs_keyframe(100.1) is True
+    assert schedule.take_keyframe(100.1) is True
+
+
+def test_an_echo_waits_for_the_hold_too() -> None:
+    schedule = started()
+    schedule.keyframe_requested()
+    assert schedule.take_keyframe(101.0) is True
+    schedule.keyframe_sent(101.0, airtime_s=0.4)  # held until 101.6; the echo was due at 101.3
+    assert [schedule.take_keyframe(t) for t in (101.3, 101.55, 101.65, 101.7)] == [False, False, True, False]

@@ -381,6 +381,8 @@ class Pipeline:
                 timestamp_us=publisher.next_timestamp_us(frame.captured_at),
             )
             handoff_s = time.perf_counter() - handoff_started
+            if accepted and au.keyframe:
+                self._schedule.keyframe_sent(time.monotonic(), 8 * len(payload) / max(1, self._stats.bitrate_target))
             self._count(au, payload, accepted, repeat=frame.repeat)
             self._watchdog.frame_published(time.monotonic())  # accepted or not: the path works
             if accepted and not frame.repeat:

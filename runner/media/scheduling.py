@@ -11,6 +11,13 @@ from enum import Enum
 
 # A requested IDR is sent again this much later (see FrameSchedule.take_keyframe).
 KEYFRAME_ECHO_S = 0.3
+# After an IDR, receivers' further requests wait until it had time to arrive: its airtime at
+# the bitrate target (capped at KEYFRAME_HOLD_MAX_S) plus KEYFRAME_HOLD_S. Measured on a 1 Mbit/s,
+# 40 ms, 1 %-loss path (tests/netpath.py) with every request answered at once: requests came with
+# nearly every frame, every frame was an IDR (6-11 Mbit/s sent into 1 Mbit/s), the queue overflowed,
+# its losses asked for more IDRs, and LiveKit's estimate sank to the encoder's floor.
+KEYFRAME_HOLD_S = 0.2
+KEYFRAME_HOLD_MAX_S = 2.0
 # A still screen is sent again this often (a tiny delta frame), so the track never looks dead.
 IDLE_REFRESH_S = 1.0
 # While waiting on a still screen, LiveKit's keyframe requests are collected this often.
@@ -47,6 +54,7 @@ class FrameSchedule:
         self._requested = False  # LiveKit asked (PLI/FIR, a new subscriber)
         self._echo_at: float | None = None
         self._trailing_at: float | None = None  # see TRAILING_FRAME_S
+        self._hold_until = 0.0  # requests and echoes wait until then (see KEYFRAME_HOLD_S)
 
     # --- events ----------------------------------------------------------------------------
     def force_keyframe(self) -> None:
@@ -58,6 +66,11 @@ class FrameSchedule:
         """A receiver asked for an IDR (collected from LiveKit's feedback)."""
         self._requested = True
 
+    def keyframe_sent(self, now: float, airtime_s: float) -> None:
+        """An IDR left at ``now``; it takes ``airtime_s`` on the wire at the bitrate target.
+        Requests until it can have arrived are answered after that, by one IDR."""
+        self._hold_until = now + KEYFRAME_HOLD_S + min(max(airtime_s, 0.0), KEYFRAME_HOLD_MAX_S)
+
     def grabbed(self, now: float, *, changed: bool) -> None:
         """A picture was grabbed at ``now``: a change schedules a trailing frame; the trailing
         frame itself, once due, is this one."""
@@ -68,9 +81,14 @@ class FrameSchedule:
 
     # --- questions -------------------------------------------------------------------------
     def needs_keyframe(self, now: float) -> bool:
-        """Whether the next frame must be an IDR (forced, requested, or an echo due)."""
+        """Whether the next frame must be an IDR (forced, requested or an echo due, and not held
+        back by the last IDR still on its way)."""
+        if self._force:
+            return True
+        if now < self._hold_until:
+            return False
         echo_due = self._echo_at is not None and now >= self._echo_at
-        return self._force or self._requested or echo_due
+        return self._requested or echo_due
 
     def trailing_due(self, now: float) -> bool:
         return self._trailing_at is not None and now >= self._trailing_at
@@ -117,7 +135,12 @@ class FrameSchedule:
         the echo, none in 30 with it). An IDR costs a few hundred kB at 1080p, on joins and losses
         only. Not with the sdk engine: Chrome drops half of the SDK-encrypted IDRs (docs/e2ee.md),
         each dropped one freezes the picture, so more IDRs there means more freezes.
+
+        After an IDR (``keyframe_sent``) requests and echoes are held, not dropped, until it can
+        have arrived (KEYFRAME_HOLD_S); then one IDR answers all of them.
         """
+        if not self._force and now < self._hold_until:
+            return False
         requested, self._requested = self._requested, False
         echo = self._echo_at is not None and now >= self._echo_at
         if requested and self._echo_keyframes:
