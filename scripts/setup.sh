@@ -13,13 +13,16 @@ PYTHON="${PYTHON:-python3}"
 say() { printf '[setup] %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------------------------
+# iproute2 + iptables: the slow-link tests build their path from network namespaces, veth pairs,
+# tbf and a firewall rule per namespace (tests/netpath.py).
 # libyuv0: the runner converts BGRA to I420 with it (runner/media/yuv.py; optional at run time).
 # Xorg with the dummy driver (+ xcvt, setxkbmap): several monitors and non-US keymaps in tests;
 # xclip: checks the clipboard from another X client; systemd: systemd-analyze verifies the units.
 # docker.io + debootstrap: the image is built and run by the tests (the engine is started by .ci/run
 # through docker/dockerd-up.sh; docker/build-base.sh makes the base image when it cannot be pulled).
 APT_PACKAGES=(libyuv0 xvfb xauth chromium xdotool x11-utils x11-xserver-utils fonts-dejavu-core
-  xserver-xorg-core xserver-xorg-video-dummy xcvt x11-xkb-utils xclip systemd docker.io debootstrap git)
+  xserver-xorg-core xserver-xorg-video-dummy xcvt x11-xkb-utils xclip systemd docker.io debootstrap git
+  iproute2 iptables)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

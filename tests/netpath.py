@@ -1,24 +1,27 @@
 """An impaired network path between the runner and the browser, for tests and the benchmark.
 
-This kernel has no netem, so the path is built from two parts that do work here (see the README,
-"Behaviour on real links"):
+This kernel has no netem, so the path is built from parts that do work here (README, "Behaviour
+on real links"). livekit-server runs on the host, as an SFU in the middle; the runner and the
+browser each sit in a network namespace of their own, made by this process (and always deleted
+again), each behind one leg:
 
-- ``NetNamespace``: a network namespace and a veth pair that this process creates (and always
-  deletes again), addressed from a private /30 that exists only inside this machine, with a
-  ``tbf`` rate limit (a bounded queue) on *both* ends: the host side shapes what goes into the
-  namespace, the namespace side what comes out.
-- ``ImpairedLiveKit``: livekit-server runs *inside* that namespace. The runner and the browser stay
-  on the host and reach it (signalling and media) only across the veth, so every media packet
-  crosses it twice: runner -> server (host -> namespace) and server -> browser (namespace -> host),
-  each through its own tbf. The server announces 127.0.0.1:<its UDP port> as its only ICE
-  candidate (``node_ip``), where
-- ``UdpRelay`` (a separate process, asyncio) listens and forwards each client's packets from a
-  socket of its own to the server's real address across the veth, adding delay and loss (a seeded
-  random generator per direction) in both directions, and counting what it forwards and drops.
+    runner [ns R] --veth R, tbf both ways-- host: livekit-server --veth B, tbf both ways-- [ns B] browser
+
+- ``Leg``: a network namespace and a veth pair to the host, addressed from a private /30 that
+  exists only inside this machine, with a ``tbf`` rate limit (a bounded queue) on both ends, so
+  each direction of each leg has its own bottleneck, as a real access link does: the runner's
+  video going up does not queue behind the browser's input, nor its feedback behind the video
+  going down to the browser.
+- livekit-server announces 127.0.0.1:<its UDP port> as its only ICE candidate (``node_ip``).
+  Inside each namespace that address is the namespace's own loopback, where
+- ``UdpRelay`` (a separate process, asyncio, run inside the namespace) listens and forwards each
+  client socket's packets from a socket of its own to the server across the veth, adding delay
+  and loss (a seeded generator per direction) both ways, and counting what it forwards and drops.
+  ICE/TCP is off, so there is no way around the relay.
 
 ``Link`` describes the path end to end (runner to browser); each leg gets half the delay and the
-loss that makes both legs together lose ``loss``. Counters (``UdpRelay.stats``,
-``NetNamespace.tbf_stats``) prove that the media went through the impairment.
+loss that makes both legs together lose ``loss``, and the full rate. Counters
+(``ImpairedPath.counters``) prove that the media went through the impairment.
 
 Needs root (``ip netns``, ``ip link``, ``tc``). The relay runs as ``python tests/netpath.py relay ...``.
 """
@@ -30,14 +33,20 @@ import asyncio
 import ipaddress
 import json
 import math
+import os
 import random
 import secrets
+import select
+import shlex
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "scripts") not in sys.path:
@@ -47,9 +56,13 @@ from devstack import (  # noqa: E402
     LOOPBACK,
     ComponentError,
     LiveKitServer,
+    Runner,
+    ViewerServer,
     _udp_port_is_free,
     _wait_until,
 )
+
+T = TypeVar("T")
 
 # Private /30s for the veth pair are picked in here, avoiding any network the host already routes.
 SUBNET_POOL = ipaddress.ip_network("10.213.0.0/16")
@@ -57,6 +70,9 @@ SUBNET_POOL = ipaddress.ip_network("10.213.0.0/16")
 # bottleneck router with a modest buffer does.
 DEFAULT_QUEUE_MS = 100
 RELAY_START_TIMEOUT_S = 10.0
+# The relays run as this user, so the namespace's firewall can tell their packets from the
+# clients' (``Leg.only_relay_reaches``).
+RELAY_UID = 65534  # nobody
 
 
 @dataclass(frozen=True)
@@ -127,14 +143,14 @@ def _tbf_args(rate_bps: int, queue_ms: int) -> list[str]:
     return ["tbf", "rate", f"{rate_bps}bit", "burst", str(burst), "latency", f"{queue_ms}ms"]
 
 
-class NetNamespace:
+class Leg:
     """A network namespace with a veth pair to the host, made by this process; ``close()`` (also on
     ``with`` exit) deletes both. ``host_ip`` is the host end, ``ns_ip`` the namespace end."""
 
-    def __init__(self) -> None:
+    def __init__(self, role: str) -> None:
         tag = secrets.token_hex(3)
-        self.name = f"drnet-{tag}"
-        self.host_dev, self.ns_dev = f"drn{tag}h", f"drn{tag}n"
+        self.name = f"drnet-{role}-{tag}"
+        self.host_dev, self.ns_dev = f"drn{role}{tag}h", f"drn{role}{tag}n"
         subnet = _free_subnet()
         hosts = list(subnet.hosts())
         self.host_ip, self.ns_ip = str(hosts[0]), str(hosts[1])
@@ -150,14 +166,12 @@ class NetNamespace:
             _run(["ip", "-n", self.name, "addr", "add", f"{self.ns_ip}/30", "dev", self.ns_dev])
             _run(["ip", "-n", self.name, "link", "set", self.ns_dev, "up"])
             _run(["ip", "-n", self.name, "link", "set", "lo", "up"])
+            # Chromium gathers ICE candidates only with a default route (it asks which local address
+            # would reach a public one); through the host end, where nothing forwards it further.
+            _run(["ip", "-n", self.name, "route", "add", "default", "via", self.host_ip])
         except BaseException:
             self.close()
             raise
-
-    def _tc(self, side: str, *args: str) -> subprocess.CompletedProcess[str]:
-        if side == "host":
-            return _run(["tc", *args[:3], self.host_dev, *args[3:]])
-        return _run(["ip", "netns", "exec", self.name, "tc", *args[:3], self.ns_dev, *args[3:]])
 
     def shape(self, rate_bps: int | None, queue_ms: int = DEFAULT_QUEUE_MS) -> None:
         """Limit both directions to ``rate_bps`` (None: remove the limit); can change while running."""
@@ -180,6 +194,17 @@ class NetNamespace:
                         "packets": int(root.get("packets", 0)), "drops": int(root.get("drops", 0)),
                         "overlimits": int(root.get("overlimits", 0))}  # type: ignore[dict-item]
         return out
+
+    def only_relay_reaches(self, port: int) -> None:
+        """Drop UDP to ``port`` off the namespace (at any address: the server listens on every
+        leg's host end) from anyone in the namespace but the relay.
+
+        Without it the clients find a direct path: the server's connectivity checks come from
+        host_ip:port straight to the client's own address, and ICE takes that pair (measured:
+        the runner's video crossed the veth with 1 % of it through the relay)."""
+        _run(["ip", "netns", "exec", self.name, "iptables", "-A", "OUTPUT", "-p", "udp", "!", "-d", "127.0.0.0/8",
+              "--dport", str(port),
+              "-m", "owner", "!", "--uid-owner", str(RELAY_UID), "-j", "DROP"])
 
     def exec_argv(self, argv: list[str]) -> list[str]:
         """``argv`` run inside the namespace (``ip netns exec`` execs it: same process)."""
@@ -215,59 +240,66 @@ def _free_udp_port() -> int:
 
 
 class ImpairedLiveKit(LiveKitServer):
-    """livekit-server --dev inside ``netns``, reachable only across the veth; its single ICE/UDP
-    port is announced as 127.0.0.1:``udp_port`` (where the relay listens) and ICE/TCP is off, so
-    clients have no way around the relay."""
+    """livekit-server --dev on the host, listening on loopback and on the host end of each leg;
+    its single ICE/UDP port is announced as 127.0.0.1:``udp_port`` (inside each namespace, where
+    that leg's relay listens) and ICE/TCP is off, so clients have no way around the relays."""
 
-    def __init__(self, netns: NetNamespace, **kwargs: Any) -> None:
-        self.netns = netns
+    def __init__(self, legs: list[Leg], **kwargs: Any) -> None:
+        self.legs = legs
         self.udp_port = _free_udp_port()
         super().__init__(**kwargs)
 
     @property
-    def url(self) -> str:
-        return f"ws://{self.netns.ns_ip}:{self.port}"
+    def media_address(self) -> tuple[str, int]:
+        """Where the relays send: the first leg's host end (every namespace reaches it through its
+        own veth, as the host owns the address)."""
+        return self.legs[0].host_ip, self.udp_port
 
-    @property
-    def http_url(self) -> str:
-        return f"http://{self.netns.ns_ip}:{self.port}"
+    def url_from(self, leg: Leg) -> str:
+        """The signalling URL for a client inside ``leg``'s namespace."""
+        return f"ws://{leg.host_ip}:{self.port}"
 
     def _config_yaml(self, log_level: str) -> str:
         config = {
             "port": self.port,
-            "bind_addresses": [self.netns.ns_ip],
+            "bind_addresses": [LOOPBACK, *(leg.host_ip for leg in self.legs)],
             "rtc": {
-                "tcp_port": 0,  # no ICE/TCP candidate: it would bypass the relay
+                "tcp_port": 0,  # no ICE/TCP candidate: it would bypass the relays
                 "udp_port": self.udp_port,
                 "node_ip": LOOPBACK,
                 "use_external_ip": False,
                 "enable_loopback_candidate": False,
-                "interfaces": {"includes": [self.netns.ns_dev]},
+                # One media address for all: pion keeps one of several candidates that the node_ip
+                # rewrites to the same 127.0.0.1:port, and drops what arrives on the others (measured:
+                # whichever client came second never connected).
+                "interfaces": {"includes": [self.legs[0].host_dev]},
             },
             "keys": {self.api_key: self.api_secret},
-            "logging": {"level": "info", "json": False},
+            "logging": {"level": log_level, "json": False},
         }
         return json.dumps(config, indent=2) + "\n"
 
     def start(self) -> None:
         if self.running:
             return
-        argv = [self.binary, "--dev", "--bind", self.netns.ns_ip, "--config", str(self.config_path)]
-        self._spawn(self.netns.exec_argv(argv))
+        argv = [self.binary, "--dev", "--config", str(self.config_path)]
+        self._spawn(argv)
         _wait_until(self._answers_http, self.startup_timeout, f"livekit-server on {self.url}",
                     self._proc, self.log_path)
 
 
 class UdpRelay:
-    """The relay process (``python tests/netpath.py relay``) between 127.0.0.1:``port`` and the
-    server at ``upstream``; commands over its stdin, answers on its stdout (JSON lines)."""
+    """The relay process (``python tests/netpath.py relay``) inside ``leg``'s namespace, between
+    127.0.0.1:``port`` there and the server at ``upstream``; commands over its stdin, answers on
+    its stdout (JSON lines)."""
 
-    def __init__(self, port: int, upstream: tuple[str, int], bind_ip: str, link: Link) -> None:
+    def __init__(self, leg: Leg, port: int, upstream: tuple[str, int], link: Link, seed: int) -> None:
         argv = [sys.executable, str(Path(__file__).resolve()), "relay", "--listen", f"{LOOPBACK}:{port}",
-                "--upstream", f"{upstream[0]}:{upstream[1]}", "--bind", bind_ip,
-                "--delay-s", str(link.leg_delay_s), "--loss", str(link.leg_loss), "--seed", str(link.seed)]
-        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                      start_new_session=True)
+                "--upstream", f"{upstream[0]}:{upstream[1]}", "--bind", leg.ns_ip,
+                "--delay-s", str(link.leg_delay_s), "--loss", str(link.leg_loss), "--seed", str(seed),
+                "--uid", str(RELAY_UID)]
+        self._proc = subprocess.Popen(leg.exec_argv(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True, start_new_session=True)
         line = self._readline(RELAY_START_TIMEOUT_S)
         if line.strip() != "ready":
             self.close()
@@ -275,8 +307,6 @@ class UdpRelay:
 
     def _readline(self, timeout: float) -> str:
         assert self._proc.stdout is not None
-        import select
-
         ready, _, _ = select.select([self._proc.stdout], [], [], timeout)
         if not ready:
             raise ComponentError("the UDP relay did not answer")
@@ -294,9 +324,6 @@ class UdpRelay:
         client the bytes each way."""
         return self.command(cmd="stats")
 
-    def set_impairment(self, *, delay_s: float, loss: float) -> None:
-        self.command(cmd="set", delay_s=delay_s, loss=loss)
-
     def blackout(self, seconds: float) -> None:
         """Drop every packet, both directions, for ``seconds`` from now (a burst of loss)."""
         self.command(cmd="blackout", seconds=seconds)
@@ -307,46 +334,109 @@ class UdpRelay:
         self._proc.wait()
 
 
+class _InLeg:
+    """Mixin for devstack's process helpers: the process runs inside ``self.leg``'s namespace."""
+
+    leg: Leg
+
+    def _spawn(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        spawned: subprocess.Popen[bytes] = super()._spawn(self.leg.exec_argv(argv), **kwargs)  # type: ignore[misc]
+        return spawned
+
+
+class LegRunner(_InLeg, Runner):
+    """The runner (``python -m runner``) inside a leg's namespace; X is reached through its
+    socket file, which namespaces share."""
+
+    def __init__(self, leg: Leg, server: ImpairedLiveKit, *, room: str, passphrase: str, display: str,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.leg = leg
+        super().__init__(livekit_url=server.url_from(leg), api_key=server.api_key, api_secret=server.api_secret,
+                         room=room, passphrase=passphrase, display=display, extra_env=extra_env)
+
+
+class LegViewerServer(_InLeg, ViewerServer):
+    """The viewer page server inside a leg's namespace (its 127.0.0.1 is the namespace's own)."""
+
+    def __init__(self, leg: Leg) -> None:
+        self.leg = leg
+        super().__init__()
+
+
 class ImpairedPath:
-    """Namespace + tbf + livekit-server inside + relay, as one context manager: ``.server`` is the
-    LiveKitServer to use, ``.relay`` and ``.netns`` the counters and knobs."""
+    """Two legs (runner, browser), livekit-server between them, a relay in each leg, as one
+    context manager. ``server`` is the LiveKitServer (its ``url`` is for the host: tokens, checks),
+    ``runner_leg`` / ``browser_leg`` are where to start the runner and the browser
+    (``LegRunner``, ``chromium_in``)."""
 
     def __init__(self, link: Link) -> None:
         self.link = link
-        self.netns = NetNamespace()
+        self._closers: list[Any] = []
         try:
-            self.netns.shape(link.rate_bps, link.queue_ms)
-            self.server = ImpairedLiveKit(self.netns)
-            try:
-                self.relay = UdpRelay(self.server.udp_port, (self.netns.ns_ip, self.server.udp_port),
-                                      self.netns.host_ip, link)
-            except BaseException:
-                self.server.stop()
-                raise
+            self.runner_leg = self._keep(Leg("r"))
+            self.browser_leg = self._keep(Leg("b"))
+            self.set_rate(link.rate_bps)
+            self.server = self._keep(ImpairedLiveKit([self.runner_leg, self.browser_leg]))
+            port = self.server.udp_port
+            for leg in (self.runner_leg, self.browser_leg):
+                leg.only_relay_reaches(port)
+            self.relays = {
+                name: self._keep(UdpRelay(leg, port, self.server.media_address, link, seed=link.seed + 10 * i))
+                for i, (name, leg) in enumerate((("runner", self.runner_leg), ("browser", self.browser_leg)))
+            }
         except BaseException:
-            self.netns.close()
+            self.close()
             raise
 
+    def _keep(self, thing: T) -> T:
+        self._closers.append(thing)
+        return thing
+
     def set_rate(self, rate_bps: int | None) -> None:
-        self.netns.shape(rate_bps, self.link.queue_ms)
+        """The bottleneck of both legs, both ways (None: no limit); can change while running."""
+        for leg in (self.runner_leg, self.browser_leg):
+            leg.shape(rate_bps, self.link.queue_ms)
+
+    def blackout(self, seconds: float) -> None:
+        """Every packet on both legs, both ways, dropped for ``seconds`` from now."""
+        for relay in self.relays.values():
+            relay.blackout(seconds)
 
     def counters(self) -> dict[str, Any]:
-        return {"relay": self.relay.stats(), "tbf": self.netns.tbf_stats()}
+        """Per leg: the relay's counters and both tbf queues' (``to_ns``: towards the client)."""
+        return {name: {"relay": self.relays[name].stats(), "tbf": leg.tbf_stats()}
+                for name, leg in (("runner", self.runner_leg), ("browser", self.browser_leg))}
 
     def close(self) -> None:
-        try:
-            self.relay.close()
-        finally:
+        """Stop everything in reverse order of creation; every part is tried."""
+        errors = []
+        while self._closers:
+            thing = self._closers.pop()
             try:
-                self.server.stop()
-            finally:
-                self.netns.close()
+                thing.close() if hasattr(thing, "close") else thing.stop()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def chromium_in(leg: Leg) -> Iterator[str]:
+    """The path of an executable that runs Chromium inside ``leg``'s namespace, for Playwright's
+    ``executable_path`` (``ip netns exec`` execs it, so Playwright's pipes reach the browser)."""
+    from realenv import CHROMIUM_PATH
+
+    with tempfile.TemporaryDirectory(prefix="netpath-") as tmp:
+        wrapper = Path(tmp) / "chromium"
+        wrapper.write_text(f'#!/bin/sh\nexec {shlex.join(leg.exec_argv([CHROMIUM_PATH]))} "$@"\n')
+        wrapper.chmod(0o755)
+        yield str(wrapper)
 
 
 # --- the relay process ------------------------------------------------------------------------------
@@ -378,6 +468,7 @@ class Relay:
         self.blackout_until = 0.0
         self.listener: asyncio.DatagramTransport | None = None
         self.clients: dict[tuple[str, int], asyncio.DatagramTransport] = {}
+        self.opening: dict[tuple[str, int], list[bytes]] = {}
         self.client_bytes: dict[tuple[str, int], list[int]] = {}
 
     def _passes(self, direction: Direction, size: int) -> bool:
@@ -397,20 +488,20 @@ class Relay:
 
     def from_client(self, data: bytes, addr: tuple[str, int]) -> None:
         upstream = self.clients.get(addr)
-        if upstream is None:
-            asyncio.get_running_loop().create_task(self._open_client(addr, data))
-            return
-        self._forward_up(upstream, addr, data)
+        if upstream is not None:
+            self._forward_up(upstream, addr, data)
+        elif addr in self.opening:  # its socket is being opened: one socket per client, in order
+            self.opening[addr].append(data)
+        else:
+            self.opening[addr] = [data]
+            asyncio.get_running_loop().create_task(self._open_client(addr))
 
     def _forward_up(self, upstream: asyncio.DatagramTransport, addr: tuple[str, int], data: bytes) -> None:
         if self._passes(self.up, len(data)):
             self.client_bytes[addr][0] += len(data)
-            self._later(upstream.sendto, data)
+            self._later(upstream.sendto, data, self.upstream)
 
-    async def _open_client(self, addr: tuple[str, int], first: bytes) -> None:
-        if addr in self.clients:
-            self._forward_up(self.clients[addr], addr, first)
-            return
+    async def _open_client(self, addr: tuple[str, int]) -> None:
         relay = self
 
         class Upstream(asyncio.DatagramProtocol):
@@ -419,11 +510,13 @@ class Relay:
                     relay.client_bytes[addr][1] += len(data)
                     relay._later(relay.listener.sendto, data, addr)
 
+        # Not connected: the server may answer from its address on another leg (it listens on all).
         transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-            Upstream, local_addr=(self.bind_ip, 0), remote_addr=self.upstream)
+            Upstream, local_addr=(self.bind_ip, 0))
         self.clients[addr] = transport
         self.client_bytes[addr] = [0, 0]
-        self._forward_up(transport, addr, first)
+        for data in self.opening.pop(addr):
+            self._forward_up(transport, addr, data)
 
     def stats(self) -> dict[str, Any]:
         return {"up": self.up.as_dict(), "down": self.down.as_dict(),
@@ -434,6 +527,10 @@ class Relay:
 async def relay_main(args: argparse.Namespace) -> None:
     host, port = args.listen.rsplit(":", 1)
     up_host, up_port = args.upstream.rsplit(":", 1)
+    if args.uid is not None:  # see Leg.only_relay_reaches
+        os.setgroups([])
+        os.setgid(args.uid)
+        os.setuid(args.uid)
     relay = Relay((up_host, int(up_port)), args.bind, args.delay_s, args.loss, args.seed)
     loop = asyncio.get_running_loop()
 
@@ -471,6 +568,7 @@ def main() -> None:
     relay.add_argument("--delay-s", type=float, default=0.0)
     relay.add_argument("--loss", type=float, default=0.0)
     relay.add_argument("--seed", type=int, default=1)
+    relay.add_argument("--uid", type=int, help="run as this user once started")
     args = parser.parse_args()
     asyncio.run(relay_main(args))
 
