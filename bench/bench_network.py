@@ -31,8 +31,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +42,14 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "tests"), str(ROOT 
 import numpy as np  # noqa: E402
 from netscene import PAGE, PAGES, SQUARE  # noqa: E402
 
-from devstack import Runner, ViewerServer, Xvfb, mint_token, viewer_link  # noqa: E402
+from devstack import Runner, Xvfb, mint_token, viewer_link  # noqa: E402
 from luma_psnr import LEGIBLE_DB, luma, psnr  # noqa: E402
-from netpath import ImpairedPath, Link  # noqa: E402
+from netpath import ImpairedPath, LegRunner, LegViewerServer, Link, chromium_in  # noqa: E402
 
 PASSPHRASE = "network benchmark passphrase"
 WIDTH, HEIGHT = 1920, 1080
 BUSY_S = 15
+FREEZE_MS = 250  # a gap this long without a new frame while the terminal scrolls is a freeze
 TRIALS = 12
 TRIAL_TIMEOUT_MS = 10_000
 GAP_S = (1.5, 2.5)  # between trials: the picture settles
@@ -115,6 +116,24 @@ REGION_JS = """
   let s = '';
   for (let i = 0; i < d.length; i += 8192) s += String.fromCharCode(...d.subarray(i, i + 8192));
   return btoa(s);
+}
+"""
+
+FRAME_GAPS_JS = """
+async (seconds) => {
+  const video = document.getElementById('screen');
+  const times = [];
+  await new Promise((resolve) => {
+    const end = performance.now() + seconds * 1000;
+    const tick = (now) => {
+      times.push(now);
+      if (now > end) return resolve();
+      video.requestVideoFrameCallback(tick);
+    };
+    video.requestVideoFrameCallback(tick);
+  });
+  const gaps = times.slice(1).map((t, i) => t - times[i]);
+  return { frames: times.length, gaps };
 }
 """
 
@@ -225,27 +244,37 @@ def statuses(runner: Runner) -> list[dict[str, Any]]:
     return [e for e in runner.events() if e.get("event") == "status"]
 
 
-async def open_viewer(browser: Any, vs: ViewerServer, path: ImpairedPath, room: str) -> Any:
-    from realenv import wait_for_viewer
+@asynccontextmanager
+async def viewer(path: ImpairedPath, room: str) -> AsyncIterator[Any]:
+    """The reference viewer in headless Chromium inside the browser's namespace, joined, with
+    control, showing the full-size picture."""
+    from playwright.async_api import async_playwright
+
+    from realenv import CHROMIUM_ARGS, wait_for_viewer
 
     lk = path.server
-    page = await browser.new_page(viewport={"width": 1280, "height": 800})
-    token = mint_token(lk.api_key, lk.api_secret, room, "bench-net-viewer")
-    await page.goto(viewer_link(vs.url, lk.url, token, PASSPHRASE))
-    await page.wait_for_function("() => window.viewer !== undefined", timeout=10_000)
-    await wait_for_viewer(page, lambda s: s.get("videoWidth", 0) == WIDTH
-                          and (s.get("control") or {}).get("you") is True,
-                          timeout=90, what="the viewer showing video with control")
-    return page
+    with LegViewerServer(path.browser_leg) as vs, chromium_in(path.browser_leg) as chromium:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 1280, "height": 800})
+                token = mint_token(lk.api_key, lk.api_secret, room, "bench-net-viewer")
+                await page.goto(viewer_link(vs.url, lk.url_from(path.browser_leg), token, PASSPHRASE))
+                await page.wait_for_function("() => window.viewer !== undefined", timeout=10_000)
+                await wait_for_viewer(page, lambda s: s.get("videoWidth", 0) == WIDTH
+                                      and (s.get("control") or {}).get("you") is True,
+                                      timeout=90, what="the viewer showing video with control")
+                yield page
+            finally:
+                await browser.close()
 
 
 def runner_for(path: ImpairedPath, room: str, display: str) -> Runner:
-    lk = path.server
-    return Runner.joining(lk, room=room, passphrase=PASSPHRASE, display=display,
-                          extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "1", "RUNNER_LOG__FORMAT": "json"})
+    return LegRunner(path.runner_leg, path.server, room=room, passphrase=PASSPHRASE, display=display,
+                     extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "1", "RUNNER_LOG__FORMAT": "json"})
 
 
-async def run_link(browser: Any, vs: ViewerServer, link: Link, trials: int, busy_s: float) -> dict[str, Any]:
+async def run_link(link: Link, trials: int, busy_s: float) -> dict[str, Any]:
     rng = random.Random(link.seed)
     with Xvfb(WIDTH, HEIGHT) as x, scene(x.display) as sc, ImpairedPath(link) as path:
         refs = page_references(x.display)
@@ -253,42 +282,42 @@ async def run_link(browser: Any, vs: ViewerServer, link: Link, trials: int, busy
         runner = runner_for(path, room, x.display)
         with runner:
             runner.wait_for_event("track_published", timeout=60)
-            page = await open_viewer(browser, vs, path, room)
-            monitors = await page.evaluate("() => window.viewer.call('dr.monitors.list')")
-            mon = monitors["monitors"][0]["id"]
-            await asyncio.sleep(3)
-            rx0 = await page.evaluate(RECEIVER_JS)
-            # busy
-            sc.busy(True)
-            await asyncio.sleep(3)
-            busy_from, rx_busy0 = len(statuses(runner)), await page.evaluate(RECEIVER_JS)
-            await asyncio.sleep(busy_s)
-            rx_busy1 = await page.evaluate(RECEIVER_JS)
-            busy_lines = statuses(runner)[busy_from:]
-            sc.busy(False)
-            await asyncio.sleep(2)
-            # changes
-            white = False  # page_references left the pointer on the left half, in the last band
-            current = PAGES - 1
-            results = []
-            for _ in range(trials):
-                await asyncio.sleep(rng.uniform(*GAP_S))
-                target = rng.choice([p for p in range(PAGES) if p != current])
-                want_white = not white
-                fx = 0.75 if want_white else 0.25
-                r = await page.evaluate(TRIAL_JS, [fx, page_y(target), mon, refs[target], list(PAGE_REGION),
-                                                   list(SQUARE_CENTRE), want_white, TRIAL_TIMEOUT_MS, LEGIBLE_DB])
-                # Cross-check the browser's figure with the shared Python PSNR on the last frame.
-                shown = np.frombuffer(base64.b64decode(await page.evaluate(REGION_JS, list(PAGE_REGION))),
-                                      np.uint8).reshape(PAGE_REGION[3], PAGE_REGION[2], 4)
-                ref = np.frombuffer(base64.b64decode(refs[target]), np.uint8).reshape(PAGE_REGION[3], PAGE_REGION[2])
-                r["psnr_after"] = round(psnr(ref, np.round(luma(shown))), 2)
-                results.append(r)
-                white, current = want_white, target
-            rx1 = await page.evaluate(RECEIVER_JS)
+            async with viewer(path, room) as page:
+                monitors = await page.evaluate("() => window.viewer.call('dr.monitors.list')")
+                mon = monitors["monitors"][0]["id"]
+                await asyncio.sleep(3)
+                rx0 = await page.evaluate(RECEIVER_JS)
+                # busy
+                sc.busy(True)
+                await asyncio.sleep(3)
+                busy_from, rx_busy0 = len(statuses(runner)), await page.evaluate(RECEIVER_JS)
+                frame_gaps = await page.evaluate(FRAME_GAPS_JS, busy_s)
+                rx_busy1 = await page.evaluate(RECEIVER_JS)
+                busy_lines = statuses(runner)[busy_from:]
+                sc.busy(False)
+                await asyncio.sleep(2)
+                # changes
+                white = False  # page_references left the pointer on the left half, in the last band
+                current = PAGES - 1
+                results = []
+                for _ in range(trials):
+                    await asyncio.sleep(rng.uniform(*GAP_S))
+                    target = rng.choice([p for p in range(PAGES) if p != current])
+                    want_white = not white
+                    fx = 0.75 if want_white else 0.25
+                    r = await page.evaluate(TRIAL_JS, [fx, page_y(target), mon, refs[target], list(PAGE_REGION),
+                                                       list(SQUARE_CENTRE), want_white, TRIAL_TIMEOUT_MS, LEGIBLE_DB])
+                    # Cross-check the browser's figure with the shared Python PSNR on the last frame.
+                    shown = np.frombuffer(base64.b64decode(await page.evaluate(REGION_JS, list(PAGE_REGION))),
+                                          np.uint8).reshape(PAGE_REGION[3], PAGE_REGION[2], 4)
+                    ref = np.frombuffer(base64.b64decode(refs[target]), np.uint8).reshape(PAGE_REGION[3],
+                                                                                           PAGE_REGION[2])
+                    r["psnr_after"] = round(psnr(ref, np.round(luma(shown))), 2)
+                    results.append(r)
+                    white, current = want_white, target
+                rx1 = await page.evaluate(RECEIVER_JS)
             all_lines = statuses(runner)
             counters = path.counters()
-            await page.close()
     photon = [r["photon"] for r in results if r["photon"] is not None]
     text = [r["text"] / 1000 for r in results if r["text"] is not None]
     busy_sent = [e["bitrate"] for e in busy_lines]
@@ -306,8 +335,10 @@ async def run_link(browser: Any, vs: ViewerServer, link: Link, trials: int, busy
         "legible_p50_s": _r(pct(text, 0.5), 2), "legible_max_s": _r(max(text) if text else None, 2),
         "legible_missed": len(results) - len(text),
         "psnr_after_min": min(r["psnr_after"] for r in results) if results else None,
-        "freezes": (rx1["freezeCount"] - rx0["freezeCount"]) if rx0 and rx1 else None,
-        "freeze_s": round(rx1["totalFreezesDuration"] - rx0["totalFreezesDuration"], 2) if rx0 and rx1 else None,
+        "busy_frames": frame_gaps["frames"],
+        "freezes": sum(g > FREEZE_MS for g in frame_gaps["gaps"]),
+        "freeze_s": round(sum(g for g in frame_gaps["gaps"] if g > FREEZE_MS) / 1000, 2),
+        "longest_gap_ms": round(max(frame_gaps["gaps"], default=0)),
         "keyframes": sum(e.get("keyframes", 0) for e in all_lines),
         "keyframe_requests": sum(e.get("keyframe_requests", 0) for e in all_lines),
         "receiver": {"start": rx0, "end": rx1},
@@ -327,8 +358,7 @@ def _r(value: float | None, digits: int = 1) -> float | None:
     return round(value, digits) if value is not None else None
 
 
-async def run_step(browser: Any, vs: ViewerServer, high: int, low: int, phases: tuple[float, float, float]
-                   ) -> dict[str, Any]:
+async def run_step(high: int, low: int, phases: tuple[float, float, float]) -> dict[str, Any]:
     """Busy screen; the link at ``high``, then ``low``, then ``high`` again: the target per second."""
     link = Link(high, 20, 0.0, seed=15)
     with Xvfb(WIDTH, HEIGHT) as x, scene(x.display) as sc, ImpairedPath(link) as path:
@@ -336,16 +366,15 @@ async def run_step(browser: Any, vs: ViewerServer, high: int, low: int, phases: 
         runner = runner_for(path, room, x.display)
         with runner:
             runner.wait_for_event("track_published", timeout=60)
-            page = await open_viewer(browser, vs, path, room)
-            sc.busy(True)
-            started, first = time.time(), len(statuses(runner))
-            marks = []
-            for rate, seconds in zip((high, low, high), phases, strict=True):
-                path.set_rate(rate)
-                marks.append((round(time.time() - started, 1), rate))
-                await asyncio.sleep(seconds)
-            lines = statuses(runner)[first:]
-            await page.close()
+            async with viewer(path, room):
+                sc.busy(True)
+                started, first = time.time(), len(statuses(runner))
+                marks = []
+                for rate, seconds in zip((high, low, high), phases, strict=True):
+                    path.set_rate(rate)
+                    marks.append((round(time.time() - started, 1), rate))
+                    await asyncio.sleep(seconds)
+                lines = statuses(runner)[first:]
     series = [[e["bitrate_target"], e["bitrate"]] for e in lines]
     t_low, t_back = phases[0], phases[0] + phases[1]
     # Seconds (status lines are 1 s apart) until the target went under the low rate, and back up.
@@ -356,27 +385,19 @@ async def run_step(browser: Any, vs: ViewerServer, high: int, low: int, phases: 
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    from playwright.async_api import async_playwright
-
-    from realenv import CHROMIUM_ARGS, CHROMIUM_PATH
-
     links = QUICK_LINKS if args.quick else FULL_LINKS
     trials = 6 if args.quick else TRIALS
     out: dict[str, Any] = {"load_before": Path("/proc/loadavg").read_text().split()[:3], "links": []}
-    with ViewerServer() as vs:
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM_PATH, headless=True, args=CHROMIUM_ARGS)
-            for link in links:
-                row = await run_link(browser, vs, link, trials, BUSY_S if not args.quick else 8)
-                out["links"].append(row)
-                print_row(row)
-            if not args.no_step:
-                step = await run_step(browser, vs, 5_000_000, 1_000_000, (20, 20, 30) if not args.quick else (12, 12, 15))
-                out["step"] = step
-                print(f"  step 5 -> 1 -> 5 Mbit/s: target under 1 Mbit/s after {step['down_s']} s, "
-                      f"back over 3 Mbit/s after {step['up_s']} s; target/sent kbit/s per second: "
-                      + " ".join(f"{t // 1000}/{s // 1000}" for t, s in step["series_target_sent"]), flush=True)
-            await browser.close()
+    for link in links:
+        row = await run_link(link, trials, BUSY_S if not args.quick else 8)
+        out["links"].append(row)
+        print_row(row)
+    if not args.no_step:
+        step = await run_step(5_000_000, 1_000_000, (12, 12, 15) if args.quick else (20, 20, 30))
+        out["step"] = step
+        print(f"  step 5 -> 1 -> 5 Mbit/s: target under 1 Mbit/s after {step['down_s']} s, "
+              f"back over 3 Mbit/s after {step['up_s']} s; target/sent kbit/s per second: "
+              + " ".join(f"{t // 1000}/{s // 1000}" for t, s in step["series_target_sent"]), flush=True)
     out["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
     return out
 
@@ -385,9 +406,11 @@ def print_row(row: dict[str, Any]) -> None:
     link = row["link"]
     print(f"  {link['rate_bps'] / 1e6:g} Mbit/s {link['delay_ms']:g} ms {link['loss'] * 100:g} %: "
           f"busy sent {kbit(row['busy_sent_bps'])} (target {kbit(row['busy_target_bps'])}), "
-          f"received {kbit(row['busy_received_bps'])}; legible p50 {row['legible_p50_s']} s max {row['legible_max_s']} s "
+          f"received {kbit(row['busy_received_bps'])}; "
+          f"legible p50 {row['legible_p50_s']} s max {row['legible_max_s']} s "
           f"({row['legible_missed']} never); photon p50 {row['photon_p50_ms']} p95 {row['photon_p95_ms']} ms "
-          f"({row['photon_missed']} missed); freezes {row['freezes']} ({row['freeze_s']} s); "
+          f"({row['photon_missed']} missed); freezes {row['freezes']} ({row['freeze_s']} s, longest gap "
+          f"{row['longest_gap_ms']} ms); "
           f"keyframes {row['keyframes']} for {row['keyframe_requests']} requests", flush=True)
 
 
@@ -396,8 +419,9 @@ def kbit(bps: float | None) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = ["| link (each way) | sent while busy (LiveKit target) | received | text >= 36 dB after a change: p50 / max "
-             "| input-to-photon p50 / p95 | freezes (total) | keyframes / requests |",
+    lines = ["| link (each way) | sent while busy (LiveKit target) | received "
+             "| text >= 36 dB after a change: p50 / max | input-to-photon p50 / p95 "
+             "| freezes while busy (total, longest gap) | keyframes / requests |",
              "|---|---|---|---|---|---|---|"]
     for r in results["links"]:
         link = r["link"]
@@ -405,7 +429,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {link['rate_bps'] / 1e6:g} Mbit/s, {link['delay_ms']:g} ms, {link['loss'] * 100:g} % "
                      f"| {kbit(r['busy_sent_bps'])} ({kbit(r['busy_target_bps'])}) | {kbit(r['busy_received_bps'])} "
                      f"| {r['legible_p50_s']} / {r['legible_max_s']} s{never} "
-                     f"| {r['photon_p50_ms']} / {r['photon_p95_ms']} ms | {r['freezes']} ({r['freeze_s']} s) "
+                     f"| {r['photon_p50_ms']} / {r['photon_p95_ms']} ms "
+                     f"| {r['freezes']} ({r['freeze_s']} s, {r['longest_gap_ms']} ms) "
                      f"| {r['keyframes']} / {r['keyframe_requests']} |")
     return "\n".join(lines) + "\n"
 
