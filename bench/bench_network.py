@@ -49,6 +49,7 @@ from netpath import ImpairedPath, LegRunner, LegViewerServer, Link, chromium_in 
 PASSPHRASE = "network benchmark passphrase"
 WIDTH, HEIGHT = 1920, 1080
 BUSY_S = 15
+DUMP_DIR: Path | None = None
 FREEZE_MS = 250  # a gap this long without a new frame while the terminal scrolls is a freeze
 TRIALS = 12
 TRIAL_TIMEOUT_MS = 10_000
@@ -313,6 +314,10 @@ async def run_link(link: Link, trials: int, busy_s: float) -> dict[str, Any]:
                     ref = np.frombuffer(base64.b64decode(refs[target]), np.uint8).reshape(PAGE_REGION[3],
                                                                                            PAGE_REGION[2])
                     r["psnr_after"] = round(psnr(ref, np.round(luma(shown))), 2)
+                    if DUMP_DIR is not None:  # what was compared, for a look (--dump)
+                        n = len(results)
+                        np.save(DUMP_DIR / f"trial{n}-shown.npy", shown)
+                        np.save(DUMP_DIR / f"trial{n}-ref.npy", ref)
                     results.append(r)
                     white, current = want_white, target
                 rx1 = await page.evaluate(RECEIVER_JS)
@@ -386,6 +391,9 @@ async def run_step(high: int, low: int, phases: tuple[float, float, float]) -> d
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     links = QUICK_LINKS if args.quick else FULL_LINKS
+    if args.link:
+        rate, delay, loss = (float(v) for v in args.link.split(","))
+        links = [Link(int(rate * 1e6) if rate else None, delay, loss / 100, seed=15)]
     trials = 6 if args.quick else TRIALS
     out: dict[str, Any] = {"load_before": Path("/proc/loadavg").read_text().split()[:3], "links": []}
     for link in links:
@@ -404,7 +412,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def print_row(row: dict[str, Any]) -> None:
     link = row["link"]
-    print(f"  {link['rate_bps'] / 1e6:g} Mbit/s {link['delay_ms']:g} ms {link['loss'] * 100:g} %: "
+    print(f"  {(link['rate_bps'] or 0) / 1e6:g} Mbit/s {link['delay_ms']:g} ms {link['loss'] * 100:g} %: "
           f"busy sent {kbit(row['busy_sent_bps'])} (target {kbit(row['busy_target_bps'])}), "
           f"received {kbit(row['busy_received_bps'])}; "
           f"legible p50 {row['legible_p50_s']} s max {row['legible_max_s']} s "
@@ -426,7 +434,7 @@ def markdown(results: dict[str, Any]) -> str:
     for r in results["links"]:
         link = r["link"]
         never = f", {r['legible_missed']} never" if r["legible_missed"] else ""
-        lines.append(f"| {link['rate_bps'] / 1e6:g} Mbit/s, {link['delay_ms']:g} ms, {link['loss'] * 100:g} % "
+        lines.append(f"| {(link['rate_bps'] or 0) / 1e6:g} Mbit/s, {link['delay_ms']:g} ms, {link['loss'] * 100:g} % "
                      f"| {kbit(r['busy_sent_bps'])} ({kbit(r['busy_target_bps'])}) | {kbit(r['busy_received_bps'])} "
                      f"| {r['legible_p50_s']} / {r['legible_max_s']} s{never} "
                      f"| {r['photon_p50_ms']} / {r['photon_p95_ms']} ms "
@@ -441,7 +449,11 @@ def main() -> None:
     parser.add_argument("--no-step", action="store_true", help="skip the 5 -> 1 -> 5 Mbit/s step run")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "network.json")
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
+    parser.add_argument("--link", help="one link instead: MBIT_S,DELAY_MS,LOSS_PERCENT (rate 0: unlimited)")
+    parser.add_argument("--dump", type=Path, help="save each trial's compared pictures (.npy) here")
     args = parser.parse_args()
+    global DUMP_DIR
+    DUMP_DIR = args.dump
     results = asyncio.run(main_async(args))
     args.json.write_text(json.dumps(results, indent=1) + "\n")
     table = markdown(results)

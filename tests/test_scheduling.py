@@ -13,6 +13,9 @@ from runner.media.scheduling import (
     KEYFRAME_ECHO_S,
     KEYFRAME_HOLD_MAX_S,
     KEYFRAME_HOLD_S,
+    REFINE_INTERVAL_S,
+    REFINE_MAX_S,
+    REFINED_BYTES,
     TRAILING_FRAME_S,
     FrameSchedule,
     Grab,
@@ -21,9 +24,10 @@ from runner.media.scheduling import (
 
 
 def started(*, echo: bool = True, at: float = 100.0) -> FrameSchedule:
-    """A schedule whose start-up IDR went out at ``at``."""
+    """A schedule whose start-up IDR went out at ``at``, small enough to need no refining."""
     schedule = FrameSchedule(echo_keyframes=echo)
     assert schedule.take_keyframe(at) is True
+    schedule.picture_encoded(REFINED_BYTES)
     return schedule
 
 
@@ -91,6 +95,7 @@ def test_a_due_keyframe_makes_a_tick_grab() -> None:
 def test_a_change_is_followed_by_one_trailing_frame() -> None:
     schedule = started()
     schedule.grabbed(100.0, changed=True)
+    schedule.picture_encoded(REFINED_BYTES)  # a small change: nothing to refine after it
     assert schedule.must_grab(100.0 + TRAILING_FRAME_S / 2, last_published_at=100.0) is False
     due = 100.0 + TRAILING_FRAME_S
     assert schedule.trailing_due(due) is True
@@ -193,3 +198,44 @@ def test_an_echo_waits_for_the_hold_too() -> None:
     assert schedule.take_keyframe(101.0) is True
     schedule.keyframe_sent(101.0, airtime_s=0.4)  # held until 101.6; the echo was due at 101.3
     assert [schedule.take_keyframe(t) for t in (101.3, 101.55, 101.65, 101.7)] == [False, False, True, False]
+
+
+# --- refining what was squeezed under the bitrate cap --------------------------------------------
+def test_a_change_is_refined_until_the_encoder_has_nothing_left() -> None:
+    """A change at 100.0 (and its trailing frame): the still screen is encoded again every
+    REFINE_INTERVAL_S as real pictures, until a picture comes out small."""
+    schedule = started(at=99.0)
+    schedule.grabbed(100.0, changed=True)
+    schedule.picture_encoded(40_000)
+    assert schedule.must_grab(100.05, last_published_at=100.0) is True  # the trailing frame
+    schedule.grabbed(100.05, changed=False)
+    schedule.picture_encoded(30_000)
+    assert schedule.must_grab(100.1, last_published_at=100.05) is False
+    assert schedule.must_grab(100.15, last_published_at=100.05) is True
+    assert schedule.grab(100.15, changed=False, must=True, can_repeat=True) is Grab.PICTURE
+    schedule.grabbed(100.15, changed=False)
+    schedule.picture_encoded(REFINED_BYTES)  # nothing left to improve
+    assert schedule.must_grab(100.3, last_published_at=100.15) is False
+    assert schedule.grab(101.2, changed=False, must=True, can_repeat=True) is Grab.REPEAT
+
+
+def test_refining_stops_after_its_time_even_if_pictures_stay_big() -> None:
+    schedule = started(at=99.0)
+    schedule.grabbed(100.0, changed=True)
+    now = 100.0
+    while now < 100.0 + REFINE_MAX_S - REFINE_INTERVAL_S:
+        now += REFINE_INTERVAL_S
+        assert schedule.refine_due(now), now
+        schedule.grabbed(now, changed=False)
+        schedule.picture_encoded(20_000)
+    assert schedule.refine_due(100.0 + REFINE_MAX_S + 0.01) is False
+
+
+def test_an_idr_is_refined_like_a_change() -> None:
+    schedule = started(at=99.0)
+    schedule.keyframe_requested()
+    assert schedule.take_keyframe(100.0) is True
+    schedule.grabbed(100.0, changed=False)
+    schedule.picture_encoded(60_000)
+    assert schedule.refine_due(100.0 + REFINE_INTERVAL_S) is True
+    assert schedule.idle_wait(100.05) == pytest.approx(REFINE_INTERVAL_S - 0.05)
