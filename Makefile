@@ -25,11 +25,13 @@ test-unit: setup
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
 # The suite behind the README's benchmark table (about 25 minutes; writes bench/results.json),
-# then the E2EE throughput and the input-latency micro-benchmarks.
+# then the E2EE throughput and the input-latency micro-benchmarks, then slow and lossy links
+# (about 20 minutes, root: network namespaces; bench/network.json and bench/network.md).
 bench: setup
 	$(PY) bench/run.py --markdown bench/results.md
 	$(PY) bench/bench_e2ee.py
 	$(PY) bench/bench_input.py
+	$(PY) bench/bench_network.py --markdown bench/network.md
 
 clean:
 	rm -rf .venv node_modules .pytest_cache .hypothesis build *.egg-info
