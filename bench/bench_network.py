@@ -27,6 +27,7 @@ import asyncio
 import base64
 import json
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -455,6 +456,9 @@ def main() -> None:
     args = parser.parse_args()
     global DUMP_DIR
     DUMP_DIR = args.dump
+    # Stopped from outside: leave through the context managers, which delete the namespaces and
+    # stop the servers (a plain SIGTERM would leave them behind).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = asyncio.run(main_async(args))
     args.json.write_text(json.dumps(results, indent=1) + "\n")
     table = markdown(results)
