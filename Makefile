@@ -26,7 +26,7 @@ test-unit: setup
 
 # The suite behind the README's benchmark table (about 25 minutes; writes bench/results.json),
 # then the E2EE throughput and the input-latency micro-benchmarks, then slow and lossy links
-# (about 20 minutes, root: network namespaces; bench/network.json and bench/network.md).
+# (about 15 minutes, root: network namespaces; bench/network.json and bench/network.md).
 bench: setup
 	$(PY) bench/run.py --markdown bench/results.md
 	$(PY) bench/bench_e2ee.py
