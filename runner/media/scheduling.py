@@ -29,13 +29,16 @@ IDLE_POLL_S = 0.1
 # packet is missing, only from the next frame's packets). A trailing frame bounds that wait.
 TRAILING_FRAME_S = 0.05
 # After a change or an IDR, a still screen is encoded again every REFINE_INTERVAL_S (real pictures,
-# not skip pictures) until the encoder has nothing left to add (a picture of at most REFINED_BYTES)
-# or REFINE_MAX_S passed. Measured on a 2 Mbit/s path (bench/bench_network.py) with the rate capped
-# at LiveKit's target: a new page of text came in one picture squeezed under the cap, IDRs after
-# losses came grey, and they stayed so (text 6-18 dB PSNR for 10 s), as only skip pictures followed.
+# not skip pictures) until the encoder has nothing left to add (a picture of at most REFINED_BYTES:
+# libx264's all-skip picture of an unchanged screen is 25-28 bytes) or REFINE_MAX_S passed.
+# Measured on a 2 Mbit/s path (bench/bench_network.py) with the rate capped at LiveKit's target: a
+# new page of text came in one picture squeezed under the cap, IDRs after losses came grey, and they
+# stayed so (text 6-18 dB PSNR for 10 s), as only skip pictures followed. On 1 Mbit/s, 40 ms, 1 %,
+# refining while pictures were above 1200 bytes still left 7-17 dB; refining for the whole 3 s
+# brought the pages to 31-37 dB.
 REFINE_INTERVAL_S = 0.1
 REFINE_MAX_S = 3.0
-REFINED_BYTES = 1200
+REFINED_BYTES = 100
 # Follow the receivers' bitrate target only when it moved by more than this fraction, so the
 # encoder is not reconfigured on every wobble of the estimate.
 BITRATE_HYSTERESIS = 0.15
