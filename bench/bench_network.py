@@ -1,9 +1,10 @@
 """The screen over slow, delayed, lossy paths: bitrate, legibility after a change, input-to-photon.
 
-Each path is built by tests/netpath.py: livekit-server in a network namespace this benchmark
-creates, tbf at the given rate on both ends of the veth pair (100 ms of queue), a UDP relay adding
-the given one-way delay and loss (seeded) end to end, split over both legs (runner -> server and
-server -> browser). Xvfb 1920x1080 shows bench/netscene.py; the runner runs with its defaults
+Each path is built by tests/netpath.py: the runner and Chromium each in a network namespace this
+benchmark creates, behind its own veth pair with tbf at the given rate on both ends (100 ms of
+queue), livekit-server on the host between them, and a UDP relay per leg adding the given one-way
+delay and loss (seeded) end to end, split over both legs (runner -> server, server -> browser).
+Xvfb 1920x1080 shows bench/netscene.py; the runner runs with its defaults
 (30 fps, skip_unchanged, start bitrate 4 Mbit/s); headless Chromium runs the reference viewer with
 control. Per path:
 - busy: the terminal scrolls 30 lines/s for BUSY_S: the runner's sent bitrate and LiveKit's
