@@ -27,7 +27,8 @@ test-unit: setup
 # The suite behind the README's benchmark table (about 35 minutes; writes bench/results.json),
 # the picture quality per bit against OpenH264 (about 15 minutes; bench/quality_results.*) and
 # what the SDK's own path delivers on the same clips (about 5 minutes),
-# then the E2EE throughput, sound (latency, A/V offset, CPU) and the input-latency micro-benchmarks.
+# then the E2EE throughput, sound (latency, A/V offset, CPU) and the input-latency micro-benchmarks,
+# then slow and lossy links (about 15 minutes, root: network namespaces; bench/network.json and bench/network.md).
 bench: setup
 	$(PY) bench/run.py --markdown bench/results.md
 	$(PY) bench/bench_quality.py
@@ -35,6 +36,7 @@ bench: setup
 	$(PY) bench/bench_e2ee.py
 	$(PY) bench/bench_audio.py
 	$(PY) bench/bench_input.py
+	$(PY) bench/bench_network.py --markdown bench/network.md
 
 clean:
 	rm -rf .venv node_modules .pytest_cache .hypothesis build *.egg-info

@@ -13,6 +13,8 @@ PYTHON="${PYTHON:-python3}"
 say() { printf '[setup] %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------------------------
+# iproute2 + iptables: the slow-link tests build their path from network namespaces, veth pairs,
+# tbf and a firewall rule per namespace (tests/netpath.py).
 # libyuv0: the runner converts BGRA to I420 with it (runner/media/yuv.py; optional at run time).
 # Xorg with the dummy driver (+ xcvt, setxkbmap): several monitors and non-US keymaps in tests;
 # xclip: checks the clipboard from another X client; systemd: systemd-analyze verifies the units.
@@ -26,7 +28,7 @@ say() { printf '[setup] %s\n' "$*"; }
 # fonts-dejavu-core also draws the text of the quality clips (tests/screen_quality.py).
 APT_PACKAGES=(libyuv0 xvfb xauth chromium xdotool x11-utils x11-xserver-utils fonts-dejavu-core
   xserver-xorg-core xserver-xorg-video-dummy xcvt x11-xkb-utils xclip systemd docker.io debootstrap git
-  libxcursor1 pulseaudio pulseaudio-utils libopenh264-7)
+  libxcursor1 pulseaudio pulseaudio-utils libopenh264-7 iproute2 iptables)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,6 +11,11 @@ from runner.media.scheduling import (
     IDLE_POLL_S,
     IDLE_REFRESH_S,
     KEYFRAME_ECHO_S,
+    KEYFRAME_HOLD_MAX_S,
+    KEYFRAME_HOLD_S,
+    REFINE_INTERVAL_S,
+    REFINE_MAX_S,
+    REFINED_BYTES,
     TRAILING_FRAME_S,
     FrameSchedule,
     Grab,
@@ -19,9 +24,10 @@ from runner.media.scheduling import (
 
 
 def started(*, echo: bool = True, at: float = 100.0) -> FrameSchedule:
-    """A schedule whose start-up IDR went out at ``at``."""
+    """A schedule whose start-up IDR went out at ``at``, small enough to need no refining."""
     schedule = FrameSchedule(echo_keyframes=echo)
     assert schedule.take_keyframe(at) is True
+    schedule.picture_encoded(REFINED_BYTES)
     return schedule
 
 
@@ -89,6 +95,7 @@ def test_a_due_keyframe_makes_a_tick_grab() -> None:
 def test_a_change_is_followed_by_one_trailing_frame() -> None:
     schedule = started()
     schedule.grabbed(100.0, changed=True)
+    schedule.picture_encoded(REFINED_BYTES)  # a small change: nothing to refine after it
     assert schedule.must_grab(100.0 + TRAILING_FRAME_S / 2, last_published_at=100.0) is False
     due = 100.0 + TRAILING_FRAME_S
     assert schedule.trailing_due(due) is True
@@ -162,3 +169,89 @@ def test_bitrate_target_is_clamped_to_the_bounds() -> None:
 
 def test_small_target_changes_are_ignored() -> None:
     assert follow_target(4_000_000, 4_400_000, floor=1_000_000, cap=8_000_000) == 4_000_000  # +10 %
+
+
+# --- keyframes on a constrained link -----------------------------------------------------------
+def test_requests_while_an_idr_is_on_its_way_wait_for_it_and_get_one_idr() -> None:
+    """An IDR of 0.5 s airtime left at 101.0: requests until 101.7 (hold + airtime) are held,
+    then answered by one IDR; a request after that is answered at once."""
+    schedule = started(echo=False)
+    schedule.keyframe_requested()
+    assert schedule.take_keyframe(101.0) is True
+    schedule.keyframe_sent(101.0, airtime_s=0.5)
+    steps = [(True, 101.1), (True, 101.4), (False, 101.69), (False, 101.7), (False, 101.8), (True, 102.5)]
+    assert decisions(schedule, steps) == [False, False, False, True, False, True]
+
+
+def test_a_held_request_is_not_a_reason_to_grab() -> None:
+    schedule = started(echo=False)
+    schedule.keyframe_sent(100.0, airtime_s=0.0)
+    schedule.keyframe_requested()
+    assert schedule.needs_keyframe(100.1) is False
+    assert schedule.must_grab(100.1, last_published_at=100.05) is False
+    assert schedule.needs_keyframe(100.0 + KEYFRAME_HOLD_S) is True
+
+
+def test_the_hold_after_an_idr_is_capped() -> None:
+    schedule = started(echo=False)
+    schedule.keyframe_sent(100.0, airtime_s=60.0)
+    schedule.keyframe_requested()
+    assert schedule.take_keyframe(100.0 + KEYFRAME_HOLD_S + KEYFRAME_HOLD_MAX_S - 0.01) is False
+    assert schedule.take_keyframe(100.0 + KEYFRAME_HOLD_S + KEYFRAME_HOLD_MAX_S) is True
+
+
+def test_a_forced_keyframe_is_never_held() -> None:
+    schedule = started()
+    schedule.keyframe_sent(100.0, airtime_s=1.0)
+    schedule.force_keyframe()
+    assert schedule.needs_keyframe(100.1) is True
+    assert schedule.take_keyframe(100.1) is True
+
+
+def test_an_echo_waits_for_the_hold_too() -> None:
+    schedule = started()
+    schedule.keyframe_requested()
+    assert schedule.take_keyframe(101.0) is True
+    schedule.keyframe_sent(101.0, airtime_s=0.4)  # held until 101.6; the echo was due at 101.3
+    assert [schedule.take_keyframe(t) for t in (101.3, 101.55, 101.65, 101.7)] == [False, False, True, False]
+
+
+# --- refining what was squeezed under the bitrate cap --------------------------------------------
+def test_a_change_is_refined_until_the_encoder_has_nothing_left() -> None:
+    """A change at 100.0 (and its trailing frame): the still screen is encoded again every
+    REFINE_INTERVAL_S as real pictures, until a picture comes out small."""
+    schedule = started(at=99.0)
+    schedule.grabbed(100.0, changed=True)
+    schedule.picture_encoded(40_000)
+    assert schedule.must_grab(100.05, last_published_at=100.0) is True  # the trailing frame
+    schedule.grabbed(100.05, changed=False)
+    schedule.picture_encoded(30_000)
+    assert schedule.must_grab(100.1, last_published_at=100.05) is False
+    assert schedule.must_grab(100.15, last_published_at=100.05) is True
+    assert schedule.grab(100.15, changed=False, must=True, can_repeat=True) is Grab.PICTURE
+    schedule.grabbed(100.15, changed=False)
+    schedule.picture_encoded(REFINED_BYTES)  # nothing left to improve
+    assert schedule.must_grab(100.3, last_published_at=100.15) is False
+    assert schedule.grab(101.2, changed=False, must=True, can_repeat=True) is Grab.REPEAT
+
+
+def test_refining_stops_after_its_time_even_if_pictures_stay_big() -> None:
+    schedule = started(at=99.0)
+    schedule.grabbed(100.0, changed=True)
+    now = 100.0
+    while now < 100.0 + REFINE_MAX_S - REFINE_INTERVAL_S:
+        now += REFINE_INTERVAL_S
+        assert schedule.refine_due(now), now
+        schedule.grabbed(now, changed=False)
+        schedule.picture_encoded(20_000)
+    assert schedule.refine_due(100.0 + REFINE_MAX_S + 0.01) is False
+
+
+def test_an_idr_is_refined_like_a_change() -> None:
+    schedule = started(at=99.0)
+    schedule.keyframe_requested()
+    assert schedule.take_keyframe(100.0) is True
+    schedule.grabbed(100.0, changed=False)
+    schedule.picture_encoded(60_000)
+    assert schedule.refine_due(100.0 + REFINE_INTERVAL_S) is True
+    assert schedule.idle_wait(100.05) == pytest.approx(REFINE_INTERVAL_S - 0.05)

@@ -414,6 +414,8 @@ class Pipeline:
             if sealed is None:
                 continue
             au, payload, encrypt_s = sealed
+            if not frame.repeat:
+                self._schedule.picture_encoded(len(au.data))
             if self._publisher is not publisher:
                 continue  # the connection changed while we encoded; the next frame is an IDR
             handoff_started = time.perf_counter()
@@ -425,6 +427,8 @@ class Pipeline:
                 timestamp_us=publisher.next_timestamp_us(frame.captured_at),
             )
             handoff_s = time.perf_counter() - handoff_started
+            if accepted and au.keyframe:
+                self._schedule.keyframe_sent(time.monotonic(), 8 * len(payload) / max(1, self._stats.bitrate_target))
             self._count(au, payload, accepted, repeat=frame.repeat)
             if accepted and not frame.repeat:  # grab start (captured_at less the grab) to here
                 self._stats.host_s += time.monotonic() - (frame.captured_at - frame.grab_s)

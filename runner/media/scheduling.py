@@ -11,6 +11,13 @@ from enum import Enum
 
 # A requested IDR is sent again this much later (see FrameSchedule.take_keyframe).
 KEYFRAME_ECHO_S = 0.3
+# After an IDR, receivers' further requests wait until it had time to arrive: its airtime at
+# the bitrate target (capped at KEYFRAME_HOLD_MAX_S) plus KEYFRAME_HOLD_S. Measured on a 1 Mbit/s,
+# 40 ms, 1 %-loss path (tests/netpath.py) with every request answered at once: requests came with
+# nearly every frame, every frame was an IDR (6-11 Mbit/s sent into 1 Mbit/s), the queue overflowed,
+# its losses asked for more IDRs, and LiveKit's estimate sank to the encoder's floor.
+KEYFRAME_HOLD_S = 0.2
+KEYFRAME_HOLD_MAX_S = 2.0
 # A still screen is sent again this often by default (a tiny delta frame), so the track never
 # looks dead (capture.idle_refresh_s). Shorter bounds how long Chrome, on a LiveKit server without
 # the playout-delay setting, holds a change before showing it (README, Known limitations).
@@ -24,6 +31,17 @@ IDLE_POLL_S = 0.1
 # frame shortens that: 50 trials after 2 s still, 15-16 late (over 150 ms) with it, 29
 # without (README, Known limitations). With playout delay 0/0 it costs one tiny frame.
 TRAILING_FRAME_S = 0.05
+# After a change or an IDR, a still screen is encoded again every REFINE_INTERVAL_S (real pictures,
+# not skip pictures) until the encoder has nothing left to add (a picture of at most REFINED_BYTES:
+# libx264's all-skip picture of an unchanged screen is 25-28 bytes) or REFINE_MAX_S passed.
+# Measured on a 2 Mbit/s path (bench/bench_network.py) with the rate capped at LiveKit's target: a
+# new page of text came in one picture squeezed under the cap, IDRs after losses came grey, and they
+# stayed so (text 6-18 dB PSNR for 10 s), as only skip pictures followed. On 1 Mbit/s, 40 ms, 1 %,
+# refining while pictures were above 1200 bytes still left 7-17 dB; refining for the whole 3 s
+# brought the pages to 31-37 dB.
+REFINE_INTERVAL_S = 0.1
+REFINE_MAX_S = 3.0
+REFINED_BYTES = 100
 # Follow the receivers' bitrate target only when it moved by more than this fraction, so the
 # encoder is not reconfigured on every wobble of the estimate.
 BITRATE_HYSTERESIS = 0.15
@@ -52,6 +70,9 @@ class FrameSchedule:
         self._requested = False  # LiveKit asked (PLI/FIR, a new subscriber)
         self._echo_at: float | None = None
         self._trailing_at: float | None = None  # see TRAILING_FRAME_S
+        self._hold_until = 0.0  # requests and echoes wait until then (see KEYFRAME_HOLD_S)
+        self._refine_until: float | None = None  # see REFINE_INTERVAL_S
+        self._refine_next_at = 0.0
 
     # --- events ----------------------------------------------------------------------------
     def force_keyframe(self) -> None:
@@ -63,28 +84,51 @@ class FrameSchedule:
         """A receiver asked for an IDR (collected from LiveKit's feedback)."""
         self._requested = True
 
+    def keyframe_sent(self, now: float, airtime_s: float) -> None:
+        """An IDR left at ``now``; it takes ``airtime_s`` on the wire at the bitrate target.
+        Requests until it can have arrived are answered after that, by one IDR."""
+        self._hold_until = now + KEYFRAME_HOLD_S + min(max(airtime_s, 0.0), KEYFRAME_HOLD_MAX_S)
+
     def grabbed(self, now: float, *, changed: bool) -> None:
         """A picture was grabbed at ``now``: a change schedules a trailing frame; the trailing
         frame itself, once due, is this one."""
         if changed:
             self._trailing_at = now + TRAILING_FRAME_S
+            self._refine_until = now + REFINE_MAX_S
         elif self.trailing_due(now):
             self._trailing_at = None
+        self._refine_next_at = now + REFINE_INTERVAL_S
+
+    def picture_encoded(self, size_bytes: int) -> None:
+        """A real picture (no skip picture) came out of the encoder with this size: a small one
+        means the encoder had nothing left to improve, so refining ends."""
+        if size_bytes <= REFINED_BYTES:
+            self._refine_until = None
 
     # --- questions -------------------------------------------------------------------------
     def needs_keyframe(self, now: float) -> bool:
-        """Whether the next frame must be an IDR (forced, requested, or an echo due)."""
+        """Whether the next frame must be an IDR (forced, requested or an echo due, and not held
+        back by the last IDR still on its way)."""
+        if self._force:
+            return True
+        if now < self._hold_until:
+            return False
         echo_due = self._echo_at is not None and now >= self._echo_at
-        return self._force or self._requested or echo_due
+        return self._requested or echo_due
+
+    def refine_due(self, now: float) -> bool:
+        """Whether a still screen should be encoded again now, so the encoder can improve what it
+        squeezed under the bitrate cap (REFINE_INTERVAL_S)."""
+        return self._refine_until is not None and self._refine_next_at <= now < self._refine_until
 
     def trailing_due(self, now: float) -> bool:
         return self._trailing_at is not None and now >= self._trailing_at
 
     def must_grab(self, now: float, last_published_at: float) -> bool:
         """Whether this tick needs a picture even if nothing changed on screen: an IDR is due,
-        the screen was last sent ``refresh_s`` ago, or a trailing frame is due."""
+        the screen was last sent ``refresh_s`` ago, a trailing frame or a refinement is due."""
         stale = now - last_published_at >= self._refresh_s
-        return self.needs_keyframe(now) or stale or self.trailing_due(now)
+        return self.needs_keyframe(now) or stale or self.trailing_due(now) or self.refine_due(now)
 
     def grab(self, now: float, *, changed: bool, must: bool, can_repeat: bool) -> Grab:
         """What to produce on a tick when changes are tracked: nothing on a still screen with
@@ -99,17 +143,19 @@ class FrameSchedule:
             return Grab.PICTURE
         if not must:
             return Grab.NOTHING
-        if can_repeat and not self.trailing_due(now) and not self.needs_keyframe(now):
+        if can_repeat and not self.trailing_due(now) and not self.needs_keyframe(now) and not self.refine_due(now):
             return Grab.REPEAT
         return Grab.PICTURE
 
     def idle_wait(self, now: float, last_published_at: float | None = None) -> float:
         """Seconds a still screen may wait for a change before the next look at LiveKit's
-        feedback (IDLE_POLL_S), shorter when a trailing frame or (given ``last_published_at``)
-        the refresh falls due sooner."""
+        feedback (IDLE_POLL_S), shorter when a trailing frame, a refinement or (given
+        ``last_published_at``) the refresh falls due sooner."""
         wait = IDLE_POLL_S
         if self._trailing_at is not None:
             wait = min(wait, self._trailing_at - now)
+        if self._refine_until is not None and now < self._refine_until:
+            wait = min(wait, self._refine_next_at - now)
         if last_published_at is not None:
             wait = min(wait, last_published_at + self._refresh_s - now)
         return max(0.0, wait)
@@ -126,7 +172,12 @@ class FrameSchedule:
         the echo, none in 30 with it). An IDR costs a few hundred kB at 1080p, on joins and losses
         only. Not with the sdk engine: Chrome drops half of the SDK-encrypted IDRs (docs/e2ee.md),
         each dropped one freezes the picture, so more IDRs there means more freezes.
+
+        After an IDR (``keyframe_sent``) requests and echoes are held, not dropped, until it can
+        have arrived (KEYFRAME_HOLD_S); then one IDR answers all of them.
         """
+        if not self._force and now < self._hold_until:
+            return False
         requested, self._requested = self._requested, False
         echo = self._echo_at is not None and now >= self._echo_at
         if requested and self._echo_keyframes:
@@ -135,6 +186,8 @@ class FrameSchedule:
             self._echo_at = None
         keyframe = self._force or requested or echo
         self._force = False
+        if keyframe:  # an IDR squeezed under the cap is refined like a change
+            self._refine_until = now + REFINE_MAX_S
         return keyframe
 
 
