@@ -45,8 +45,8 @@ import numpy as np  # noqa: E402
 from netscene import PAGE, PAGES, SQUARE  # noqa: E402
 
 from devstack import Runner, Xvfb, mint_token, viewer_link  # noqa: E402
-from luma_psnr import LEGIBLE_DB, luma, psnr  # noqa: E402
 from netpath import ImpairedPath, LegRunner, LegViewerServer, Link, chromium_in  # noqa: E402
+from screen_quality import LEGIBLE_DB, psnr, rgb_luma  # noqa: E402
 
 PASSPHRASE = "network benchmark passphrase"
 WIDTH, HEIGHT = 1920, 1080
@@ -234,7 +234,7 @@ def page_references(display: str) -> list[str]:
             time.sleep(0.02)
             raw = root.get_image(rx, ry, rw, rh, X.ZPixmap, 0xFFFFFFFF).data
             bgra = np.frombuffer(raw, np.uint8).reshape(rh, rw, 4)
-            y = np.round(luma(bgra[..., [2, 1, 0]])).astype(np.uint8)
+            y = np.round(rgb_luma(bgra[..., [2, 1, 0]])).astype(np.uint8)
             if previous is None or not np.array_equal(y, previous):
                 break
         previous = y
@@ -316,7 +316,7 @@ async def run_link(link: Link, trials: int, busy_s: float) -> dict[str, Any]:
                                           np.uint8).reshape(PAGE_REGION[3], PAGE_REGION[2], 4)
                     ref = np.frombuffer(base64.b64decode(refs[target]), np.uint8).reshape(PAGE_REGION[3],
                                                                                            PAGE_REGION[2])
-                    r["psnr_after"] = round(psnr(ref, np.round(luma(shown))), 2)
+                    r["psnr_after"] = round(psnr(ref, np.round(rgb_luma(shown))), 2)
                     if DUMP_DIR is not None:  # what was compared, for a look (--dump)
                         n = len(results)
                         np.save(DUMP_DIR / f"trial{n}-shown.npy", shown)

@@ -32,6 +32,7 @@ FONT_PX = 12
 LINE_PX = 15
 FPS = 30
 PSNR_CAP = 99.0
+LEGIBLE_DB = 36.0  # issue 15's bar for "text legible" (bench/bench_network.py)
 CLIPS = ("editor", "terminal", "video")
 WORDS = ("def", "return", "self", "frame", "encoder", "bitrate", "for", "in", "if", "else", "None",
          "width", "height", "import", "numpy", "np", "await", "async", "picture", "keyframe", "=",
@@ -42,6 +43,13 @@ Region = tuple[int, int, int, int]  # x, y, width, height
 
 
 # --- metrics --------------------------------------------------------------------------------------
+
+
+def rgb_luma(rgb: np.ndarray) -> np.ndarray:
+    """(h, w, 3 or 4) RGB[A] uint8, as the browser and the X server give pictures -> (h, w) float
+    luma 0..255 with the BT.601 weights (the formula of bench_network.py's in-browser check)."""
+    rgbf = rgb[..., :3].astype(np.float64)
+    return 0.299 * rgbf[..., 0] + 0.587 * rgbf[..., 1] + 0.114 * rgbf[..., 2]
 
 
 def psnr(ref: np.ndarray, test: np.ndarray) -> float:

@@ -170,3 +170,8 @@ def test_without_the_rate_cap_libx264_falls_back_to_abr(monkeypatch) -> None:
     assert enc.encode(picture).keyframe
     enc.set_bitrate(2 * LOW_TARGET)  # ABR takes the new average; nothing else to move
     assert not enc.encode(picture).keyframe
+
+
+def test_rgb_luma_uses_the_bt601_weights() -> None:
+    rgb = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]]], np.uint8)
+    assert sq.rgb_luma(rgb).tolist() == [[0.299 * 255, 0.587 * 255, 0.114 * 255, 255.0]]
