@@ -78,12 +78,14 @@ LABEL org.opencontainers.image.title="desktop-runner" \
 USER runner
 WORKDIR /home/runner
 # DISPLAY/XAUTHORITY: where the own Xvfb listens and its cookie lives, so `docker exec` commands
-# (desktop-runner check) find it; host-X mode overrides both with -e.
+# (desktop-runner check) find it; host-X mode overrides both with -e. No sound: the image has no
+# audio client (parec) and no audio server, so audio.enabled is off rather than failing at every start.
 ENV PATH=/opt/desktop-runner/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     DISPLAY=:99 \
     XAUTHORITY=/tmp/.Xauthority \
     RUNNER_LOG__FORMAT=json \
+    RUNNER_AUDIO__ENABLED=false \
     RUNNER_METRICS__ADDRESS=127.0.0.1:9464
 # Healthy only while frames are being published (/healthz, see README "Operations"); the
 # endpoint listens on loopback only (with --network host: the host's, so give each container its
