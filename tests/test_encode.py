@@ -219,7 +219,7 @@ class FailingHardwareEncoder:
     def __init__(self, width: int, height: int, fps: float, bitrate: int) -> None:
         self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
 
-    def encode(self, picture: object, *, keyframe: bool = False) -> AccessUnit:
+    def encode(self, picture: object, *, keyframe: bool = False, at: float | None = None) -> AccessUnit:
         raise EncoderError("h264_nvenc failed: device lost")
 
 

@@ -62,6 +62,42 @@ def vbv_buffer_bits(target: int, width: int, height: int) -> int:
     return int(min(max(target * VBV_BUFFER_S, floor), target * VBV_BUFFER_MAX_S))
 
 
+# Delta pictures get a much smaller buffer: what one picture may borrow ahead of the link. With
+# the IDR's 1.5 s a new page of text came as one delta picture of up to 1.5 s of the target, which
+# then queued that long on the wire (input-to-photon p95 2.8 s on 2 Mbit/s, 40 ms, 1 %,
+# bench/bench_network.py). With 0.25 s a change goes out within a few frame times, blurry, and
+# refinement (runner.media.scheduling) brings the text up within the cap (offline at 1.2 Mbit/s:
+# first picture on the wire in 46-140 ms instead of 0.5 s, text >= 36 dB after 0.6-0.8 s).
+DELTA_VBV_S = 0.25
+# x264 refills its VBV by maxrate / fps per picture (it runs at a constant frame rate), but the
+# pipeline encodes only when something changed or is due: 0.1 s apart while refining, seconds
+# apart on a still screen. The refill of each picture is the target times the real time since the
+# previous one, written as maxrate; at most this share of the buffer, as x264 switches to its
+# one-frame VBV model when one picture's refill nears the buffer size.
+VBV_REFILL_MAX = 0.9
+
+
+def delta_buffer_bits(target: int) -> int:
+    """The VBV buffer (bits) of delta pictures for a target (bit/s): see DELTA_VBV_S."""
+    return int(target * DELTA_VBV_S)
+
+
+def vbv_settings(target: int, width: int, height: int, fps: float, *, keyframe: bool,
+                 elapsed_s: float | None) -> tuple[int, int]:
+    """(maxrate bit/s, bufsize bits) for the next picture: an IDR gets the keyframe budget
+    (``vbv_buffer_bits``) refilled, a delta picture the small buffer (``DELTA_VBV_S``) refilled
+    by the target over ``elapsed_s`` since the previous picture (None or less than a frame time:
+    one frame time)."""
+    if keyframe:
+        buffer = vbv_buffer_bits(target, width, height)
+        refill = VBV_REFILL_MAX * buffer
+    else:
+        buffer = delta_buffer_bits(target)
+        elapsed = max(1.0 / fps, elapsed_s or 0.0)
+        refill = min(target * elapsed, VBV_REFILL_MAX * buffer)
+    return max(target, int(refill * fps)), buffer
+
+
 # The quality libx264 aims at while the target allows it (x264's constant rate factor). A still
 # or slowly changing desktop then costs what its changes cost instead of the whole target
 # (ABR spent every bit of the target refining unchanged pictures); lower is sharper and dearer.
@@ -227,6 +263,10 @@ class H264Encoder:
                         rate_control="abr")
             self._ctx, self._pix_fmt = self._open(capped_crf=False)
         self.rate_control = "crf+vbv" if self._cap is not None else ("abr" if codec == "libx264" else "vbr")
+        # The VBV last written (maxrate, bufsize) and when the last picture was encoded (the
+        # caller's clock): see vbv_settings.
+        self._vbv = (self.bitrate, vbv_buffer_bits(self.bitrate, width, height))
+        self._last_at: float | None = None
         self._bgra: av.VideoFrame | None = None
         self._bgra_view: np.ndarray | None = None
         self._i420 = av.VideoFrame(width, height, "yuv420p")
@@ -343,16 +383,40 @@ class H264Encoder:
         CRF the target is the VBV ceiling, with ABR the average)."""
         self.bitrate = bitrate
         self._ctx.bit_rate = bitrate
-        if self._cap is not None:
+        if self._cap is None:
+            return
+        # With CRF the target is the VBV ceiling (vbv_settings), written before the next picture;
+        # written now too, so that a refused value fails here.
+        self._vbv = vbv_settings(bitrate, self.width, self.height, self.fps, keyframe=False, elapsed_s=None)
+        try:
+            self._cap.set(*self._vbv)
+        except RuntimeError as exc:
+            raise EncoderError(str(exc)) from exc
+
+    def _apply_vbv(self, keyframe: bool, at: float | None) -> None:
+        if self._cap is None:
+            return
+        elapsed = None if at is None or self._last_at is None else at - self._last_at
+        self._last_at = at
+        # The first picture is an IDR whether asked or not (so are x264's periodic ones, every
+        # encoder.keyframe_interval_s: those get the delta buffer, a blurry IDR refined after).
+        first = self._pts == self._pts_step
+        vbv = vbv_settings(self.bitrate, self.width, self.height, self.fps, keyframe=keyframe or first,
+                           elapsed_s=elapsed)
+        if vbv != self._vbv:
             try:
-                self._cap.set(bitrate, vbv_buffer_bits(bitrate, self.width, self.height))
+                self._cap.set(*vbv)
             except RuntimeError as exc:
                 raise EncoderError(str(exc)) from exc
+            self._vbv = vbv
 
-    def encode(self, picture: np.ndarray | av.VideoFrame, *, keyframe: bool = False) -> AccessUnit:
+    def encode(self, picture: np.ndarray | av.VideoFrame, *, keyframe: bool = False,
+               at: float | None = None) -> AccessUnit:
         """Encode one picture: (height, width, 4) BGRA, or a yuv420p frame (the grab converted
         it; libx264 copies it in, so the caller may refill it once this returns). ``keyframe``
-        forces an IDR.
+        forces an IDR. ``at``: when the picture was taken (seconds, any clock the caller keeps
+        using), so the VBV refills by the real time between pictures (``vbv_settings``); without
+        it every picture counts one frame time.
 
         A picture of another size is scaled to the encoder's size on the way (libyuv, or
         swscale in the same pass as the colour conversion): that is how a maximum picture size
@@ -366,6 +430,7 @@ class H264Encoder:
         self._pts += self._pts_step
         # The I420 frame is reused: say every time whether this one must be an IDR.
         frame.pict_type = PictureType.I if keyframe else PictureType.NONE
+        self._apply_vbv(keyframe, at)
         try:
             packets = self._ctx.encode(frame)
         except av.FFmpegError as exc:
@@ -381,7 +446,7 @@ class H264Encoder:
                 data = self._skips.follow(data)
             except ValueError:  # cannot renumber after repeats: restart the stream with an IDR
                 self._skips = SkipFrames()
-                return self.encode(picture, keyframe=True)
+                return self.encode(picture, keyframe=True, at=at)
         return AccessUnit(
             data=data,
             keyframe=bool(packet.is_keyframe),
@@ -433,8 +498,9 @@ class EncoderSlot:
         return self.encoder.repeat() if self.encoder is not None else None
 
     def encode(self, picture: np.ndarray | av.VideoFrame, width: int, height: int, *, fps: float,
-               bitrate: int, keyframe: bool) -> AccessUnit:
-        """Encode at (width, height); another size or frame rate opens a new encoder (an IDR)."""
+               bitrate: int, keyframe: bool, at: float | None = None) -> AccessUnit:
+        """Encode at (width, height); another size or frame rate opens a new encoder (an IDR).
+        ``at``: when the picture was taken (H264Encoder.encode)."""
         enc = self.encoder
         opened = enc is None or (enc.width, enc.height, enc.fps) != (width, height, fps)
         if enc is None or opened:
@@ -443,7 +509,7 @@ class EncoderSlot:
         elif enc.bitrate != bitrate:
             enc.set_bitrate(bitrate)
         try:
-            au = enc.encode(picture, keyframe=keyframe)
+            au = enc.encode(picture, keyframe=keyframe, at=at)
             if opened:
                 # What the stream really is (the SPS sent), for operators and the browser tests.
                 log.info("encoder_opened", codec=enc.codec, width=width, height=height, fps=fps,
@@ -457,7 +523,7 @@ class EncoderSlot:
             log.error("encoder_failed", codec=enc.codec, error=str(exc), fallback="libx264")
             self._codec = "libx264"
             enc = self.encoder = self._open(width, height, fps, bitrate)
-            return enc.encode(picture, keyframe=True)
+            return enc.encode(picture, keyframe=True, at=at)
 
     def _open(self, width: int, height: int, fps: float, bitrate: int) -> H264Encoder:
         cfg = self._cfg
