@@ -9,7 +9,15 @@ import i420
 from runner.bitstream.annexb import h264_nal_types, short_start_code_offsets
 from runner.config import EncoderSettings
 from runner.media.capture import even_crop
-from runner.media.encode import AccessUnit, EncoderError, EncoderSlot, H264Encoder
+from runner.media.encode import (
+    AccessUnit,
+    EncoderError,
+    EncoderSlot,
+    H264Encoder,
+    delta_buffer_bits,
+    vbv_buffer_bits,
+    vbv_settings,
+)
 
 SPS, PPS, IDR, NON_IDR = 7, 8, 5, 1
 
@@ -246,3 +254,18 @@ def test_a_failing_libx264_is_an_error() -> None:
     slot = EncoderSlot(encoder_settings())
     with pytest.raises(EncoderError, match=r"^picture size 321x240 must be positive and even$"):
         slot.encode(picture(320, 240), 321, 240, fps=30, bitrate=1_000_000, keyframe=False)
+
+
+def test_idrs_get_the_keyframe_budget_and_delta_pictures_a_small_buffer_refilled_in_real_time() -> None:
+    target, fps = 2_000_000, 30.0
+    full = vbv_buffer_bits(target, 1920, 1080)
+    # An IDR: the 1.5 s buffer, refilled to 90 % of it in one picture (x264 counts maxrate / fps).
+    assert vbv_settings(target, 1920, 1080, fps, keyframe=True, elapsed_s=None) == (int(0.9 * full * fps), full)
+    small = delta_buffer_bits(target)
+    assert small == 500_000  # 0.25 s of the target
+    # A delta picture a frame time (or less, or unknown) after the previous one: the target itself.
+    for elapsed in (None, 0.0, 1 / fps):
+        assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=elapsed) == (target, small)
+    # A refinement 0.1 s later: 0.1 s of the target; after a still minute: 90 % of the buffer.
+    assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=0.1) == (3 * target, small)
+    assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=60.0) == (int(0.9 * small * fps), small)
