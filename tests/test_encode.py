@@ -259,13 +259,18 @@ def test_a_failing_libx264_is_an_error() -> None:
 def test_idrs_get_the_keyframe_budget_and_delta_pictures_a_small_buffer_refilled_in_real_time() -> None:
     target, fps = 2_000_000, 30.0
     full = vbv_buffer_bits(target, 1920, 1080)
-    # An IDR: the 1.5 s buffer, refilled to 90 % of it in one picture (x264 counts maxrate / fps).
-    assert vbv_settings(target, 1920, 1080, fps, keyframe=True, elapsed_s=None) == (int(0.9 * full * fps), full)
-    small = delta_buffer_bits(target)
-    assert small == 500_000  # 0.25 s of the target
-    # A delta picture a frame time (or less, or unknown) after the previous one: the target itself.
+    # The encoder's first IDR: the 1.5 s buffer, refilled to 90 % of it in one picture (x264
+    # counts maxrate / fps); a later one (a keyframe request) a quarter of a second.
+    assert vbv_settings(target, 1920, 1080, fps, keyframe=True, first=True, elapsed_s=None) == \
+        (int(0.9 * full * fps), full)
+    assert vbv_settings(target, 1920, 1080, fps, keyframe=True, elapsed_s=5.0) == (int(0.9 * 500_000 * fps), 500_000)
+    # A delta picture up to 2.5 frame times after the previous one (the screen moves): 0.25 s of
+    # the target, refilled by the time passed, at least one frame time's worth (maxrate = target).
     for elapsed in (None, 0.0, 1 / fps):
-        assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=elapsed) == (target, small)
-    # A refinement 0.1 s later: 0.1 s of the target; after a still minute: 90 % of the buffer.
-    assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=0.1) == (3 * target, small)
-    assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=60.0) == (int(0.9 * small * fps), small)
+        assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=elapsed) == (target, 500_000)
+    assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=2 / fps) == (2 * target, 500_000)
+    # After a pause (a refinement 0.1 s later, a change on a still screen): 0.1 s of the target,
+    # refilled by the time passed, at most 90 % of it.
+    assert delta_buffer_bits(target, 0.1, fps) == 200_000
+    assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=0.09) == (int(target * 0.09 * fps), 200_000)
+    assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=60.0) == (int(0.9 * 200_000 * fps), 200_000)

@@ -62,13 +62,22 @@ def vbv_buffer_bits(target: int, width: int, height: int) -> int:
     return int(min(max(target * VBV_BUFFER_S, floor), target * VBV_BUFFER_MAX_S))
 
 
-# Delta pictures get a much smaller buffer: what one picture may borrow ahead of the link. With
-# the IDR's 1.5 s a new page of text came as one delta picture of up to 1.5 s of the target, which
-# then queued that long on the wire (input-to-photon p95 2.8 s on 2 Mbit/s, 40 ms, 1 %,
-# bench/bench_network.py). With 0.25 s a change goes out within a few frame times, blurry, and
-# refinement (runner.media.scheduling) brings the text up within the cap (offline at 1.2 Mbit/s:
-# first picture on the wire in 46-140 ms instead of 0.5 s, text >= 36 dB after 0.6-0.8 s).
+# Pictures after the first IDR get much smaller buffers: what one picture may borrow ahead of the
+# link. With the IDR's 1.5 s a new page of text came as one delta picture of up to 1.5 s of the
+# target, queued that long on the wire, and overflowed the link's queue (input-to-photon p95 2.8 s
+# on 2 Mbit/s, 40 ms, 1 %, bench/bench_network.py). Measured there and offline (bench_quality):
+# - DELTA_VBV_S while the screen moves (a picture within PAUSE_FRAMES frame times of the previous
+#   one): 0.1-0.15 s took the scrolling terminal at 1 Mbit/s from 33 to 26 dB, 0.25 s kept it;
+# - CHANGE_VBV_S for the first picture after a pause (a change on a still screen, a refinement):
+#   it goes out within a few frame times, blurry, and refinement (runner.media.scheduling) brings
+#   the text up within the cap (0.25 s: input-to-photon p50 290-310 ms; 0.1 s: 198 ms);
+# - RESENT_IDR_VBV_S for every IDR after the encoder's first (keyframe requests after losses):
+#   a 1.5 s IDR through a link with 100 ms of queue lost a hundred packets and froze the picture
+#   for 3.2-3.6 s; a small one is refined like a change.
 DELTA_VBV_S = 0.25
+CHANGE_VBV_S = 0.1
+RESENT_IDR_VBV_S = 0.25
+PAUSE_FRAMES = 2.5
 # x264 refills its VBV by maxrate / fps per picture (it runs at a constant frame rate), but the
 # pipeline encodes only when something changed or is due: 0.1 s apart while refining, seconds
 # apart on a still screen. The refill of each picture is the target times the real time since the
@@ -77,22 +86,24 @@ DELTA_VBV_S = 0.25
 VBV_REFILL_MAX = 0.9
 
 
-def delta_buffer_bits(target: int) -> int:
-    """The VBV buffer (bits) of delta pictures for a target (bit/s): see DELTA_VBV_S."""
-    return int(target * DELTA_VBV_S)
+def delta_buffer_bits(target: int, elapsed_s: float | None, fps: float) -> int:
+    """The VBV buffer (bits) of a delta picture ``elapsed_s`` after the previous one (None: one
+    frame time): DELTA_VBV_S of the target while the screen moves, CHANGE_VBV_S after a pause."""
+    paused = elapsed_s is not None and elapsed_s > PAUSE_FRAMES / fps
+    return int(target * (CHANGE_VBV_S if paused else DELTA_VBV_S))
 
 
-def vbv_settings(target: int, width: int, height: int, fps: float, *, keyframe: bool,
+def vbv_settings(target: int, width: int, height: int, fps: float, *, keyframe: bool, first: bool = False,
                  elapsed_s: float | None) -> tuple[int, int]:
-    """(maxrate bit/s, bufsize bits) for the next picture: an IDR gets the keyframe budget
-    (``vbv_buffer_bits``) refilled, a delta picture the small buffer (``DELTA_VBV_S``) refilled
-    by the target over ``elapsed_s`` since the previous picture (None or less than a frame time:
-    one frame time)."""
+    """(maxrate bit/s, bufsize bits) for the next picture: the encoder's ``first`` IDR gets the
+    keyframe budget (``vbv_buffer_bits``), later IDRs RESENT_IDR_VBV_S of the target, both
+    refilled; a delta picture ``delta_buffer_bits``, refilled by the target over ``elapsed_s``
+    since the previous picture (None or less than a frame time: one frame time)."""
     if keyframe:
-        buffer = vbv_buffer_bits(target, width, height)
+        buffer = vbv_buffer_bits(target, width, height) if first else int(target * RESENT_IDR_VBV_S)
         refill = VBV_REFILL_MAX * buffer
     else:
-        buffer = delta_buffer_bits(target)
+        buffer = delta_buffer_bits(target, elapsed_s, fps)
         elapsed = max(1.0 / fps, elapsed_s or 0.0)
         refill = min(target * elapsed, VBV_REFILL_MAX * buffer)
     return max(target, int(refill * fps)), buffer
@@ -399,10 +410,10 @@ class H264Encoder:
         elapsed = None if at is None or self._last_at is None else at - self._last_at
         self._last_at = at
         # The first picture is an IDR whether asked or not (so are x264's periodic ones, every
-        # encoder.keyframe_interval_s: those get the delta buffer, a blurry IDR refined after).
+        # encoder.keyframe_interval_s: those get a delta picture's buffer, and are refined after).
         first = self._pts == self._pts_step
         vbv = vbv_settings(self.bitrate, self.width, self.height, self.fps, keyframe=keyframe or first,
-                           elapsed_s=elapsed)
+                           first=first, elapsed_s=elapsed)
         if vbv != self._vbv:
             try:
                 self._cap.set(*vbv)
