@@ -9,7 +9,15 @@ import i420
 from runner.bitstream.annexb import h264_nal_types, short_start_code_offsets
 from runner.config import EncoderSettings
 from runner.media.capture import even_crop
-from runner.media.encode import AccessUnit, EncoderError, EncoderSlot, H264Encoder
+from runner.media.encode import (
+    AccessUnit,
+    EncoderError,
+    EncoderSlot,
+    H264Encoder,
+    delta_buffer_bits,
+    vbv_buffer_bits,
+    vbv_settings,
+)
 
 SPS, PPS, IDR, NON_IDR = 7, 8, 5, 1
 
@@ -219,7 +227,7 @@ class FailingHardwareEncoder:
     def __init__(self, width: int, height: int, fps: float, bitrate: int) -> None:
         self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
 
-    def encode(self, picture: object, *, keyframe: bool = False) -> AccessUnit:
+    def encode(self, picture: object, *, keyframe: bool = False, at: float | None = None) -> AccessUnit:
         raise EncoderError("h264_nvenc failed: device lost")
 
 
@@ -246,3 +254,23 @@ def test_a_failing_libx264_is_an_error() -> None:
     slot = EncoderSlot(encoder_settings())
     with pytest.raises(EncoderError, match=r"^picture size 321x240 must be positive and even$"):
         slot.encode(picture(320, 240), 321, 240, fps=30, bitrate=1_000_000, keyframe=False)
+
+
+def test_idrs_get_the_keyframe_budget_and_delta_pictures_a_small_buffer_refilled_in_real_time() -> None:
+    target, fps = 2_000_000, 30.0
+    full = vbv_buffer_bits(target, 1920, 1080)
+    # The encoder's first IDR: the 1.5 s buffer, refilled to 90 % of it in one picture (x264
+    # counts maxrate / fps); a later one (a keyframe request) a quarter of a second.
+    assert vbv_settings(target, 1920, 1080, fps, keyframe=True, first=True, elapsed_s=None) == \
+        (int(0.9 * full * fps), full)
+    assert vbv_settings(target, 1920, 1080, fps, keyframe=True, elapsed_s=5.0) == (int(0.9 * 500_000 * fps), 500_000)
+    # A delta picture up to 2.5 frame times after the previous one (the screen moves): 0.25 s of
+    # the target, refilled by the time passed, at least one frame time's worth (maxrate = target).
+    for elapsed in (None, 0.0, 1 / fps):
+        assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=elapsed) == (target, 500_000)
+    assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=2 / fps) == (2 * target, 500_000)
+    # After a pause (a refinement 0.1 s later, a change on a still screen): 0.1 s of the target,
+    # refilled by the time passed, at most 90 % of it.
+    assert delta_buffer_bits(target, 0.1, fps) == 200_000
+    assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=0.09) == (int(target * 0.09 * fps), 200_000)
+    assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=60.0) == (int(0.9 * 200_000 * fps), 200_000)

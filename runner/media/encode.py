@@ -8,9 +8,9 @@ SPS/PPS whenever the caller asks.
 
 libx264's rate control is tuned for screen content (measured in bench/bench_quality.py): a
 quality target (CRF) capped by LiveKit's bitrate target through x264's VBV, the cap moved with
-the target while the encoder runs (``runner.media.avoptions``); the VBV buffer is the keyframe
-budget and starts full, so the first IDR arrives legible (``vbv_buffer_bits``); intra 4x4
-prediction on, adaptive quantization and deblocking off.
+the target while the encoder runs (``runner.media.avoptions``); the first IDR gets the keyframe
+budget, full, so it arrives legible (``vbv_buffer_bits``), later pictures small buffers refilled
+in real time (``vbv_settings``); intra 4x4 prediction on, adaptive quantization and deblocking off.
 
 Every access unit leaves here with 4-byte start codes, the form the receiving browser rebuilds from RTP (the E2EE
 header authenticates those bytes).
@@ -60,6 +60,53 @@ def vbv_buffer_bits(target: int, width: int, height: int) -> int:
     """The VBV buffer (bits) for a target (bit/s) at a picture size: see VBV_BUFFER_S."""
     floor = KEYFRAME_BITS_PER_PIXEL * width * height
     return int(min(max(target * VBV_BUFFER_S, floor), target * VBV_BUFFER_MAX_S))
+
+
+# Pictures after the first IDR get much smaller buffers: what one picture may borrow ahead of the
+# link. With the IDR's 1.5 s a new page of text came as one delta picture of up to 1.5 s of the
+# target, queued that long on the wire, and overflowed the link's queue (input-to-photon p95 2.8 s
+# on 2 Mbit/s, 40 ms, 1 %, bench/bench_network.py). Measured there and offline (bench_quality):
+# - DELTA_VBV_S while the screen moves (a picture within PAUSE_FRAMES frame times of the previous
+#   one): 0.1-0.15 s took the scrolling terminal at 1 Mbit/s from 33 to 26 dB, 0.25 s kept it;
+# - CHANGE_VBV_S for the first picture after a pause (a change on a still screen, a refinement):
+#   it goes out within a few frame times, blurry, and refinement (runner.media.scheduling) brings
+#   the text up within the cap (0.25 s: input-to-photon p50 290-310 ms; 0.1 s: 198 ms);
+# - RESENT_IDR_VBV_S for every IDR after the encoder's first (keyframe requests after losses):
+#   a 1.5 s IDR through a link with 100 ms of queue lost a hundred packets and froze the picture
+#   for 3.2-3.6 s; a small one is refined like a change.
+DELTA_VBV_S = 0.25
+CHANGE_VBV_S = 0.1
+RESENT_IDR_VBV_S = 0.25
+PAUSE_FRAMES = 2.5
+# x264 refills its VBV by maxrate / fps per picture (it runs at a constant frame rate), but the
+# pipeline encodes only when something changed or is due: 0.1 s apart while refining, seconds
+# apart on a still screen. The refill of each picture is the target times the real time since the
+# previous one, written as maxrate; at most this share of the buffer, as x264 switches to its
+# one-frame VBV model when one picture's refill nears the buffer size.
+VBV_REFILL_MAX = 0.9
+
+
+def delta_buffer_bits(target: int, elapsed_s: float | None, fps: float) -> int:
+    """The VBV buffer (bits) of a delta picture ``elapsed_s`` after the previous one (None: one
+    frame time): DELTA_VBV_S of the target while the screen moves, CHANGE_VBV_S after a pause."""
+    paused = elapsed_s is not None and elapsed_s > PAUSE_FRAMES / fps
+    return int(target * (CHANGE_VBV_S if paused else DELTA_VBV_S))
+
+
+def vbv_settings(target: int, width: int, height: int, fps: float, *, keyframe: bool, first: bool = False,
+                 elapsed_s: float | None) -> tuple[int, int]:
+    """(maxrate bit/s, bufsize bits) for the next picture: the encoder's ``first`` IDR gets the
+    keyframe budget (``vbv_buffer_bits``), later IDRs RESENT_IDR_VBV_S of the target, both
+    refilled; a delta picture ``delta_buffer_bits``, refilled by the target over ``elapsed_s``
+    since the previous picture (None or less than a frame time: one frame time)."""
+    if keyframe:
+        buffer = vbv_buffer_bits(target, width, height) if first else int(target * RESENT_IDR_VBV_S)
+        refill = VBV_REFILL_MAX * buffer
+    else:
+        buffer = delta_buffer_bits(target, elapsed_s, fps)
+        elapsed = max(1.0 / fps, elapsed_s or 0.0)
+        refill = min(target * elapsed, VBV_REFILL_MAX * buffer)
+    return max(target, int(refill * fps)), buffer
 
 
 # The quality libx264 aims at while the target allows it (x264's constant rate factor). A still
@@ -227,6 +274,10 @@ class H264Encoder:
                         rate_control="abr")
             self._ctx, self._pix_fmt = self._open(capped_crf=False)
         self.rate_control = "crf+vbv" if self._cap is not None else ("abr" if codec == "libx264" else "vbr")
+        # The VBV last written (maxrate, bufsize) and when the last picture was encoded (the
+        # caller's clock): see vbv_settings.
+        self._vbv = (self.bitrate, vbv_buffer_bits(self.bitrate, width, height))
+        self._last_at: float | None = None
         self._bgra: av.VideoFrame | None = None
         self._bgra_view: np.ndarray | None = None
         self._i420 = av.VideoFrame(width, height, "yuv420p")
@@ -343,16 +394,40 @@ class H264Encoder:
         CRF the target is the VBV ceiling, with ABR the average)."""
         self.bitrate = bitrate
         self._ctx.bit_rate = bitrate
-        if self._cap is not None:
+        if self._cap is None:
+            return
+        # With CRF the target is the VBV ceiling (vbv_settings), written before the next picture;
+        # written now too, so that a refused value fails here.
+        self._vbv = vbv_settings(bitrate, self.width, self.height, self.fps, keyframe=False, elapsed_s=None)
+        try:
+            self._cap.set(*self._vbv)
+        except RuntimeError as exc:
+            raise EncoderError(str(exc)) from exc
+
+    def _apply_vbv(self, keyframe: bool, at: float | None) -> None:
+        if self._cap is None:
+            return
+        elapsed = None if at is None or self._last_at is None else at - self._last_at
+        self._last_at = at
+        # The first picture is an IDR whether asked or not (so are x264's periodic ones, every
+        # encoder.keyframe_interval_s: those get a delta picture's buffer, and are refined after).
+        first = self._pts == self._pts_step
+        vbv = vbv_settings(self.bitrate, self.width, self.height, self.fps, keyframe=keyframe or first,
+                           first=first, elapsed_s=elapsed)
+        if vbv != self._vbv:
             try:
-                self._cap.set(bitrate, vbv_buffer_bits(bitrate, self.width, self.height))
+                self._cap.set(*vbv)
             except RuntimeError as exc:
                 raise EncoderError(str(exc)) from exc
+            self._vbv = vbv
 
-    def encode(self, picture: np.ndarray | av.VideoFrame, *, keyframe: bool = False) -> AccessUnit:
+    def encode(self, picture: np.ndarray | av.VideoFrame, *, keyframe: bool = False,
+               at: float | None = None) -> AccessUnit:
         """Encode one picture: (height, width, 4) BGRA, or a yuv420p frame (the grab converted
         it; libx264 copies it in, so the caller may refill it once this returns). ``keyframe``
-        forces an IDR.
+        forces an IDR. ``at``: when the picture was taken (seconds, any clock the caller keeps
+        using), so the VBV refills by the real time between pictures (``vbv_settings``); without
+        it every picture counts one frame time.
 
         A picture of another size is scaled to the encoder's size on the way (libyuv, or
         swscale in the same pass as the colour conversion): that is how a maximum picture size
@@ -366,6 +441,7 @@ class H264Encoder:
         self._pts += self._pts_step
         # The I420 frame is reused: say every time whether this one must be an IDR.
         frame.pict_type = PictureType.I if keyframe else PictureType.NONE
+        self._apply_vbv(keyframe, at)
         try:
             packets = self._ctx.encode(frame)
         except av.FFmpegError as exc:
@@ -381,7 +457,7 @@ class H264Encoder:
                 data = self._skips.follow(data)
             except ValueError:  # cannot renumber after repeats: restart the stream with an IDR
                 self._skips = SkipFrames()
-                return self.encode(picture, keyframe=True)
+                return self.encode(picture, keyframe=True, at=at)
         return AccessUnit(
             data=data,
             keyframe=bool(packet.is_keyframe),
@@ -433,8 +509,9 @@ class EncoderSlot:
         return self.encoder.repeat() if self.encoder is not None else None
 
     def encode(self, picture: np.ndarray | av.VideoFrame, width: int, height: int, *, fps: float,
-               bitrate: int, keyframe: bool) -> AccessUnit:
-        """Encode at (width, height); another size or frame rate opens a new encoder (an IDR)."""
+               bitrate: int, keyframe: bool, at: float | None = None) -> AccessUnit:
+        """Encode at (width, height); another size or frame rate opens a new encoder (an IDR).
+        ``at``: when the picture was taken (H264Encoder.encode)."""
         enc = self.encoder
         opened = enc is None or (enc.width, enc.height, enc.fps) != (width, height, fps)
         if enc is None or opened:
@@ -443,7 +520,7 @@ class EncoderSlot:
         elif enc.bitrate != bitrate:
             enc.set_bitrate(bitrate)
         try:
-            au = enc.encode(picture, keyframe=keyframe)
+            au = enc.encode(picture, keyframe=keyframe, at=at)
             if opened:
                 # What the stream really is (the SPS sent), for operators and the browser tests.
                 log.info("encoder_opened", codec=enc.codec, width=width, height=height, fps=fps,
@@ -457,7 +534,7 @@ class EncoderSlot:
             log.error("encoder_failed", codec=enc.codec, error=str(exc), fallback="libx264")
             self._codec = "libx264"
             enc = self.encoder = self._open(width, height, fps, bitrate)
-            return enc.encode(picture, keyframe=True)
+            return enc.encode(picture, keyframe=True, at=at)
 
     def _open(self, width: int, height: int, fps: float, bitrate: int) -> H264Encoder:
         cfg = self._cfg

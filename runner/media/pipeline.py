@@ -453,7 +453,7 @@ class Pipeline:
                 assert picture is not None  # a CapturedFrame that is no repeat holds one or the other
                 width, height = self.output_size(frame.width, frame.height)
                 au = self._encoders.encode(picture, width, height, fps=self._fps, bitrate=bitrate,
-                                           keyframe=keyframe)
+                                           keyframe=keyframe, at=frame.captured_at)
         finally:
             frame.release()
         if au is None:

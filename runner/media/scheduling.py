@@ -186,8 +186,9 @@ class FrameSchedule:
             self._echo_at = None
         keyframe = self._force or requested or echo
         self._force = False
-        if keyframe:  # an IDR squeezed under the cap is refined like a change
+        if keyframe:  # an IDR squeezed under the cap is refined like a change, from the next interval on
             self._refine_until = now + REFINE_MAX_S
+            self._refine_next_at = now + REFINE_INTERVAL_S
         return keyframe
 
 
