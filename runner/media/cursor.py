@@ -21,10 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from Xlib import display as xdisplay
 from Xlib.error import XError
-from Xlib.ext import xfixes, xinput
+from Xlib.ext import xfixes
 
 from runner.logs import get_logger
 from runner.media.controls import CursorShape, CursorSink
+from runner.media.damage import select_raw_motion
 
 log = get_logger(__name__)
 
@@ -58,14 +59,7 @@ class CursorWatch:
             self._root = d.screen().root
             d.xfixes_select_cursor_input(self._root, xfixes.XFixesDisplayCursorNotifyMask)
             self._notify = d.extension_event.DisplayCursorNotify[0]
-            self.motion_events = False
-            if d.has_extension("XInputExtension"):
-                try:
-                    d.xinput_query_version()
-                    self._root.xinput_select_events([(xinput.AllMasterDevices, xinput.RawMotionMask)])
-                    self.motion_events = True
-                except Exception as exc:
-                    log.debug("pointer_motion_events_unavailable", reason=f"{type(exc).__name__}: {exc}")
+            self.motion_events = select_raw_motion(d, self._root)
             d.sync()
         except CursorUnavailable:
             d.close()

@@ -10,12 +10,28 @@ answers "changed", so the worst case is today's behaviour, never a frozen pictur
 
 from __future__ import annotations
 
+from typing import Any
+
 from Xlib import display as xdisplay
 from Xlib.ext import damage, xinput
 
 from runner.logs import get_logger
 
 log = get_logger(__name__)
+
+
+def select_raw_motion(d: xdisplay.Display, root: Any) -> bool:
+    """Ask for XInput 2 raw pointer motion on ``root``; False where the X server cannot give it
+    (then pointer moves are seen only by polling)."""
+    if not d.has_extension("XInputExtension"):
+        return False
+    try:
+        d.xinput_query_version()
+        root.xinput_select_events([(xinput.AllMasterDevices, xinput.RawMotionMask)])
+    except Exception as exc:
+        log.debug("pointer_motion_events_unavailable", reason=f"{type(exc).__name__}: {exc}")
+        return False
+    return True
 
 
 class ChangeWatch:
@@ -37,14 +53,7 @@ class ChangeWatch:
             # still screen can be waited on without polling it (wait_fd). Devices and XTEST (the
             # runner's own injection) make raw events; an application's XWarpPointer does not,
             # and is seen at the next idle refresh (IDLE_REFRESH_S) instead.
-            self._motion_events = False
-            if cursor and d.has_extension("XInputExtension"):
-                try:
-                    d.xinput_query_version()
-                    self._root.xinput_select_events([(xinput.AllMasterDevices, xinput.RawMotionMask)])
-                    self._motion_events = True
-                except Exception as exc:
-                    log.debug("pointer_motion_events_unavailable", reason=f"{type(exc).__name__}: {exc}")
+            self._motion_events = cursor and select_raw_motion(d, self._root)
             d.sync()
             self._d = d
         except Exception as exc:  # no display, refused: we simply cannot tell
