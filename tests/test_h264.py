@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -161,3 +162,37 @@ def test_sps_profile_level_id_reads_the_three_bytes_sdp_names() -> None:
     au = b"\x00\x00\x00\x01\x09\xf0" + b"\x00\x00\x00\x01\x67\x42\xc0\x28\xda" + b"\x00\x00\x01\x68\xce\x3c\x80"
     assert sps_profile_level_id(au) == "42c028"
     assert sps_profile_level_id(b"\x00\x00\x00\x01\x41\x9a\x00") is None
+
+
+@pytest.mark.parametrize("profile", ["baseline", "high"])
+def test_the_quantiser_of_each_picture_is_read_from_its_slice_header(profile: str) -> None:
+    """libx264 at a constant quantiser, CAVLC (Baseline) and CABAC (High): every picture the
+    skip-picture follower sees, IDR or P, is read at exactly that QP, also after skip pictures."""
+    for qp in (18, 36, 51):
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.width, ctx.height, ctx.pix_fmt = 320, 240, "yuv420p"
+        ctx.time_base = Fraction(1, 30)
+        cabac = 1 if profile == "high" else 0
+        params = f"qp={qp}:ipratio=1:bframes=0:ref=1:weightp=0:cabac={cabac}:scenecut=0"
+        ctx.options = {"profile": profile, "x264-params": params, "tune": "zerolatency"}
+        skips = SkipFrames()
+        seen = []
+        for i in range(4):
+            frame = av.VideoFrame.from_ndarray(picture(320, 240, i), format="bgra").reformat(format="yuv420p")
+            frame.pts = i
+            for packet in ctx.encode(frame):
+                skips.follow(bytes(packet))
+                seen.append(skips.qp)
+            if profile == "baseline" and i == 1:
+                assert skips.skip() is not None and skips.qp == qp  # a skip picture does not reset it
+        assert seen == [qp] * 4, (profile, qp, seen)
+
+
+def test_the_quantiser_is_none_for_what_the_reader_does_not_follow() -> None:
+    skips = SkipFrames()
+    assert skips.qp is None
+    enc = H264Encoder(320, 240, fps=30, bitrate=1_000_000)
+    skips.follow(enc.encode(picture(320, 240, 0)).data)
+    assert isinstance(skips.qp, int)
+    skips.follow(b"\x00\x00\x00\x01\x09\xf0")  # an access unit delimiter only: no slice
+    assert skips.qp is None

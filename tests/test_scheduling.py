@@ -16,6 +16,7 @@ from runner.media.scheduling import (
     REFINE_INTERVAL_S,
     REFINE_MAX_S,
     REFINED_BYTES,
+    REFINED_MAX_QP,
     TRAILING_FRAME_S,
     FrameSchedule,
     Grab,
@@ -233,6 +234,31 @@ def test_a_change_is_refined_until_the_encoder_has_nothing_left() -> None:
     schedule.picture_encoded(REFINED_BYTES)  # nothing left to improve
     assert schedule.must_grab(100.3, last_published_at=100.15) is False
     assert schedule.grab(101.2, changed=False, must=True, can_repeat=True) is Grab.REPEAT
+
+
+def test_a_small_picture_at_a_coarse_quantiser_does_not_end_refining() -> None:
+    """libx264 starved by its VBV buffer skips every macroblock at QP 51 (26 bytes) although the
+    picture before lost colour: that is no proof of nothing left, refining goes on; the same size
+    at the quality target, or from an encoder that names no quantiser, ends it."""
+    schedule = started(at=99.0)
+    schedule.grabbed(100.0, changed=True)
+    schedule.picture_encoded(4_117, qp=36)
+    schedule.grabbed(100.05, changed=False)
+    schedule.picture_encoded(26, qp=51)
+    assert schedule.refine_due(100.15) is True
+    schedule.grabbed(100.15, changed=False)
+    schedule.picture_encoded(26, qp=REFINED_MAX_QP + 1)
+    assert schedule.refine_due(100.25) is True
+    schedule.grabbed(100.25, changed=False)
+    schedule.picture_encoded(2_000, qp=24)
+    assert schedule.refine_due(100.35) is True
+    schedule.grabbed(100.35, changed=False)
+    schedule.picture_encoded(26, qp=REFINED_MAX_QP)
+    assert schedule.refine_due(100.45) is False
+    other = started(at=99.0)
+    other.grabbed(100.0, changed=True)
+    other.picture_encoded(REFINED_BYTES, qp=None)
+    assert other.refine_due(100.1) is False
 
 
 def test_refining_stops_after_its_time_even_if_pictures_stay_big() -> None:

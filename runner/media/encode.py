@@ -159,6 +159,7 @@ class AccessUnit:
     height: int
     encode_s: float  # colour conversion + encoding, seconds
     convert_s: float = 0.0  # the BGRA -> I420 (and scaling) part of encode_s
+    qp: int | None = None  # the picture's quantiser (libx264, from its first slice header)
 
 
 HARDWARE_CODECS = ("h264_nvenc", "h264_qsv", "h264_vaapi")
@@ -465,6 +466,7 @@ class H264Encoder:
             height=self.height,
             encode_s=time.perf_counter() - started,
             convert_s=converted - started,
+            qp=self._skips.qp if self._skips is not None else None,
         )
 
     @property

@@ -54,6 +54,9 @@ class StreamInfo:
     cabac: bool
     redundant_pic_cnt: bool
     deblocking_control: bool
+    pic_init_qp: int = 26
+    log2_max_poc_lsb: int = 0  # poc type 0 only
+    bottom_field_poc: bool = False  # PPS bottom_field_pic_order_in_frame_present_flag
 
     @property
     def skippable(self) -> bool:
@@ -76,8 +79,9 @@ def parse_sps(nal: bytes) -> dict[str, int]:
             raise ValueError("SPS with scaling matrices is not supported")
     log2_max_frame_num = r.ue() + 4
     poc_type = r.ue()
+    log2_max_poc_lsb = 0
     if poc_type == 0:
-        r.ue()
+        log2_max_poc_lsb = r.ue() + 4
     elif poc_type == 1:
         raise ValueError("SPS with picture order count type 1 is not supported")
     max_ref_frames = r.ue()
@@ -87,7 +91,8 @@ def parse_sps(nal: bytes) -> dict[str, int]:
     frame_mbs_only = r.u(1)
     return {"sps_id": sps_id, "log2_max_frame_num": log2_max_frame_num, "poc_type": poc_type,
             "width_mbs": width_mbs, "height_mbs": height_units * (2 - frame_mbs_only),
-            "frame_mbs_only": frame_mbs_only, "max_ref_frames": max_ref_frames}
+            "frame_mbs_only": frame_mbs_only, "max_ref_frames": max_ref_frames,
+            "log2_max_poc_lsb": log2_max_poc_lsb}
 
 
 def sps_profile_level_id(au: bytes) -> str | None:
@@ -103,23 +108,23 @@ def sps_profile_level_id(au: bytes) -> str | None:
 def parse_pps(nal: bytes) -> dict[str, int]:
     r = BitReader(unescape_rbsp(nal[1:]))
     pps_id, sps_id, cabac = r.ue(), r.ue(), r.u(1)
-    r.u(1)  # bottom_field_pic_order_in_frame_present_flag
+    bottom_field_poc = r.u(1)  # bottom_field_pic_order_in_frame_present_flag
     if r.ue():  # num_slice_groups_minus1
         raise ValueError("PPS with slice groups is not supported")
     r.ue()
     r.ue()  # num_ref_idx_l0/l1_default_active_minus1
     weighted_pred = r.u(1)
     r.u(2)  # weighted_bipred_idc
+    pic_init_qp = 26 + r.se()
     r.se()
-    r.se()
-    r.se()  # pic_init_qp/qs, chroma_qp_index_offset
+    r.se()  # pic_init_qs, chroma_qp_index_offset
     deblocking_control = r.u(1)
     r.u(1)  # constrained_intra_pred_flag
     redundant = r.u(1)
     if weighted_pred:
         raise ValueError("PPS with weighted prediction is not supported")
     return {"pps_id": pps_id, "sps_id": sps_id, "cabac": cabac, "deblocking_control": deblocking_control,
-            "redundant_pic_cnt": redundant}
+            "redundant_pic_cnt": redundant, "pic_init_qp": pic_init_qp, "bottom_field_poc": bottom_field_poc}
 
 
 class SkipFrames:
@@ -132,6 +137,8 @@ class SkipFrames:
         self.info: StreamInfo | None = None  # of the last slice followed
         self._ref_frame_num: int | None = None  # frame_num of the last reference picture sent
         self._shift = 0  # skip pictures since the last IDR: added to the encoder's frame_num
+        # The quantiser of the last access unit followed (its first slice's), None if unknown.
+        self.qp: int | None = None
 
     def follow(self, au: bytes) -> bytes:
         """The access unit as it must be sent: slices renumbered after skip pictures. Anything
@@ -145,6 +152,7 @@ class SkipFrames:
             return au
 
     def _follow(self, au: bytes) -> bytes:
+        self.qp = None
         pieces: list[bytes] = []
         done = 0
         for start, end in nalu_spans(au):
@@ -162,7 +170,8 @@ class SkipFrames:
                     width_mbs=sps["width_mbs"], height_mbs=sps["height_mbs"],
                     frame_mbs_only=bool(sps["frame_mbs_only"]), max_ref_frames=sps["max_ref_frames"],
                     cabac=bool(pps["cabac"]), redundant_pic_cnt=bool(pps["redundant_pic_cnt"]),
-                    deblocking_control=bool(pps["deblocking_control"]))
+                    deblocking_control=bool(pps["deblocking_control"]), pic_init_qp=pps["pic_init_qp"],
+                    log2_max_poc_lsb=sps["log2_max_poc_lsb"], bottom_field_poc=bool(pps["bottom_field_poc"]))
             elif is_h264_slice(nal_type):
                 nal = self._slice(au[start:end], nal_type)
                 if nal is not None:
@@ -182,12 +191,15 @@ class SkipFrames:
             cut += 1
         rbsp = unescape_rbsp(nal[1:cut])
         r = BitReader(rbsp)
-        r.ue()  # first_mb_in_slice
-        r.ue()  # slice_type
+        first_mb = r.ue()
+        slice_type = r.ue()
         info = self.info = self._streams[r.ue()]
         bits = info.log2_max_frame_num
         at = r.pos
         frame_num = (r.u(bits) + self._shift) % (1 << bits)
+        if first_mb == 0:
+            self.qp = _slice_qp(r, info, slice_type % 5, idr=nal_type == H264_NAL_SLICE_IDR,
+                                reference=bool(nal[0] & 0x60))
         if nal[0] & 0x60:  # nal_ref_idc != 0: a reference picture
             self._ref_frame_num = frame_num
         if not self._shift:
@@ -224,3 +236,46 @@ class SkipFrames:
         self._ref_frame_num = frame_num
         self._shift += 1
         return START_CODE_4 + bytes((NAL_REF_SLICE,)) + escape_rbsp(w.rbsp())
+
+
+SLICE_P, SLICE_B, SLICE_I = 0, 1, 2
+
+
+def _slice_qp(r: BitReader, info: StreamInfo, slice_type: int, *, idr: bool, reference: bool) -> int | None:
+    """SliceQP (pic_init_qp + slice_qp_delta) read on from just after frame_num; None for what
+    this reader does not follow (fields, B or SP/SI slices, or a header longer than the prefix)."""
+    if not info.frame_mbs_only or slice_type not in (SLICE_P, SLICE_I):
+        return None
+    try:
+        if idr:
+            r.ue()  # idr_pic_id
+        if info.poc_type == 0:
+            r.u(info.log2_max_poc_lsb)
+            if info.bottom_field_poc:
+                r.se()
+        elif info.poc_type != 2:
+            return None
+        if info.redundant_pic_cnt:
+            r.ue()
+        if slice_type == SLICE_P:
+            if r.u(1):  # num_ref_idx_active_override_flag
+                r.ue()
+            if r.u(1):  # ref_pic_list_modification_flag_l0
+                while r.ue() != 3:  # modification_of_pic_nums_idc
+                    r.ue()
+        if reference:
+            if idr:
+                r.u(2)  # no_output_of_prior_pics_flag, long_term_reference_flag
+            elif r.u(1):  # adaptive_ref_pic_marking_mode_flag
+                while (op := r.ue()) != 0:
+                    if op in (1, 3):
+                        r.ue()
+                    if op in (2, 3, 6):
+                        r.ue()
+                    if op == 4:
+                        r.ue()
+        if info.cabac and slice_type == SLICE_P:
+            r.ue()  # cabac_init_idc
+        return info.pic_init_qp + r.se()
+    except (ValueError, IndexError):  # ran past the prefix _slice unescaped
+        return None

@@ -415,7 +415,7 @@ class Pipeline:
                 continue
             au, payload, encrypt_s = sealed
             if not frame.repeat:
-                self._schedule.picture_encoded(len(au.data))
+                self._schedule.picture_encoded(len(au.data), au.qp)
             if self._publisher is not publisher:
                 continue  # the connection changed while we encoded; the next frame is an IDR
             handoff_started = time.perf_counter()

@@ -33,7 +33,8 @@ IDLE_POLL_S = 0.1
 TRAILING_FRAME_S = 0.05
 # After a change or an IDR, a still screen is encoded again every REFINE_INTERVAL_S (real pictures,
 # not skip pictures) until the encoder has nothing left to add (a picture of at most REFINED_BYTES:
-# libx264's all-skip picture of an unchanged screen is 25-28 bytes) or REFINE_MAX_S passed.
+# libx264's all-skip picture of an unchanged screen is 25-28 bytes, coded at a quantiser of at most
+# REFINED_MAX_QP) or REFINE_MAX_S passed.
 # Measured on a 2 Mbit/s path (bench/bench_network.py) with the rate capped at LiveKit's target: a
 # new page of text came in one picture squeezed under the cap, IDRs after losses came grey, and they
 # stayed so (text 6-18 dB PSNR for 10 s), as only skip pictures followed. On 1 Mbit/s, 40 ms, 1 %,
@@ -42,6 +43,13 @@ TRAILING_FRAME_S = 0.05
 REFINE_INTERVAL_S = 0.1
 REFINE_MAX_S = 3.0
 REFINED_BYTES = 100
+# A small picture proves nothing at a coarse quantiser: with the VBV buffer drained by changes in
+# quick succession, libx264 coded the picture after a change at QP 51, every macroblock skipped
+# (26 bytes), while its picture of the change, at QP 36, had lost the colour of one slice (grey
+# where green was painted). Refining ended there, and the grey stayed until the next change or IDR
+# (tests/test_browser_e2e.py: 1 change in 10-50 after a still screen, 2-6 s). Unchanged screens
+# at the quality target come at QP 18-26 (CRF 23).
+REFINED_MAX_QP = 30
 # Follow the receivers' bitrate target only when it moved by more than this fraction, so the
 # encoder is not reconfigured on every wobble of the estimate.
 BITRATE_HYSTERESIS = 0.15
@@ -99,10 +107,11 @@ class FrameSchedule:
             self._trailing_at = None
         self._refine_next_at = now + REFINE_INTERVAL_S
 
-    def picture_encoded(self, size_bytes: int) -> None:
-        """A real picture (no skip picture) came out of the encoder with this size: a small one
-        means the encoder had nothing left to improve, so refining ends."""
-        if size_bytes <= REFINED_BYTES:
+    def picture_encoded(self, size_bytes: int, qp: int | None = None) -> None:
+        """A real picture (no skip picture) came out of the encoder with this size and quantiser
+        (None: the encoder does not say): a small one at a fine enough quantiser means the encoder
+        had nothing left to improve, so refining ends."""
+        if size_bytes <= REFINED_BYTES and (qp is None or qp <= REFINED_MAX_QP):
             self._refine_until = None
 
     # --- questions -------------------------------------------------------------------------
