@@ -155,7 +155,11 @@ async def test_still_screen_is_kept_alive_with_skip_pictures_and_later_changes_s
     paint(xvfb.display, QUADRANTS)
     proc = Runner(livekit_url=livekit_server.url, api_key=livekit_server.api_key,
                   api_secret=livekit_server.api_secret, room=room_name, passphrase=PASSPHRASE,
-                  display=xvfb.display, extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "1"})
+                  display=xvfb.display,
+                  # Two refreshes a second: each 3.5 s still time holds about 6 skip pictures once
+                  # the change is refined (at 1 s it held 2-3, so the sum below sat on its bound
+                  # of 9 and failed in CI with 8).
+                  extra_env={"RUNNER_LOG__STATUS_INTERVAL_S": "1", "RUNNER_CAPTURE__IDLE_REFRESH_S": "0.5"})
     with proc:
         proc.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
         await open_viewer(page, livekit_server.url, viewer_token(livekit_server, room_name), PASSPHRASE)
