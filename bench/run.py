@@ -14,7 +14,8 @@ Sections:
 - photon: input-to-photon in headless Chromium: the viewer sends a pointer move, the X screen
   changes (bench/scenes.py photon), the viewer sees it in the decoded video (rVFC + pixel read);
   inputs 100-200 ms apart and, with skip_unchanged, the first change after 2 s of a still screen;
-  against livekit-server's defaults and with room.playout_delay 0/0 (docs/operations.md). Each
+  against livekit-server's defaults (the runner's room setting off), with room.playout_delay 0/0
+  (docs/operations.md), and on a default server with the runner's room setting (its default). Each
   row says whether it meets the target (PHOTON_TARGET_*) and the load average it ran under.
 - memory: the runner's resident memory over a long run (1920x1080, scrolling, a subscriber).
 
@@ -256,13 +257,16 @@ async ([trials, gapMin, gapMax, mon]) => {
 # 60 fps and under 80 ms at 30 fps, the first change after a still second included.
 PHOTON_TARGET_P50_MS = 35.0
 PHOTON_TARGET_P95_MS = {60: 60.0, 30: 80.0}
-# (LiveKit's room.playout_delay or None for the server's default, fps, capture.skip_unchanged,
-# capture.idle_refresh_s). The playout delay (0, 0) rows are the server setting docs/operations.md
-# recommends: Chrome then renders each frame as soon as it is decoded instead of through its
-# smoothness algorithm; the 0.1 s refresh row is the runner-side bound for servers without it.
-PHOTON_CONFIGS: list[tuple[tuple[int, int] | None, int, bool, float]] = [
+# (LiveKit's room.playout_delay, None for the server's default, or "room" for a default server
+# whose room the runner configures itself (livekit.zero_playout_delay, its default); fps,
+# capture.skip_unchanged, capture.idle_refresh_s). On the None rows the runner leaves its room
+# alone (zero_playout_delay = false): they show Chrome's smoothness algorithm. The playout delay
+# (0, 0) rows are the server setting docs/operations.md describes: Chrome then renders each frame as
+# soon as it is decoded; "room" gets the same per room; the 0.1 s refresh row is the runner-side
+# bound where neither is possible.
+PHOTON_CONFIGS: list[tuple[tuple[int, int] | str | None, int, bool, float]] = [
     (None, 30, False, 1.0), (None, 30, True, 1.0), (None, 60, False, 1.0), (None, 60, True, 1.0),
-    (None, 30, True, 0.1), ((0, 0), 30, True, 1.0), ((0, 0), 60, True, 1.0)]
+    (None, 30, True, 0.1), ((0, 0), 30, True, 1.0), ((0, 0), 60, True, 1.0), ("room", 30, True, 1.0)]
 
 
 def photon_target(row: dict[str, Any]) -> str:
@@ -289,12 +293,17 @@ async def photon_section(lk: LiveKitServer, trials: int, idle_trials: int) -> li
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM_PATH, headless=True, args=CHROMIUM_ARGS)
             for playout_delay, fps, skip, refresh in PHOTON_CONFIGS:
-                server = lk if playout_delay is None else lk_now
-                server_label = "default" if playout_delay is None else f"{playout_delay[0]}/{playout_delay[1]} ms"
-                room = f"bench-photon-{fps}-{int(skip)}-{int(playout_delay is not None)}-{refresh:g}"
+                server = lk_now if isinstance(playout_delay, tuple) else lk
+                if isinstance(playout_delay, tuple):
+                    server_label = f"{playout_delay[0]}/{playout_delay[1]} ms"
+                else:
+                    server_label = "default" if playout_delay is None else "default, room 0/0 ms by the runner"
+                tag = "server" if isinstance(playout_delay, tuple) else (playout_delay or "default")
+                room = f"bench-photon-{fps}-{int(skip)}-{tag}-{refresh:g}"
                 env = runner_env(fps, BITRATES[(1920, 1080)], RUNNER_LOG__LEVEL="info",
                                  RUNNER_CAPTURE__SKIP_UNCHANGED="true" if skip else "false",
-                                 RUNNER_CAPTURE__IDLE_REFRESH_S=str(refresh))
+                                 RUNNER_CAPTURE__IDLE_REFRESH_S=str(refresh),
+                                 RUNNER_LIVEKIT__ZERO_PLAYOUT_DELAY="true" if playout_delay == "room" else "false")
                 runner = Runner.joining(server, room=room, passphrase=PASSPHRASE, display=x.display, extra_env=env)
                 with runner:
                     runner.wait_for_event("track_published", timeout=30)

@@ -98,6 +98,11 @@ class LiveKitSettings(_Section):
     name: str = Field("Desktop", max_length=256, description="participant display name")
     token_ttl_s: int = Field(3600, ge=60, le=86400, description="lifetime of minted tokens")
     connect_timeout_s: float = Field(10.0, gt=0, le=120)
+    zero_playout_delay: bool = Field(
+        True,
+        description="before joining, set the room's playout delay to zero (needs api_key/api_secret): "
+        "Chrome then shows each frame as it is decoded",
+    )
     retry_initial_s: float = Field(1.0, gt=0, le=60)
     retry_max_s: float = Field(30.0, gt=0, le=3600)
     on_fatal: Literal["retry", "exit"] = Field(

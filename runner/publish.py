@@ -18,6 +18,7 @@ from livekit import rtc
 from runner.config import FrameEngine, Settings
 from runner.control.messages import MAX_RPC_PAYLOAD_CHARS
 from runner.logs import get_logger, register_secrets
+from runner.roomconfig import configure_room
 
 log = get_logger(__name__)
 
@@ -171,6 +172,7 @@ class Publisher:
             # control protocol's own limit, the SDK refuses the stream as it arrives (+1 MB).
             data_stream=rtc.DataStreamOptions(max_payload_byte_length=MAX_RPC_PAYLOAD_CHARS),
         )
+        await configure_room(settings)  # logs and goes on when it cannot
         room = rtc.Room()
         try:
             await asyncio.wait_for(

@@ -4,7 +4,10 @@ limitations; docs/operations.md), checked by their mechanism, not by millisecond
 - livekit-server's ``room.playout_delay`` (min = max = 0) puts the RTP playout-delay extension on
   the runner's screen track for the reference viewer, which is what switches Chrome to rendering
   each frame as soon as it is decoded (libwebrtc's low-latency rendering). Without the setting the
-  extension is absent and Chrome smooths, hence the two cases.
+  extension is absent and Chrome smooths, hence the two cases (the runner's own room setting off).
+- ``livekit.zero_playout_delay`` (default on): the runner sets the same for its room before it
+  joins, on a server left at its defaults; and Chrome then shows still-screen frames as they
+  arrive (``requestVideoFrameCallback``: arrival -> display).
 - ``capture.idle_refresh_s`` makes the runner re-send a still screen that often (skip pictures).
 
 Real parts: livekit-server on loopback (its own where configured), Xvfb, the runner, headless
@@ -13,11 +16,12 @@ Chromium with the reference viewer.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from realenv import LiveKitServer, Runner, mint_token, paint, wait_for_viewer
+from realenv import QUADRANTS, LiveKitServer, Runner, mint_token, paint, wait_for_viewer
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +47,8 @@ async def test_playout_delay_setting_reaches_the_viewers_screen_track(
         playout_delay, xvfb, room_name, page, open_viewer):
     paint(xvfb.display, "#336699")
     with LiveKitServer(playout_delay=playout_delay) as server, Runner.joining(
-            server, room=room_name, passphrase=PASSPHRASE, display=xvfb.display) as runner:
+            server, room=room_name, passphrase=PASSPHRASE, display=xvfb.display,
+            extra_env={"RUNNER_LIVEKIT__ZERO_PLAYOUT_DELAY": "false"}) as runner:
         runner.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
         token = mint_token(server.api_key, server.api_secret, room_name, "viewer")
         await open_viewer(page, server.url, token, PASSPHRASE)
@@ -52,6 +57,60 @@ async def test_playout_delay_setting_reaches_the_viewers_screen_track(
         uris = await page.evaluate(RECEIVER_EXTENSIONS_JS)
     assert uris, "the viewer's screen track has no negotiated header extensions at all"
     assert (PLAYOUT_DELAY_URI in uris) == (playout_delay is not None), uris
+    assert not [e for e in runner.events() if e["event"].startswith("room_playout_delay")]
+
+
+# A still screen is re-sent once a second; Chrome's smoothness algorithm held such frames
+# 0.4-0.9 s after arrival in most seconds on a default room (p50 72 ms, p95 787 ms, 183 frames;
+# with the setting p50 16, p95 39, max 47 ms over 147 frames).
+HELD_MS = 250
+
+# Arrival -> display of every frame shown from now on, from requestVideoFrameCallback metadata.
+RECORD_HOLDS_JS = """() => {
+  const video = [...document.querySelectorAll('video')].find((v) => v.videoWidth > 2);
+  window.__holds = [];
+  const frame = (now, meta) => {
+    if (meta.receiveTime) window.__holds.push(now - meta.receiveTime);
+    video.requestVideoFrameCallback(frame);
+  };
+  video.requestVideoFrameCallback(frame);
+}"""
+
+
+async def test_runner_sets_the_playout_delay_and_chrome_shows_still_frames_as_they_arrive(
+        livekit_server, room_name, xvfb, page, open_viewer):
+    paint(xvfb.display, QUADRANTS)
+    with Runner.joining(livekit_server, room=room_name, passphrase=PASSPHRASE, display=xvfb.display) as proc:
+        proc.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
+        names = [e["event"] for e in proc.events()]
+        assert names.index("room_playout_delay_set") < names.index("track_published")
+        assert next(e for e in proc.events() if e["event"] == "room_playout_delay_set")["max_ms"] == 9
+        await open_viewer(page, livekit_server.url, mint_token(livekit_server.api_key, livekit_server.api_secret,
+                                                               room_name, "viewer"), PASSPHRASE)
+        await wait_for_viewer(page, lambda s: s["framesDecoded"] > 0, timeout=STARTUP_TIMEOUT_S,
+                              what="the screen track decoding")
+        assert PLAYOUT_DELAY_URI in await page.evaluate(RECEIVER_EXTENSIONS_JS)
+        await asyncio.sleep(4)  # past the join's keyframes: from here on a still screen, 1 frame/s
+        await page.evaluate(RECORD_HOLDS_JS)
+        await asyncio.sleep(8)
+        holds = await page.evaluate("() => window.__holds")
+    assert len(holds) >= 5, holds
+    assert max(holds) < HELD_MS, f"frames held after arrival (ms): {[round(h) for h in holds]}"
+
+
+async def test_a_ready_token_joins_without_configuring_and_says_why(livekit_server, room_name, xvfb):
+    from devstack import mint_token as mint
+
+    paint(xvfb.display, QUADRANTS)
+    token = mint(livekit_server.api_key, livekit_server.api_secret, room_name, "desktop-runner", publish=True)
+    proc = Runner(livekit_url=livekit_server.url, api_key="", api_secret="", room=room_name,
+                  passphrase=PASSPHRASE, display=xvfb.display, extra_env={"RUNNER_LIVEKIT__TOKEN": token})
+    with proc:
+        proc.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
+        unset = proc.wait_for_event("room_playout_delay_unset", timeout=1)
+    assert unset["level"] == "info"
+    assert unset["reason"].startswith("a ready token cannot configure the room")
+    assert token not in proc.log_path.read_text()
 
 
 @pytest.mark.parametrize(("refresh_s", "least", "most"), [(0.1, 20, 60), (1.0, 2, 8)])
