@@ -353,8 +353,11 @@ async def trace(args: argparse.Namespace, out: Path) -> None:
                                 "-w", str(pcap)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             room = "photon-trace"
+            # The room as the server makes it (what --playout-delay compares); --env
+            # RUNNER_LIVEKIT__ZERO_PLAYOUT_DELAY=true traces the runner's own room setting.
+            extra = {"RUNNER_LIVEKIT__ZERO_PLAYOUT_DELAY": "false", **dict(kv.split("=", 1) for kv in args.env)}
             env = runner_env(args.fps, BITRATES[(1920, 1080)], RUNNER_LOG__LEVEL="info",
-                             BENCH_HANDOFF_LOG=str(handoff_log), **dict(kv.split("=", 1) for kv in args.env))
+                             BENCH_HANDOFF_LOG=str(handoff_log), **extra)
             runner = Runner(livekit_url=lk.url, api_key=lk.api_key, api_secret=lk.api_secret, room=room,
                             passphrase=PASSPHRASE, display=x.display, extra_env=env,
                             script=[str(ROOT / "bench" / "probe_handoff.py")])
