@@ -6,8 +6,7 @@ limitations; docs/operations.md), checked by their mechanism, not by millisecond
   each frame as soon as it is decoded (libwebrtc's low-latency rendering). Without the setting the
   extension is absent and Chrome smooths, hence the two cases (the runner's own room setting off).
 - ``livekit.zero_playout_delay`` (default on): the runner sets the same for its room before it
-  joins, on a server left at its defaults; and Chrome then shows still-screen frames as they
-  arrive (``requestVideoFrameCallback``: arrival -> display).
+  joins, on a server left at its defaults, and the viewer's screen track gets the extension.
 - ``capture.idle_refresh_s`` makes the runner re-send a still screen that often (skip pictures).
 
 Real parts: livekit-server on loopback (its own where configured), Xvfb, the runner, headless
@@ -16,7 +15,6 @@ Chromium with the reference viewer.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -60,42 +58,26 @@ async def test_playout_delay_setting_reaches_the_viewers_screen_track(
     assert not [e for e in runner.events() if e["event"].startswith("room_playout_delay")]
 
 
-# A still screen is re-sent once a second; Chrome's smoothness algorithm held such frames
-# 0.4-0.9 s after arrival in most seconds on a default room (p50 72 ms, p95 787 ms, 183 frames;
-# with the setting p50 16, p95 39, max 47 ms over 147 frames).
-HELD_MS = 250
-
-# Arrival -> display of every frame shown from now on, from requestVideoFrameCallback metadata.
-RECORD_HOLDS_JS = """() => {
-  const video = [...document.querySelectorAll('video')].find((v) => v.videoWidth > 2);
-  window.__holds = [];
-  const frame = (now, meta) => {
-    if (meta.receiveTime) window.__holds.push(now - meta.receiveTime);
-    video.requestVideoFrameCallback(frame);
-  };
-  video.requestVideoFrameCallback(frame);
-}"""
-
-
-async def test_runner_sets_the_playout_delay_and_chrome_shows_still_frames_as_they_arrive(
+async def test_on_a_default_server_the_runner_sets_its_rooms_playout_delay_before_it_joins(
         livekit_server, room_name, xvfb, page, open_viewer):
+    """The session's livekit-server has no ``room.playout_delay``; the runner's request alone puts
+    the extension on the viewer's screen track (README, Known limitations, has what it does to
+    Chrome's holds: 4 / 23 / 31 ms p50 / p95 / max after arrival, against 72 / 787 / 918)."""
     paint(xvfb.display, QUADRANTS)
     with Runner.joining(livekit_server, room=room_name, passphrase=PASSPHRASE, display=xvfb.display) as proc:
         proc.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
-        names = [e["event"] for e in proc.events()]
-        assert names.index("room_playout_delay_set") < names.index("track_published")
-        assert next(e for e in proc.events() if e["event"] == "room_playout_delay_set")["max_ms"] == 9
-        await open_viewer(page, livekit_server.url, mint_token(livekit_server.api_key, livekit_server.api_secret,
-                                                               room_name, "viewer"), PASSPHRASE)
+        token = mint_token(livekit_server.api_key, livekit_server.api_secret, room_name, "viewer")
+        await open_viewer(page, livekit_server.url, token, PASSPHRASE)
         await wait_for_viewer(page, lambda s: s["framesDecoded"] > 0, timeout=STARTUP_TIMEOUT_S,
                               what="the screen track decoding")
-        assert PLAYOUT_DELAY_URI in await page.evaluate(RECEIVER_EXTENSIONS_JS)
-        await asyncio.sleep(4)  # past the join's keyframes: from here on a still screen, 1 frame/s
-        await page.evaluate(RECORD_HOLDS_JS)
-        await asyncio.sleep(8)
-        holds = await page.evaluate("() => window.__holds")
-    assert len(holds) >= 5, holds
-    assert max(holds) < HELD_MS, f"frames held after arrival (ms): {[round(h) for h in holds]}"
+        uris = await page.evaluate(RECEIVER_EXTENSIONS_JS)
+        events = list(proc.events())
+    names = [e["event"] for e in events]
+    assert names.index("room_playout_delay_set") < names.index("track_published")
+    assert next(e for e in events if e["event"] == "room_playout_delay_set") | {"timestamp": None} == {
+        "event": "room_playout_delay_set", "level": "info", "logger": "runner.roomconfig", "room": room_name,
+        "min_ms": 0, "max_ms": 9, "timestamp": None}
+    assert PLAYOUT_DELAY_URI in uris, uris
 
 
 async def test_a_ready_token_joins_without_configuring_and_says_why(livekit_server, room_name, xvfb):
