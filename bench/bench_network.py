@@ -156,7 +156,7 @@ async () => {
                    freezeCount: s.freezeCount ?? 0, totalFreezesDuration: s.totalFreezesDuration ?? 0,
                    packetsLost: s.packetsLost, nackCount: s.nackCount, pliCount: s.pliCount,
                    keyFramesDecoded: s.keyFramesDecoded, framesDropped: s.framesDropped,
-                   at: performance.now() };
+                   keyframeAsks: window.viewer.state.keyframeAsks ?? 0, at: performance.now() };
         }
       }
     }

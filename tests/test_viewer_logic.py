@@ -123,11 +123,13 @@ def test_overlay_sample_reads_the_video_report_and_the_nominated_pair() -> None:
     report = ("new Map(Object.entries({"
               "a: {type: 'inbound-rtp', kind: 'audio', framesDecoded: 9},"
               "v: {type: 'inbound-rtp', kind: 'video', timestamp: 5, framesDecoded: 7, framesDropped: 1,"
-              "    bytesReceived: 10, totalDecodeTime: 0.1, jitterBufferDelay: 0.2, jitterBufferEmittedCount: 7},"
+              "    bytesReceived: 10, packetsReceived: 12, totalDecodeTime: 0.1, jitterBufferDelay: 0.2,"
+              "    jitterBufferEmittedCount: 7},"
               "p: {type: 'candidate-pair', nominated: true, state: 'succeeded', currentRoundTripTime: 0.004},"
               "q: {type: 'candidate-pair', nominated: false, state: 'succeeded', currentRoundTripTime: 0.5}}))")
     assert js(f"overlay.videoSample({report})") == {
-        "at": 5, "framesDecoded": 7, "framesDropped": 1, "bytesReceived": 10, "totalDecodeTime": 0.1,
+        "at": 5, "framesDecoded": 7, "framesDropped": 1, "bytesReceived": 10, "packetsReceived": 12,
+        "totalDecodeTime": 0.1,
         "jitterBufferDelay": 0.2, "jitterBufferEmittedCount": 7, "transportRttMs": 4,
     }
     assert js("overlay.videoSample(new Map())") is None
@@ -146,3 +148,44 @@ def test_overlay_lines_show_a_dash_for_what_is_not_measured() -> None:
     assert lines[0] == "Host processing: 6.1 ms per frame"
     assert lines[3] == "Decode: – per frame"
     assert lines[-1] == "Bitrate: 2.5 Mbit/s"
+
+
+# --- the stall watch (overlay.js stallStep) --------------------------------------------------------
+def stall_run(samples: list[tuple[float, int, int]], rtt: float | None = None) -> list[bool]:
+    """Feed (at ms, framesDecoded, packetsReceived) samples through stallStep; which ones ask."""
+    return js(f"""(() => {{
+      let state = null; const asks = [];
+      for (const [at, framesDecoded, packetsReceived] of {json.dumps(samples)}) {{
+        const step = overlay.stallStep(state, {{at, framesDecoded, packetsReceived}}, {json.dumps(rtt)});
+        state = step.state; asks.push(step.ask);
+      }}
+      return asks;
+    }})()""")
+
+
+def test_packets_without_a_decode_ask_for_a_keyframe_once_a_second() -> None:
+    # frames decode until 1000 ms; from 1250 packets come but nothing decodes
+    samples = [(0, 10, 50), (250, 11, 55), (1000, 12, 60), (1250, 12, 64), (1500, 12, 70),
+               (1650, 12, 75), (1750, 12, 76), (2000, 12, 80), (2500, 12, 90), (2750, 12, 95), (3000, 12, 99)]
+    assert stall_run(samples) == [False, False, False, False, False, True, False, False, False, True, False]
+
+
+def test_a_still_screen_and_a_slow_decode_never_ask() -> None:
+    # one skip picture a second, each decoded within a poll or two; nothing in between
+    still = [(t * 250, 10 + t // 4 + (1 if t % 4 >= 2 else 0), 50 + t // 4 + (1 if t % 4 >= 1 else 0))
+             for t in range(40)]
+    assert stall_run(still) == [False] * 40
+    # before the first decode (a wrong key, a join in progress) nothing is asked either
+    assert stall_run([(t * 250, 0, 10 * t) for t in range(20)]) == [False] * 20
+
+
+def test_a_long_round_trip_gives_nack_its_chance_first() -> None:
+    # packets without a decode from 250 ms: 3 x 250 ms of round trip is waited for, not 400
+    samples = [(0, 5, 10), (250, 5, 12), (650, 5, 14), (900, 5, 16), (1000, 5, 17)]
+    assert stall_run(samples, rtt=250) == [False, False, False, False, True]
+    assert stall_run(samples, rtt=None) == [False, False, True, False, False]
+
+
+def test_progress_ends_the_stall() -> None:
+    samples = [(0, 5, 10), (250, 5, 12), (500, 6, 14), (750, 6, 16), (1000, 7, 18), (1250, 7, 20)]
+    assert stall_run(samples) == [False] * 6

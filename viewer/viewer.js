@@ -75,7 +75,7 @@ import { PointerView, pointerState } from './cursor.js';
 import { InputCapture, textChunks } from './input.js';
 import { parseLink } from './link.js';
 import {
-  FrameTimer, OVERLAY_INTERVAL_MS, isOverlayShortcut, noFigures, overlayLines, videoFigures,
+  FrameTimer, OVERLAY_INTERVAL_MS, isOverlayShortcut, noFigures, overlayLines, stallStep, videoFigures,
   videoSample,
 } from './overlay.js';
 import { Microphone, Sound } from './sound.js';
@@ -150,6 +150,7 @@ const state = {
   encryptionErrors: 0, // RoomEvent.EncryptionError count (livekit-client throttles: <= 1/s, 5/min)
   lastError: '', // the latest error of any kind, secrets redacted
   framesDecoded: 0, // inbound-rtp framesDecoded of the shown video track
+  keyframeAsks: 0, // dr.keyframe calls made because the decoder stalled (overlay.js stallStep)
   videoWidth: 0, // of the picture shown; 0 while none is
   videoHeight: 0,
   publisher: '', // identity of the participant whose video is attached (the runner)
@@ -263,6 +264,10 @@ class Viewer {
   #pollingControl = false;
   /** @type {import('./overlay.js').VideoSample | null} where the overlay's current interval began */
   #overlayBase = null;
+  /** @type {import('./overlay.js').StallState | null} the stall watch over the shown track */
+  #stall = null;
+  /** @type {unknown} the track #stall watches */
+  #stallTrack = null;
 
   /** The Room of the current connection, or null. */
   get room() {
@@ -915,6 +920,29 @@ class Viewer {
     this.#overlayBase = sample;
   }
 
+  /** Ask the runner for a keyframe when the decoder waits on a lost packet (overlay.js
+   * stallStep); not while frames fail to decrypt (no keyframe helps) or without a session.
+   * @param {unknown} track @param {import('./overlay.js').VideoSample} sample */
+  watchStall(track, sample) {
+    if (track !== this.#stallTrack) {
+      this.#stallTrack = track;
+      this.#stall = null;
+    }
+    const rtt = sample.transportRttMs ?? state.control.rttMs ?? null;
+    const { state: next, ask } = stallStep(this.#stall, sample, rtt);
+    this.#stall = next;
+    const conn = this.connection;
+    if (!ask || !conn || conn.errorPending || conn.framesAtError != null) return;
+    let control;
+    try {
+      control = this.requireControl();
+    } catch {
+      return; // no control session (a watch-only link): nobody to ask
+    }
+    state.keyframeAsks += 1;
+    quietly(control.call('dr.keyframe', {}));
+  }
+
   // --- stats and pixels ------------------------------------------------------------------------
 
   async refresh() {
@@ -929,7 +957,9 @@ class Viewer {
             state.framesDecoded = stats.framesDecoded ?? 0;
           }
         });
-        if (report && state.overlay.shown) this.overlayVideo(videoSample(report));
+        const sample = report ? videoSample(report) : null;
+        if (sample && state.overlay.shown) this.overlayVideo(sample);
+        if (sample) this.watchStall(shown.track, sample);
         // After a decryption error the picture waits for frames decoded after it: with the
         // runner's frames going through decryption, those decrypted with a key of ours.
         const conn = this.connection;
