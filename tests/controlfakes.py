@@ -34,6 +34,7 @@ class FakeMedia:
         self._display = display
         self._region: Region | None = layout.monitors[0].region if layout.monitors else None
         self.keyframes = 0
+        self.keyframe_asks = 0
         self.fits: list[FitRequest] = []
         self.max_size = (1920, 1080)  # the largest screen fit_screen may set
         self.fit_error: Exception | None = None  # raised by fit_screen when set
@@ -55,6 +56,9 @@ class FakeMedia:
 
     def request_keyframe(self) -> None:
         self.keyframes += 1
+
+    def ask_keyframe(self) -> None:
+        self.keyframe_asks += 1
 
     def set_quality(self, request: QualityRequest) -> Quality:
         return Quality(request.fps or 30, request.bitrate or 4_000_000, request.max_width or 0, request.max_height or 0)

@@ -82,6 +82,17 @@ def test_hello_is_registered_after_every_other_method() -> None:
     assert sorted(room.registered[:-1]) == sorted(METHODS)
 
 
+async def test_dr_keyframe_is_a_held_request_never_a_forced_idr(stack: HostileStack) -> None:
+    """Any session may ask (a stalled decoder: docs/protocol.md); asks go where LiveKit's keyframe
+    requests go, held while the last IDR can still be on its way (runner.media.scheduling), so
+    a viewer asking in a loop cannot make every picture an IDR."""
+    alice = stack.viewer("alice")
+    await stack.hello(alice)
+    for _ in range(5):
+        assert await stack.call(alice, "dr.keyframe") == {}
+    assert (stack.media.keyframe_asks, stack.media.keyframes) == (5, 0)
+
+
 def presses(rec: XRecorder) -> int:
     """Characters typed ("x" presses; Control is lifted and pressed again around each)."""
     return sum(1 for e in rec.events() if e["type"] == "key_press" and e["keysym_name"] == "x")

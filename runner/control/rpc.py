@@ -89,7 +89,7 @@ class Methods:
             case "dr.monitors.select", msg.SelectMonitorParams(id=monitor_id):
                 return await self._select(session, monitor_id)
             case "dr.keyframe", _:
-                self._media.request_keyframe()
+                self._media.ask_keyframe()
                 return {}
             case "dr.quality.set", msg.QualityParams() as q:
                 return self._quality(session, q)

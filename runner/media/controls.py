@@ -137,6 +137,11 @@ class MediaControl(Protocol):
 
     def request_keyframe(self) -> None: ...
 
+    def ask_keyframe(self) -> None:
+        """A viewer asked for an IDR (``dr.keyframe``): held like LiveKit's requests while the last
+        IDR can still be on its way, so asks cannot make every picture an IDR."""
+        ...
+
     def set_quality(self, request: QualityRequest) -> Quality:
         """fps clamped to capture.fps; bitrate clamped to encoder.min_bitrate..max_bitrate and the
         current bitrate target lowered to it at once (the pipeline is the only writer of its target)."""

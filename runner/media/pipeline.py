@@ -161,6 +161,10 @@ class Pipeline:
     def request_keyframe(self) -> None:
         self._schedule.force_keyframe()
 
+    def ask_keyframe(self) -> None:
+        self._stats.keyframe_requests += 1
+        self._schedule.keyframe_requested()
+
     def set_quality(self, request: QualityRequest) -> Quality:
         enc = self._settings.encoder
         if request.fps is not None:
