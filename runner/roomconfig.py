@@ -11,11 +11,11 @@ decoded.
 The setting lives in the room (LiveKit's ``CreateRoomRequest.min_playout_delay`` /
 ``max_playout_delay``). 0/0 means "not set" there, so the runner asks for min 0, max 9 ms: LiveKit
 writes the extension in whole 10 ms units, so subscribers get exactly 0/0, as with the server-wide
-``room.playout_delay`` 0/0. A max of 10 ms or more would not do: LiveKit raises the minimum with
-the jitter its subscribers report (10 ms per ms of jitter, up to the max), and with a minimum
-above 0 Chrome is back to its smoothness algorithm (measured: frames held up to 0.6 s with max 10
-as soon as the viewer reported 1 ms of jitter). ``CreateRoom`` creates the room or updates the
-stored room of that name. Subscribers get it when they join, so the runner asks
+``room.playout_delay`` 0/0 (the setting measured). With a max of 10 ms or more LiveKit could raise
+the minimum above 0 with the jitter a subscriber reports (10 ms per ms of jitter, up to the max;
+livekit-server 1.13.5 skips that for screen-share tracks, not for a camera in the same room), and
+with a minimum above 0 Chrome is back to its smoothness algorithm. ``CreateRoom`` creates the room
+or updates the stored room of that name. Subscribers get it when they join, so the runner asks
 before it joins, on every connection. It needs the API key and secret (a ready token cannot
 administer rooms): the runner signs a token with the ``roomCreate`` grant only, valid for a minute,
 for this one request. A failure is logged and the runner joins anyway: the picture still flows,
