@@ -9,16 +9,15 @@ token, republished track) instead of reusing anything from the old one.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 
-import jwt
 from livekit import rtc
 
 from runner.config import FrameEngine, Settings
 from runner.control.messages import MAX_RPC_PAYLOAD_CHARS
-from runner.logs import get_logger, register_secrets
+from runner.logs import get_logger
 from runner.roomconfig import configure_room
+from runner.tokens import sign_token
 
 log = get_logger(__name__)
 
@@ -50,29 +49,15 @@ def mint_token(settings: Settings) -> str:
     lk = settings.livekit
     if lk.token is not None:
         return lk.token.get_secret_value()
-    assert lk.api_key is not None and lk.api_secret is not None  # checked by Settings
-    now = int(time.time())
-    claims: dict[str, object] = {
-        "video": {
-            "roomJoin": True,
-            "room": lk.room,
-            "canPublish": True,
-            "canSubscribe": True,
-            "canPublishData": True,
-            "canPublishSources": ["screen_share", "screen_share_audio"],
-        },
-        "sub": lk.identity,
-        "iss": lk.api_key,
-        "nbf": now,
-        "exp": now + int(lk.token_ttl_s),
+    video: dict[str, object] = {
+        "roomJoin": True,
+        "room": lk.room,
+        "canPublish": True,
+        "canSubscribe": True,
+        "canPublishData": True,
+        "canPublishSources": ["screen_share", "screen_share_audio"],
     }
-    if lk.name:
-        claims["name"] = lk.name
-    # The claims livekit-api's AccessToken writes (tests/test_session.py compares the two), signed
-    # with PyJWT directly: importing livekit.api costs the runner 11 MB of resident memory.
-    token = jwt.encode(claims, lk.api_secret.get_secret_value(), algorithm="HS256")
-    register_secrets([token])
-    return token
+    return sign_token(lk, video, lk.token_ttl_s, name=lk.name)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Without it, Chrome gives each received frame a render time and hands it to its smoothness
 algorithm (``media::VideoRendererAlgorithm``), which paces a sparse stream by its average frame
 interval: on a still screen re-sent once a second, the first change after a pause was held
-0.1-1 s after it had arrived, a few times 4 s (README, Known limitations). With a playout delay
+0.1-1 s after it had arrived (README, Known limitations). With a playout delay
 of min 0 and max at most 500 ms (the RTP playout-delay extension, written by LiveKit's SFU when
 the room has the setting), libwebrtc renders for low latency and Chrome shows each frame as it is
 decoded.
@@ -25,14 +25,13 @@ only with Chrome's pacing.
 from __future__ import annotations
 
 import json
-import time
 from urllib.parse import urlparse, urlunparse
 
 import aiohttp
-import jwt
 
 from runner.config import Settings
-from runner.logs import get_logger, register_secrets
+from runner.logs import get_logger
+from runner.tokens import sign_token
 
 log = get_logger(__name__)
 
@@ -59,14 +58,7 @@ def create_room_body(settings: Settings) -> dict[str, object]:
 
 def admin_token(settings: Settings) -> str:
     """A short-lived token that may create (and so configure) rooms, and nothing else."""
-    lk = settings.livekit
-    assert lk.api_key is not None and lk.api_secret is not None  # the caller checked
-    now = int(time.time())
-    claims = {"video": {"roomCreate": True}, "iss": lk.api_key, "sub": lk.identity,
-              "nbf": now, "exp": now + ADMIN_TOKEN_TTL_S}
-    token = jwt.encode(claims, lk.api_secret.get_secret_value(), algorithm="HS256")
-    register_secrets([token])
-    return token
+    return sign_token(settings.livekit, {"roomCreate": True}, ADMIN_TOKEN_TTL_S)
 
 
 _last_failure: list[str] = []  # the reason last logged as a warning, so an outage logs it once

@@ -40,6 +40,16 @@ RECEIVER_EXTENSIONS_JS = """
 """
 
 
+async def screen_track_extensions(page, open_viewer, server, room: str) -> list[str]:
+    """Join ``room`` as the reference viewer; the header extensions its screen track negotiated."""
+    token = mint_token(server.api_key, server.api_secret, room, "viewer")
+    await open_viewer(page, server.url, token, PASSPHRASE)
+    await wait_for_viewer(page, lambda s: s["framesDecoded"] > 0, timeout=STARTUP_TIMEOUT_S,
+                          what="the screen track decoding")
+    uris: list[str] = await page.evaluate(RECEIVER_EXTENSIONS_JS)
+    return uris
+
+
 @pytest.mark.parametrize("playout_delay", [(0, 0), None], ids=["playout-delay-0", "server-default"])
 async def test_playout_delay_setting_reaches_the_viewers_screen_track(
         playout_delay, xvfb, room_name, page, open_viewer):
@@ -48,11 +58,7 @@ async def test_playout_delay_setting_reaches_the_viewers_screen_track(
             server, room=room_name, passphrase=PASSPHRASE, display=xvfb.display,
             extra_env={"RUNNER_LIVEKIT__ZERO_PLAYOUT_DELAY": "false"}) as runner:
         runner.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
-        token = mint_token(server.api_key, server.api_secret, room_name, "viewer")
-        await open_viewer(page, server.url, token, PASSPHRASE)
-        await wait_for_viewer(page, lambda s: s["framesDecoded"] > 0, timeout=STARTUP_TIMEOUT_S,
-                              what="the screen track decoding")
-        uris = await page.evaluate(RECEIVER_EXTENSIONS_JS)
+        uris = await screen_track_extensions(page, open_viewer, server, room_name)
     assert uris, "the viewer's screen track has no negotiated header extensions at all"
     assert (PLAYOUT_DELAY_URI in uris) == (playout_delay is not None), uris
     assert not [e for e in runner.events() if e["event"].startswith("room_playout_delay")]
@@ -66,11 +72,7 @@ async def test_on_a_default_server_the_runner_sets_its_rooms_playout_delay_befor
     paint(xvfb.display, QUADRANTS)
     with Runner.joining(livekit_server, room=room_name, passphrase=PASSPHRASE, display=xvfb.display) as proc:
         proc.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
-        token = mint_token(livekit_server.api_key, livekit_server.api_secret, room_name, "viewer")
-        await open_viewer(page, livekit_server.url, token, PASSPHRASE)
-        await wait_for_viewer(page, lambda s: s["framesDecoded"] > 0, timeout=STARTUP_TIMEOUT_S,
-                              what="the screen track decoding")
-        uris = await page.evaluate(RECEIVER_EXTENSIONS_JS)
+        uris = await screen_track_extensions(page, open_viewer, livekit_server, room_name)
         events = list(proc.events())
     names = [e["event"] for e in events]
     assert names.index("room_playout_delay_set") < names.index("track_published")
@@ -81,10 +83,8 @@ async def test_on_a_default_server_the_runner_sets_its_rooms_playout_delay_befor
 
 
 async def test_a_ready_token_joins_without_configuring_and_says_why(livekit_server, room_name, xvfb):
-    from devstack import mint_token as mint
-
     paint(xvfb.display, QUADRANTS)
-    token = mint(livekit_server.api_key, livekit_server.api_secret, room_name, "desktop-runner", publish=True)
+    token = mint_token(livekit_server.api_key, livekit_server.api_secret, room_name, "desktop-runner", publish=True)
     proc = Runner(livekit_url=livekit_server.url, api_key="", api_secret="", room=room_name,
                   passphrase=PASSPHRASE, display=xvfb.display, extra_env={"RUNNER_LIVEKIT__TOKEN": token})
     with proc:
