@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,9 @@ from runner.bitstream.annexb import h264_nal_types, short_start_code_offsets
 from runner.config import EncoderSettings
 from runner.media.capture import even_crop
 from runner.media.encode import (
+    CRF,
+    FIRST_IDR_SHARE,
+    FIRST_IDR_TRIES,
     AccessUnit,
     EncoderError,
     EncoderSlot,
@@ -274,3 +279,27 @@ def test_idrs_get_the_keyframe_budget_and_delta_pictures_a_small_buffer_refilled
     assert delta_buffer_bits(target, 0.1, fps) == 200_000
     assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=0.09) == (int(target * 0.09 * fps), 200_000)
     assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=60.0) == (int(0.9 * 200_000 * fps), 200_000)
+
+
+def test_the_first_idr_is_planned_at_the_lowest_crf_that_fits_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Sizes as x264 gives them for a 1080p page of text: ln(bytes) about linear in CRF.
+    enc = H264Encoder(1920, 1080, fps=30, bitrate=1_000_000)
+    budget = FIRST_IDR_SHARE * vbv_buffer_bits(1_000_000, 1920, 1080) / 8
+    tried: list[float] = []
+
+    def size(_frame: object, crf: float) -> int:
+        tried.append(crf)
+        return int(350_000 * math.exp(-0.065 * (crf - 23)))
+
+    monkeypatch.setattr(enc, "_trial_size", size)
+    crf = enc._first_idr_crf(None)  # type: ignore[arg-type]
+    assert len(tried) <= FIRST_IDR_TRIES and tried[0] == CRF
+    assert size(None, crf) <= budget < size(None, crf - 0.25)  # the lowest quarter step that fits
+    # A picture that fits at CRF is not planned further; one that never fits gets CRF 51, x264's
+    # highest, tried once.
+    tried.clear()
+    monkeypatch.setattr(enc, "_trial_size", lambda _f, c: tried.append(c) or 1000)
+    assert enc._first_idr_crf(None) == CRF and tried == [CRF]  # type: ignore[arg-type]
+    tried.clear()
+    monkeypatch.setattr(enc, "_trial_size", lambda _f, c: tried.append(c) or 10**9)
+    assert enc._first_idr_crf(None) == 51.0 and tried == [CRF, 51.0]  # type: ignore[arg-type]

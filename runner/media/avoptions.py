@@ -39,9 +39,12 @@ def _pyav_library(stem: str) -> ctypes.CDLL | None:
         return None
 
 
+AV_OPT_SEARCH_CHILDREN = 1  # libavutil/opt.h: also the codec's private options (libx264's crf)
+
+
 class RateCap:
-    """Writes ``maxrate`` and ``bufsize`` of one open encoder; libx264 applies them to its VBV
-    from the next frame on."""
+    """Writes ``maxrate`` and ``bufsize`` of one open encoder, and libx264's ``crf``; libx264
+    applies them (x264_encoder_reconfig) from the next frame on."""
 
     def __init__(self, ctx: av.CodecContext, pointer: int, avutil: ctypes.CDLL) -> None:
         self._ctx = ctx  # keeps the AVCodecContext alive as long as this object
@@ -49,6 +52,10 @@ class RateCap:
         self._av_opt_set = avutil.av_opt_set
         self._av_opt_set.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
         self._av_opt_set.restype = ctypes.c_int
+        self._av_opt_get_double = avutil.av_opt_get_double
+        self._av_opt_get_double.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
+                                            ctypes.POINTER(ctypes.c_double)]
+        self._av_opt_get_double.restype = ctypes.c_int
 
     @classmethod
     def attach(cls, ctx: av.CodecContext) -> RateCap | None:
@@ -69,9 +76,18 @@ class RateCap:
             return None
         return cap
 
-    def _set(self, name: str, value: int) -> bool:
-        result: int = self._av_opt_set(self._pointer, name.encode(), str(value).encode(), 0)
+    def _set(self, name: str, value: float, flags: int = 0) -> bool:
+        result: int = self._av_opt_set(self._pointer, name.encode(), str(value).encode(), flags)
         return result == 0
+
+    def set_crf(self, crf: float) -> None:
+        """libx264's quality target for the next pictures (FFmpeg compares it with x264's before
+        every frame). Raises RuntimeError if FFmpeg refused it or did not keep it."""
+        read = ctypes.c_double()
+        if not self._set("crf", crf, AV_OPT_SEARCH_CHILDREN) or self._av_opt_get_double(
+                self._pointer, b"crf", AV_OPT_SEARCH_CHILDREN, ctypes.byref(read)) != 0 \
+                or abs(read.value - crf) > 1e-6:
+            raise RuntimeError(f"FFmpeg did not take crf={crf}")
 
     def set(self, max_bitrate: int, buffer_bits: int) -> None:
         """The new ceiling (bit/s) and VBV buffer (bits). Raises RuntimeError if FFmpeg refused."""

@@ -20,6 +20,7 @@ Not thread-safe: the pipeline calls one encoder from one executor thread.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -127,6 +128,23 @@ X264_SCREEN = "partitions=i4x4:aq-mode=0:vbv-init=1.0"
 # skip pictures (they are written in CAVLC): a still screen's refresh is then a real encode.
 X264_HIGH = "partitions=i4x4,i8x8:8x8dct=1:cabac=1"
 PROFILES = ("baseline", "high")
+# The encoder's first IDR (a viewer's first picture) is planned: x264's VBV, which knows
+# nothing of the picture yet, chose a quantiser for a 1080p page of text that overshot the
+# keyframe budget, then raised it row by row to fit, so the picture came out uneven (terminal at
+# 1 Mbit/s: rows from 41 down to 28.5 dB, text 32.2 dB from 152 kB; the same bytes at one
+# quantiser give 36.5 dB). Before it, throwaway encoders with the same settings (x264 is
+# deterministic) encode the picture at CRF values, without a VBV, until one fits
+# FIRST_IDR_SHARE of the buffer; the encoder then codes its IDR at that CRF and goes back to
+# CRF. Each try costs an encoder opened and one intra picture (about 15 ms at 1080p on one core).
+FIRST_IDR_TRIES = 4
+# x264's VBV lets a picture take at most about half of what the buffer holds (the rest is kept
+# for the pictures after it, as its guess of the picture's size is only a guess): the encoder
+# opens with a buffer this many times the keyframe budget, full, so that the planned IDR is coded
+# at one quantiser, and the pictures after it get their own buffers (vbv_settings).
+FIRST_IDR_VBV_SLACK = 3
+FIRST_IDR_SHARE = VBV_REFILL_MAX
+# ln(bytes) of an intra picture per quantiser step (1080p text: 0.05-0.08), for the next try.
+INTRA_SIZE_PER_QP = 0.06
 # The quantizer never goes below this (a still screen is already indistinguishable at 18).
 QP_MIN = 18
 # The VBV buffer under a ceiling fixed at encoder.max_bitrate (hardware encoders, ABR fallback):
@@ -173,21 +191,23 @@ BT601_VUI = {"color_primaries": "smpte170m", "color_trc": "smpte170m", "colorspa
 
 def _codec_options(codec: str, *, preset: str, slices: int, bitrate: int, max_bitrate: int,
                    size: tuple[int, int], profile: str = "baseline",
-                   capped_crf: bool = True) -> tuple[dict[str, str], str]:
+                   capped_crf: bool = True, crf: float = CRF, cap: bool = True) -> tuple[dict[str, str], str]:
     """(AVOptions, input pixel format) for one encoder, all set for one-in-one-out latency,
     no B-frames, IDRs on request with SPS/PPS in band.
 
     libx264 with ``capped_crf``: CRF under a VBV cap at ``bitrate`` (moved later through
     ``RateCap``); without (a PyAV whose context cannot be reached): ABR at ``bitrate`` under a
-    fixed VBV ceiling at ``max_bitrate``, as hardware encoders run."""
+    fixed VBV ceiling at ``max_bitrate``, as hardware encoders run. ``cap=False`` (libx264 with
+    ``capped_crf``): CRF ``crf`` alone, the first IDR's tries."""
     if profile not in PROFILES:
         raise EncoderError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     # PyAV cannot change the VBV ceiling of an open hardware encoder (only bit_rate, which the
     # encoders pick up by reconfiguring), so their ceiling is the configured maximum.
     vbv = {"maxrate": str(max_bitrate), "bufsize": str(int(max_bitrate * FIXED_VBV_BUFFER_S))}
     if codec == "libx264":
-        capped = {"maxrate": str(bitrate), "bufsize": str(vbv_buffer_bits(bitrate, *size))}
-        rate = {"crf": str(CRF), **capped} if capped_crf else vbv
+        buffer = vbv_buffer_bits(bitrate, *size) * FIRST_IDR_VBV_SLACK
+        capped = {"maxrate": str(bitrate), "bufsize": str(buffer)} if cap else {}
+        rate = {"crf": str(crf), **capped} if capped_crf else vbv
         tools = X264_SCREEN + (":" + X264_HIGH if profile == "high" else "")
         return {
             "preset": preset,
@@ -277,7 +297,7 @@ class H264Encoder:
         self.rate_control = "crf+vbv" if self._cap is not None else ("abr" if codec == "libx264" else "vbr")
         # The VBV last written (maxrate, bufsize) and when the last picture was encoded (the
         # caller's clock): see vbv_settings.
-        self._vbv = (self.bitrate, vbv_buffer_bits(self.bitrate, width, height))
+        self._vbv = (self.bitrate, vbv_buffer_bits(self.bitrate, width, height) * FIRST_IDR_VBV_SLACK)
         self._last_at: float | None = None
         self._bgra: av.VideoFrame | None = None
         self._bgra_view: np.ndarray | None = None
@@ -293,12 +313,14 @@ class H264Encoder:
         # encoder whose stream it has been checked against.
         self._skips = SkipFrames() if codec == "libx264" else None
 
-    def _open(self, *, capped_crf: bool) -> tuple[VideoCodecContext, str]:
+    def _open(self, *, capped_crf: bool, trial_crf: float | None = None) -> tuple[VideoCodecContext, str]:
+        """The encoder; with ``trial_crf``, one at that CRF without a VBV (``_first_idr_crf``)."""
         codec, st = self.codec, self._settings
         options, pix_fmt = _codec_options(codec, preset=st.preset, slices=st.slices, bitrate=self.bitrate,
                                           max_bitrate=st.max_bitrate, size=(self.width, self.height),
-                                          profile=self.profile,
-                                          capped_crf=capped_crf)
+                                          profile=self.profile, capped_crf=capped_crf,
+                                          crf=CRF if trial_crf is None else trial_crf,
+                                          cap=trial_crf is None)
         try:
             # A video encoder by name; PyAV's stubs type only literal codec names precisely.
             ctx = cast(VideoCodecContext, av.CodecContext.create(codec, "w"))
@@ -415,12 +437,40 @@ class H264Encoder:
         first = self._pts == self._pts_step
         vbv = vbv_settings(self.bitrate, self.width, self.height, self.fps, keyframe=keyframe or first,
                            first=first, elapsed_s=elapsed)
+        if first:  # see FIRST_IDR_VBV_SLACK
+            vbv = (vbv[0], vbv[1] * FIRST_IDR_VBV_SLACK)
         if vbv != self._vbv:
             try:
                 self._cap.set(*vbv)
             except RuntimeError as exc:
                 raise EncoderError(str(exc)) from exc
             self._vbv = vbv
+
+    def _trial_size(self, frame: av.VideoFrame, crf: float) -> int:
+        """Bytes of ``frame`` as the first IDR of a fresh encoder at ``crf``, without a VBV."""
+        ctx, _ = self._open(capped_crf=True, trial_crf=crf)
+        frame.pts = 0
+        return sum(packet.size for packet in ctx.encode(frame))
+
+    def _first_idr_crf(self, frame: av.VideoFrame) -> float:
+        """The CRF at which ``frame``, as this encoder's first IDR, fits FIRST_IDR_SHARE of its
+        keyframe buffer: CRF when it already does, else the lowest of FIRST_IDR_TRIES tries that
+        fits (each aimed by the sizes seen so far, ln(bytes) linear in CRF), else the highest tried
+        (the VBV then does the rest)."""
+        budget = FIRST_IDR_SHARE * vbv_buffer_bits(self.bitrate, self.width, self.height) / 8
+        tried = {float(CRF): self._trial_size(frame, CRF)}
+        while tried[float(CRF)] > budget and len(tried) < FIRST_IDR_TRIES:
+            fit = [c for c, n in tried.items() if n <= budget]
+            big = max(c for c, n in tried.items() if n > budget)
+            near = min(fit) if fit else max(tried)  # the two tries that bracket the budget best
+            slope = INTRA_SIZE_PER_QP if near == big else math.log(tried[big] / tried[near]) / (near - big)
+            crf = big + math.log(tried[big] / budget) / max(slope, 0.01)
+            crf = min(51.0, math.ceil(crf * 4) / 4)  # x264 takes fractions; quarter steps
+            if (fit and crf >= min(fit) - 0.25) or crf in tried:
+                break  # nothing left between the largest that is too big and the smallest that fits
+            tried[crf] = self._trial_size(frame, crf)
+        fit = [c for c, n in tried.items() if n <= budget]
+        return min(fit) if fit else max(tried)
 
     def encode(self, picture: np.ndarray | av.VideoFrame, *, keyframe: bool = False,
                at: float | None = None) -> AccessUnit:
@@ -443,10 +493,18 @@ class H264Encoder:
         # The I420 frame is reused: say every time whether this one must be an IDR.
         frame.pict_type = PictureType.I if keyframe else PictureType.NONE
         self._apply_vbv(keyframe, at)
+        crf = self._first_idr_crf(frame) if frame.pts == 0 and self._cap is not None else CRF
         try:
+            if crf != CRF:
+                frame.pts = 0
+                self._cap.set_crf(crf)  # type: ignore[union-attr]
             packets = self._ctx.encode(frame)
+            if crf != CRF:
+                self._cap.set_crf(CRF)  # type: ignore[union-attr]
         except av.FFmpegError as exc:
             raise EncoderError(f"{self.codec} failed: {exc}") from exc
+        except RuntimeError as exc:  # FFmpeg refused the CRF
+            raise EncoderError(str(exc)) from exc
         if len(packets) != 1:
             # zerolatency (libx264) / zero delay (hardware) means one packet per picture; anything
             # else is a configuration bug, or a hardware encoder that buffers (not usable here).
