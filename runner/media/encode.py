@@ -9,7 +9,8 @@ SPS/PPS whenever the caller asks.
 libx264's rate control is tuned for screen content (measured in bench/bench_quality.py): a
 quality target (CRF) capped by LiveKit's bitrate target through x264's VBV, the cap moved with
 the target while the encoder runs (``runner.media.avoptions``); the first IDR gets the keyframe
-budget, full, so it arrives legible (``vbv_buffer_bits``), later pictures small buffers refilled
+budget, full, so it arrives legible (``vbv_buffer_bits``), at one quantiser planned by trial
+encodes (``H264Encoder._first_idr_crf``), later pictures small buffers refilled
 in real time (``vbv_settings``); intra 4x4 prediction on, adaptive quantization and deblocking off.
 
 Every access unit leaves here with 4-byte start codes, the form the receiving browser rebuilds from RTP (the E2EE
