@@ -62,6 +62,8 @@ FULL_LINKS = [Link(rate, 40, 0.01, seed=15) for rate in (1_000_000, 2_000_000, 5
 QUICK_LINKS = [Link(2_000_000, 40, 0.01, seed=15)]
 TARGET_LINK = Link(2_000_000, 40, 0.01, seed=15)  # issue 15: legible within 2 s, photon p95 < 250 ms
 
+TRIAL_COUNTERS = ("packetsLost", "nackCount", "pliCount", "keyFramesDecoded", "framesDropped", "keyframeAsks")
+
 TRIAL_JS = """
 async ([fx, fy, mon, refB64, region, square, wantWhite, timeoutMs, legibleDb]) => {
   const video = document.getElementById('screen');
@@ -91,17 +93,21 @@ async ([fx, fy, mon, refB64, region, square, wantWhite, timeoutMs, legibleDb]) =
   const t0 = performance.now();
   await window.viewer.sendInput({ t: 'move', mon, x: fx, y: fy });
   return await new Promise((resolve) => {
-    let photon = null, text = null, last = null, frames = 0;
-    const check = () => {
+    let photon = null, photonRx = null, text = null, last = null, frames = 0;
+    const check = (_, meta) => {
       frames++;
       const now = performance.now();
-      if (photon === null && white() === wantWhite) photon = now - t0;
+      if (photon === null && white() === wantWhite) {
+        photon = now - t0;
+        // when the frame's last packet arrived (rVFC metadata): the rest is decode and display
+        photonRx = meta && meta.receiveTime ? meta.receiveTime - t0 : null;
+      }
       if (text === null) {
         last = psnr();
         if (last >= legibleDb) text = now - t0;
       }
       if ((photon !== null && text !== null) || now - t0 > timeoutMs) {
-        resolve({ photon, text, last, frames });
+        resolve({ photon, photonRx, text, last, frames });
         return;
       }
       video.requestVideoFrameCallback(check);
@@ -309,8 +315,12 @@ async def run_link(link: Link, trials: int, busy_s: float) -> dict[str, Any]:
                     target = rng.choice([p for p in range(PAGES) if p != current])
                     want_white = not white
                     fx = 0.75 if want_white else 0.25
+                    before = await page.evaluate(RECEIVER_JS)
                     r = await page.evaluate(TRIAL_JS, [fx, page_y(target), mon, refs[target], list(PAGE_REGION),
                                                        list(SQUARE_CENTRE), want_white, TRIAL_TIMEOUT_MS, LEGIBLE_DB])
+                    after = await page.evaluate(RECEIVER_JS)
+                    # What the browser saw during the trial: losses, NACKs, keyframes, asks.
+                    r["receiver"] = {k: after[k] - before[k] for k in TRIAL_COUNTERS} if before and after else None
                     # Cross-check the browser's figure with the shared Python PSNR on the last frame.
                     shown = np.frombuffer(base64.b64decode(await page.evaluate(REGION_JS, list(PAGE_REGION))),
                                           np.uint8).reshape(PAGE_REGION[3], PAGE_REGION[2], 4)
