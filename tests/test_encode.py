@@ -15,6 +15,7 @@ from runner.media.encode import (
     CRF,
     FIRST_IDR_SHARE,
     FIRST_IDR_TRIES,
+    REFINE_CRF,
     AccessUnit,
     EncoderError,
     EncoderSlot,
@@ -232,7 +233,8 @@ class FailingHardwareEncoder:
     def __init__(self, width: int, height: int, fps: float, bitrate: int) -> None:
         self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
 
-    def encode(self, picture: object, *, keyframe: bool = False, at: float | None = None) -> AccessUnit:
+    def encode(self, picture: object, *, keyframe: bool = False, at: float | None = None,
+               refine: bool = False) -> AccessUnit:
         raise EncoderError("h264_nvenc failed: device lost")
 
 
@@ -274,11 +276,14 @@ def test_idrs_get_the_keyframe_budget_and_delta_pictures_a_small_buffer_refilled
     for elapsed in (None, 0.0, 1 / fps):
         assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=elapsed) == (target, 500_000)
     assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=2 / fps) == (2 * target, 500_000)
-    # After a pause (a refinement 0.1 s later, a change on a still screen): 0.1 s of the target,
-    # refilled by the time passed, at most 90 % of it.
-    assert delta_buffer_bits(target, 0.1, fps) == 200_000
-    assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=0.09) == (int(target * 0.09 * fps), 200_000)
-    assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=60.0) == (int(0.9 * 200_000 * fps), 200_000)
+    # After a pause: a change on a still screen 0.05 s of the target, a refinement (a picture
+    # of the unchanged screen) 0.1 s; refilled by the time passed, at most 90 % of the buffer.
+    assert delta_buffer_bits(target, 0.1, fps) == 100_000
+    assert delta_buffer_bits(target, 0.1, fps, refine=True) == 200_000
+    assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=0.09, refine=True) == \
+        (int(target * 0.09 * fps), 200_000)
+    assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=0.09) == (int(0.9 * 100_000 * fps), 100_000)
+    assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=60.0) == (int(0.9 * 100_000 * fps), 100_000)
 
 
 def test_the_first_idr_is_planned_at_the_lowest_crf_that_fits_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -303,3 +308,19 @@ def test_the_first_idr_is_planned_at_the_lowest_crf_that_fits_its_budget(monkeyp
     tried.clear()
     monkeypatch.setattr(enc, "_trial_size", lambda _f, c: tried.append(c) or 10**9)
     assert enc._first_idr_crf(None) == 51.0 and tried == [CRF, 51.0]  # type: ignore[arg-type]
+
+
+def test_refinements_are_coded_at_the_refinement_crf_and_changes_at_crf(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A picture of an unchanged screen aims higher (REFINE_CRF), so refining does not end early
+    # on a page whose first picture was small; libx264 is told only when the CRF changes.
+    enc = H264Encoder(320, 240, fps=30, bitrate=1_000_000)
+    assert enc._cap is not None
+    told: list[float] = []
+    real = enc._cap.set_crf
+    monkeypatch.setattr(enc._cap, "set_crf", lambda crf: (told.append(crf), real(crf))[1])
+    for refine in (False, False, True, True, False, True):
+        enc.encode(picture(320, 240), refine=refine)
+    assert told == [REFINE_CRF, CRF, REFINE_CRF]  # the first IDR fits at CRF: nothing to tell
+    # A forced IDR is a change, whatever the caller says.
+    enc.encode(picture(320, 240), keyframe=True, refine=True)
+    assert told[-1] == CRF

@@ -240,6 +240,16 @@ def test_no_skip_picture_for_an_encoder_of_another_size(pipeline: Pipeline) -> N
     pipeline.set_quality(QualityRequest(max_width=640))  # a smaller picture: the encoder is replaced
     frame, _ = pipeline._grab_if_changed(True)
     assert frame is not None and frame.repeat is False
+    assert frame.refine is True  # the screen did not change: encoded to improve the last picture
+
+
+def test_a_changed_screen_is_grabbed_as_a_change_not_a_refinement(pipeline: Pipeline) -> None:
+    pipeline._watch = FakeWatch(True)  # type: ignore[assignment]
+    pipeline._encoders.encoder = FakeEncoder()  # type: ignore[assignment]
+    pipeline._schedule.take_keyframe(0.0)
+    frame, changed = pipeline._grab_if_changed(False)
+    assert frame is not None and changed is True
+    assert (frame.repeat, frame.refine) == (False, False)
 
 
 def test_the_status_line_reports_the_interval() -> None:

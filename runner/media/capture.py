@@ -54,6 +54,7 @@ class CapturedFrame:
     picture: av.VideoFrame | None = None
     convert_s: float = 0.0  # BGRA -> I420 done by the grab (grab_picture), not in grab_s
     repeat: bool = False  # no picture: the screen did not change, show the last one again
+    refine: bool = False  # a picture of a screen that did not change, taken to improve the last one
     _release: Callable[[av.VideoFrame], None] | None = None
 
     @classmethod

@@ -70,14 +70,18 @@ def vbv_buffer_bits(target: int, width: int, height: int) -> int:
 # on 2 Mbit/s, 40 ms, 1 %, bench/bench_network.py). Measured there and offline (bench_quality):
 # - DELTA_VBV_S while the screen moves (a picture within PAUSE_FRAMES frame times of the previous
 #   one): 0.1-0.15 s took the scrolling terminal at 1 Mbit/s from 33 to 26 dB, 0.25 s kept it;
-# - CHANGE_VBV_S for the first picture after a pause (a change on a still screen, a refinement):
-#   it goes out within a few frame times, blurry, and refinement (runner.media.scheduling) brings
-#   the text up within the cap (0.25 s: input-to-photon p50 290-310 ms; 0.1 s: 198 ms);
+# - CHANGE_VBV_S for the first picture after a pause (a change on a still screen): it goes out
+#   within a few frame times, blurry, and refinement (runner.media.scheduling) brings the text up
+#   within the cap (0.25 s: input-to-photon p50 290-310 ms; 0.1 s: 171-180 ms; 0.05 s: 136-144
+#   ms on 2 Mbit/s, 40 ms, 1 %);
+# - REFINE_VBV_S for the refinements (REFINE_INTERVAL_S apart): with 0.05 s they got half the
+#   link and a page of text at 0.3 Mbit/s climbed 1 dB per picture; 0.1 s refills in real time;
 # - RESENT_IDR_VBV_S for every IDR after the encoder's first (keyframe requests after losses):
 #   a 1.5 s IDR through a link with 100 ms of queue lost a hundred packets and froze the picture
 #   for 3.2-3.6 s; a small one is refined like a change.
 DELTA_VBV_S = 0.25
-CHANGE_VBV_S = 0.1
+CHANGE_VBV_S = 0.05
+REFINE_VBV_S = 0.1
 RESENT_IDR_VBV_S = 0.25
 PAUSE_FRAMES = 2.5
 # x264 refills its VBV by maxrate / fps per picture (it runs at a constant frame rate), but the
@@ -88,24 +92,27 @@ PAUSE_FRAMES = 2.5
 VBV_REFILL_MAX = 0.9
 
 
-def delta_buffer_bits(target: int, elapsed_s: float | None, fps: float) -> int:
+def delta_buffer_bits(target: int, elapsed_s: float | None, fps: float, *, refine: bool = False) -> int:
     """The VBV buffer (bits) of a delta picture ``elapsed_s`` after the previous one (None: one
-    frame time): DELTA_VBV_S of the target while the screen moves, CHANGE_VBV_S after a pause."""
+    frame time): DELTA_VBV_S of the target while the screen moves; after a pause CHANGE_VBV_S,
+    or REFINE_VBV_S for a picture of the unchanged screen (``refine``)."""
     paused = elapsed_s is not None and elapsed_s > PAUSE_FRAMES / fps
-    return int(target * (CHANGE_VBV_S if paused else DELTA_VBV_S))
+    if not paused:
+        return int(target * DELTA_VBV_S)
+    return int(target * (REFINE_VBV_S if refine else CHANGE_VBV_S))
 
 
 def vbv_settings(target: int, width: int, height: int, fps: float, *, keyframe: bool, first: bool = False,
-                 elapsed_s: float | None) -> tuple[int, int]:
+                 elapsed_s: float | None, refine: bool = False) -> tuple[int, int]:
     """(maxrate bit/s, bufsize bits) for the next picture: the encoder's ``first`` IDR gets the
     keyframe budget (``vbv_buffer_bits``), later IDRs RESENT_IDR_VBV_S of the target, both
-    refilled; a delta picture ``delta_buffer_bits``, refilled by the target over ``elapsed_s``
+    refilled; a delta picture ``delta_buffer_bits`` (``refine``: see there), refilled by the target over ``elapsed_s``
     since the previous picture (None or less than a frame time: one frame time)."""
     if keyframe:
         buffer = vbv_buffer_bits(target, width, height) if first else int(target * RESENT_IDR_VBV_S)
         refill = VBV_REFILL_MAX * buffer
     else:
-        buffer = delta_buffer_bits(target, elapsed_s, fps)
+        buffer = delta_buffer_bits(target, elapsed_s, fps, refine=refine)
         elapsed = max(1.0 / fps, elapsed_s or 0.0)
         refill = min(target * elapsed, VBV_REFILL_MAX * buffer)
     return max(target, int(refill * fps)), buffer
@@ -146,6 +153,11 @@ FIRST_IDR_VBV_SLACK = 3
 FIRST_IDR_SHARE = VBV_REFILL_MAX
 # ln(bytes) of an intra picture per quantiser step (1080p text: 0.05-0.08), for the next try.
 INTRA_SIZE_PER_QP = 0.06
+# Pictures of an unchanged screen (refinements, runner.media.scheduling) aim higher: refining ends
+# when libx264 has nothing left to add at its quantiser, and at CRF 23 that point came with a page
+# of text at 32-33 dB when its first picture had been small (bench_network, 0.05 s first
+# pictures); still under the cap, so a refinement never takes more of the link than a change.
+REFINE_CRF = 18
 # The quantizer never goes below this (a still screen is already indistinguishable at 18).
 QP_MIN = 18
 # The VBV buffer under a ceiling fixed at encoder.max_bitrate (hardware encoders, ABR fallback):
@@ -300,6 +312,7 @@ class H264Encoder:
         # caller's clock): see vbv_settings.
         self._vbv = (self.bitrate, vbv_buffer_bits(self.bitrate, width, height) * FIRST_IDR_VBV_SLACK)
         self._last_at: float | None = None
+        self._crf = float(CRF)  # what libx264 holds (RateCap.set_crf)
         self._bgra: av.VideoFrame | None = None
         self._bgra_view: np.ndarray | None = None
         self._i420 = av.VideoFrame(width, height, "yuv420p")
@@ -428,7 +441,7 @@ class H264Encoder:
         except RuntimeError as exc:
             raise EncoderError(str(exc)) from exc
 
-    def _apply_vbv(self, keyframe: bool, at: float | None) -> None:
+    def _apply_vbv(self, keyframe: bool, at: float | None, refine: bool) -> None:
         if self._cap is None:
             return
         elapsed = None if at is None or self._last_at is None else at - self._last_at
@@ -437,7 +450,7 @@ class H264Encoder:
         # encoder.keyframe_interval_s: those get a delta picture's buffer, and are refined after).
         first = self._pts == self._pts_step
         vbv = vbv_settings(self.bitrate, self.width, self.height, self.fps, keyframe=keyframe or first,
-                           first=first, elapsed_s=elapsed)
+                           first=first, elapsed_s=elapsed, refine=refine)
         if first:  # see FIRST_IDR_VBV_SLACK
             vbv = (vbv[0], vbv[1] * FIRST_IDR_VBV_SLACK)
         if vbv != self._vbv:
@@ -474,12 +487,14 @@ class H264Encoder:
         return min(fit) if fit else max(tried)
 
     def encode(self, picture: np.ndarray | av.VideoFrame, *, keyframe: bool = False,
-               at: float | None = None) -> AccessUnit:
+               at: float | None = None, refine: bool = False) -> AccessUnit:
         """Encode one picture: (height, width, 4) BGRA, or a yuv420p frame (the grab converted
         it; libx264 copies it in, so the caller may refill it once this returns). ``keyframe``
-        forces an IDR. ``at``: when the picture was taken (seconds, any clock the caller keeps
-        using), so the VBV refills by the real time between pictures (``vbv_settings``); without
-        it every picture counts one frame time.
+        forces an IDR. ``refine``: the screen did not change since the last picture, which is
+        encoded again to improve it (runner.media.scheduling), at REFINE_CRF. ``at``: when the
+        picture was taken (seconds, any clock the caller keeps using), so the VBV refills by the
+        real time between pictures (``vbv_settings``); without it every picture counts one frame
+        time.
 
         A picture of another size is scaled to the encoder's size on the way (libyuv, or
         swscale in the same pass as the colour conversion): that is how a maximum picture size
@@ -493,15 +508,18 @@ class H264Encoder:
         self._pts += self._pts_step
         # The I420 frame is reused: say every time whether this one must be an IDR.
         frame.pict_type = PictureType.I if keyframe else PictureType.NONE
-        self._apply_vbv(keyframe, at)
-        crf = self._first_idr_crf(frame) if frame.pts == 0 and self._cap is not None else CRF
+        self._apply_vbv(keyframe, at, refine)
         try:
-            if crf != CRF:
-                frame.pts = 0
-                self._cap.set_crf(crf)  # type: ignore[union-attr]
+            if self._cap is not None:
+                if frame.pts == 0:
+                    crf = self._first_idr_crf(frame)
+                    frame.pts = 0  # the tries numbered it for their own encoders
+                else:
+                    crf = REFINE_CRF if refine and not keyframe else CRF
+                if crf != self._crf:
+                    self._cap.set_crf(crf)
+                    self._crf = crf
             packets = self._ctx.encode(frame)
-            if crf != CRF:
-                self._cap.set_crf(CRF)  # type: ignore[union-attr]
         except av.FFmpegError as exc:
             raise EncoderError(f"{self.codec} failed: {exc}") from exc
         except RuntimeError as exc:  # FFmpeg refused the CRF
@@ -570,9 +588,9 @@ class EncoderSlot:
         return self.encoder.repeat() if self.encoder is not None else None
 
     def encode(self, picture: np.ndarray | av.VideoFrame, width: int, height: int, *, fps: float,
-               bitrate: int, keyframe: bool, at: float | None = None) -> AccessUnit:
+               bitrate: int, keyframe: bool, at: float | None = None, refine: bool = False) -> AccessUnit:
         """Encode at (width, height); another size or frame rate opens a new encoder (an IDR).
-        ``at``: when the picture was taken (H264Encoder.encode)."""
+        ``at``, ``refine``: see H264Encoder.encode."""
         enc = self.encoder
         opened = enc is None or (enc.width, enc.height, enc.fps) != (width, height, fps)
         if enc is None or opened:
@@ -581,7 +599,7 @@ class EncoderSlot:
         elif enc.bitrate != bitrate:
             enc.set_bitrate(bitrate)
         try:
-            au = enc.encode(picture, keyframe=keyframe, at=at)
+            au = enc.encode(picture, keyframe=keyframe, at=at, refine=refine)
             if opened:
                 # What the stream really is (the SPS sent), for operators and the browser tests.
                 log.info("encoder_opened", codec=enc.codec, width=width, height=height, fps=fps,

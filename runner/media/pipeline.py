@@ -15,6 +15,7 @@ and is the only writer of its own state (frame rate, size limit, bitrate cap and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -338,7 +339,8 @@ class Pipeline:
             case Grab.REPEAT:
                 return CapturedFrame.again(), changed
             case Grab.PICTURE:
-                return self._grabber.grab_picture(), changed
+                frame = self._grabber.grab_picture()
+                return (frame if changed else dataclasses.replace(frame, refine=True)), changed
 
     def _take_latest(self) -> CapturedFrame | None:
         """Empty the mailbox; a picture nobody will encode goes back to the grabber."""
@@ -457,7 +459,7 @@ class Pipeline:
                 assert picture is not None  # a CapturedFrame that is no repeat holds one or the other
                 width, height = self.output_size(frame.width, frame.height)
                 au = self._encoders.encode(picture, width, height, fps=self._fps, bitrate=bitrate,
-                                           keyframe=keyframe, at=frame.captured_at)
+                                           keyframe=keyframe, at=frame.captured_at, refine=frame.refine)
         finally:
             frame.release()
         if au is None:
