@@ -148,7 +148,9 @@ FIRST_IDR_TRIES = 4
 # x264's VBV lets a picture take at most about half of what the buffer holds (the rest is kept
 # for the pictures after it, as its guess of the picture's size is only a guess): the encoder
 # opens with a buffer this many times the keyframe budget, full, so that the planned IDR is coded
-# at one quantiser, and the pictures after it get their own buffers (vbv_settings).
+# at one quantiser (with twice the budget one band of rows still came out 2 dB down); the pictures
+# after it get their own buffers (vbv_settings), and x264 holds the fill to each picture's buffer
+# (a page of text right after a 1 Mbit/s IDR: 17 kB, under the 0.25 s buffer's 31).
 FIRST_IDR_VBV_SLACK = 3
 FIRST_IDR_SHARE = VBV_REFILL_MAX
 # ln(bytes) of an intra picture per quantiser step (1080p text: 0.05-0.08), for the next try.
