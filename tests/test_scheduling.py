@@ -13,6 +13,7 @@ from runner.media.scheduling import (
     KEYFRAME_ECHO_S,
     KEYFRAME_HOLD_MAX_S,
     KEYFRAME_HOLD_S,
+    NACK_CLOCK_S,
     REFINE_INTERVAL_S,
     REFINE_MAX_S,
     REFINED_BYTES,
@@ -97,7 +98,11 @@ def test_a_change_is_followed_by_one_trailing_frame() -> None:
     schedule = started()
     schedule.grabbed(100.0, changed=True)
     schedule.picture_encoded(REFINED_BYTES)  # a small change: nothing to refine after it
-    assert schedule.must_grab(100.0 + TRAILING_FRAME_S / 2, last_published_at=100.0) is False
+    before = 100.0 + TRAILING_FRAME_S / 2
+    assert schedule.trailing_due(before) is False
+    # Before it only the NACK clock ticks: a skip picture, not a real one.
+    assert schedule.grab(before, changed=False, must=schedule.must_grab(before, last_published_at=100.0),
+                         can_repeat=True) is Grab.REPEAT
     due = 100.0 + TRAILING_FRAME_S
     assert schedule.trailing_due(due) is True
     assert schedule.must_grab(due, last_published_at=100.0) is True
@@ -156,6 +161,38 @@ def test_still_screen_refreshes_are_skip_pictures_when_possible(
     if trailing_due:
         schedule.grabbed(101.0 - TRAILING_FRAME_S - 0.01, changed=True)
     assert schedule.grab(101.0, changed=changed, must=must, can_repeat=can_repeat) is expected
+
+
+def test_after_a_change_every_tick_sends_at_least_a_skip_picture_for_nack_clock_s() -> None:
+    """Losses in a change are seen (and NACKed by livekit-server) only when later packets arrive:
+    for NACK_CLOCK_S after a change each 30 fps tick sends a skip picture where nothing else is due."""
+    schedule = started()
+    schedule.grabbed(100.0, changed=True)
+    schedule.picture_encoded(REFINED_BYTES)  # nothing to refine: only the trailing frame and the clock
+    ticks = [100.0 + k / 30 for k in range(1, 8)]
+    produced = []
+    for now in ticks:
+        must = schedule.must_grab(now, last_published_at=100.0)
+        grab = schedule.grab(now, changed=False, must=must, can_repeat=True)
+        produced.append(grab)
+        if grab is not Grab.NOTHING:
+            schedule.grabbed(now, changed=False, repeat=grab is Grab.REPEAT)
+    # 33 ms: a skip picture; 67 ms: the trailing frame (due at 50 ms); 100, 133 ms: skip
+    # pictures; from 150 ms on nothing (a still screen sends nothing until its refresh).
+    assert NACK_CLOCK_S == 0.15 and TRAILING_FRAME_S == 0.05
+    assert produced == [Grab.REPEAT, Grab.PICTURE, Grab.REPEAT, Grab.REPEAT, Grab.NOTHING, Grab.NOTHING,
+                        Grab.NOTHING]
+
+
+def test_the_nack_clock_costs_no_encode_where_the_encoder_cannot_repeat() -> None:
+    schedule = started()
+    schedule.grabbed(100.0, changed=True)
+    schedule.picture_encoded(REFINED_BYTES)
+    now = 100.02
+    assert schedule.must_grab(now, last_published_at=100.0) is True
+    assert schedule.grab(now, changed=False, must=True, can_repeat=False) is Grab.NOTHING
+    # A trailing frame still comes as a real picture.
+    assert schedule.grab(100.06, changed=False, must=True, can_repeat=False) is Grab.PICTURE
 
 
 # --- bitrate ----------------------------------------------------------------------------------------
@@ -227,8 +264,11 @@ def test_a_change_is_refined_until_the_encoder_has_nothing_left() -> None:
     assert schedule.must_grab(100.05, last_published_at=100.0) is True  # the trailing frame
     schedule.grabbed(100.05, changed=False)
     schedule.picture_encoded(30_000)
-    assert schedule.must_grab(100.1, last_published_at=100.05) is False
-    assert schedule.must_grab(100.15, last_published_at=100.05) is True
+    # A tick of the NACK clock in between: a skip picture, which does not postpone refining.
+    assert schedule.grab(100.1, changed=False, must=schedule.must_grab(100.1, last_published_at=100.05),
+                         can_repeat=True) is Grab.REPEAT
+    schedule.grabbed(100.1, changed=False, repeat=True)
+    assert schedule.must_grab(100.15, last_published_at=100.1) is True
     assert schedule.grab(100.15, changed=False, must=True, can_repeat=True) is Grab.PICTURE
     schedule.grabbed(100.15, changed=False)
     schedule.picture_encoded(REFINED_BYTES)  # nothing left to improve

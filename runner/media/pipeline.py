@@ -254,7 +254,7 @@ class Pipeline:
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
                 continue
             self._stats.captured += not frame.repeat
-            self._schedule.grabbed(time.monotonic(), changed=changed)
+            self._schedule.grabbed(time.monotonic(), changed=changed, repeat=frame.repeat)
             if self._take_latest() is not None:
                 self._stats.dropped += 1
             self._latest = frame
