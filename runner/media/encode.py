@@ -443,14 +443,14 @@ class H264Encoder:
         except RuntimeError as exc:
             raise EncoderError(str(exc)) from exc
 
-    def _apply_vbv(self, keyframe: bool, at: float | None, refine: bool) -> None:
+    def _apply_vbv(self, keyframe: bool, at: float | None, refine: bool, *, first: bool) -> None:
+        """``first``: the encoder's first picture, an IDR whether asked or not (so are x264's
+        periodic ones, every encoder.keyframe_interval_s: those get a delta picture's buffer, and
+        are refined after)."""
         if self._cap is None:
             return
         elapsed = None if at is None or self._last_at is None else at - self._last_at
         self._last_at = at
-        # The first picture is an IDR whether asked or not (so are x264's periodic ones, every
-        # encoder.keyframe_interval_s: those get a delta picture's buffer, and are refined after).
-        first = self._pts == self._pts_step
         vbv = vbv_settings(self.bitrate, self.width, self.height, self.fps, keyframe=keyframe or first,
                            first=first, elapsed_s=elapsed, refine=refine)
         if first:  # see FIRST_IDR_VBV_SLACK
@@ -465,7 +465,6 @@ class H264Encoder:
     def _trial_size(self, frame: av.VideoFrame, crf: float) -> int:
         """Bytes of ``frame`` as the first IDR of a fresh encoder at ``crf``, without a VBV."""
         ctx, _ = self._open(capped_crf=True, trial_crf=crf)
-        frame.pts = 0
         return sum(packet.size for packet in ctx.encode(frame))
 
     def _first_idr_crf(self, frame: av.VideoFrame) -> float:
@@ -510,12 +509,12 @@ class H264Encoder:
         self._pts += self._pts_step
         # The I420 frame is reused: say every time whether this one must be an IDR.
         frame.pict_type = PictureType.I if keyframe else PictureType.NONE
-        self._apply_vbv(keyframe, at, refine)
+        first = frame.pts == 0
+        self._apply_vbv(keyframe, at, refine, first=first)
         try:
             if self._cap is not None:
-                if frame.pts == 0:
+                if first:
                     crf = self._first_idr_crf(frame)
-                    frame.pts = 0  # the tries numbered it for their own encoders
                 else:
                     crf = REFINE_CRF if refine and not keyframe else CRF
                 if crf != self._crf:

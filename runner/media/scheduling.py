@@ -147,6 +147,10 @@ class FrameSchedule:
     def trailing_due(self, now: float) -> bool:
         return self._trailing_at is not None and now >= self._trailing_at
 
+    def clock_due(self, now: float) -> bool:
+        """Whether the NACK clock ticks now (a change less than NACK_CLOCK_S ago)."""
+        return now < self._clock_until
+
     def must_grab(self, now: float, last_published_at: float) -> bool:
         """Whether this tick needs a picture even if nothing changed on screen: an IDR is due,
         the screen was last sent ``refresh_s`` ago, a trailing frame or a refinement is due, or
@@ -154,7 +158,7 @@ class FrameSchedule:
         ``grab``)."""
         stale = now - last_published_at >= self._refresh_s
         return self.needs_keyframe(now) or stale or self.trailing_due(now) or self.refine_due(now) \
-            or now < self._clock_until
+            or self.clock_due(now)
 
     def grab(self, now: float, *, changed: bool, must: bool, can_repeat: bool) -> Grab:
         """What to produce on a tick when changes are tracked: nothing on a still screen with
@@ -173,7 +177,7 @@ class FrameSchedule:
         due = self.trailing_due(now) or self.needs_keyframe(now) or self.refine_due(now)
         if can_repeat and not due:
             return Grab.REPEAT
-        if not due and now < self._clock_until:
+        if not due and self.clock_due(now):
             # The NACK clock with an encoder that cannot write skip pictures: not worth a real
             # encode every tick (a refresh due now waits for the clock's end, at most NACK_CLOCK_S).
             return Grab.NOTHING
