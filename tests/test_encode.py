@@ -280,6 +280,9 @@ def test_idrs_get_the_keyframe_budget_and_delta_pictures_a_small_buffer_refilled
     # of the unchanged screen) 0.1 s; refilled by the time passed, at most 90 % of the buffer.
     assert delta_buffer_bits(target, 0.1, fps) == 100_000
     assert delta_buffer_bits(target, 0.1, fps, refine=True) == 200_000
+    # A change never gets less than CHANGE_VBV_MIN_BITS, however low the target sank.
+    assert delta_buffer_bits(300_000, 0.1, fps) == 32_000
+    assert delta_buffer_bits(300_000, 0.1, fps, refine=True) == 30_000
     assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=0.09, refine=True) == \
         (int(target * 0.09 * fps), 200_000)
     assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=0.09) == (int(0.9 * 100_000 * fps), 100_000)

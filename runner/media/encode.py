@@ -81,6 +81,12 @@ def vbv_buffer_bits(target: int, width: int, height: int) -> int:
 #   for 3.2-3.6 s; a small one is refined like a change.
 DELTA_VBV_S = 0.25
 CHANGE_VBV_S = 0.05
+# ... but never less than this: LiveKit's estimate sinks while a screen is still (4 -> 0.32
+# Mbit/s in 7 s on loopback, tests/test_browser_e2e.py), and with 0.05 s of 0.32 Mbit/s (2 kB)
+# a 720p change of colour was shown right only after 0.86-1.03 s there (one CI run; likely the
+# squeezed picture, not traced); this is what 0.1 s gave there. From a target of
+# 0.64 Mbit/s up (every link of bench_network.py) it changes nothing.
+CHANGE_VBV_MIN_BITS = 32_000
 REFINE_VBV_S = 0.1
 RESENT_IDR_VBV_S = 0.25
 PAUSE_FRAMES = 2.5
@@ -94,12 +100,15 @@ VBV_REFILL_MAX = 0.9
 
 def delta_buffer_bits(target: int, elapsed_s: float | None, fps: float, *, refine: bool = False) -> int:
     """The VBV buffer (bits) of a delta picture ``elapsed_s`` after the previous one (None: one
-    frame time): DELTA_VBV_S of the target while the screen moves; after a pause CHANGE_VBV_S,
-    or REFINE_VBV_S for a picture of the unchanged screen (``refine``)."""
+    frame time): DELTA_VBV_S of the target while the screen moves; after a pause CHANGE_VBV_S
+    (at least CHANGE_VBV_MIN_BITS), or REFINE_VBV_S for a picture of the unchanged screen
+    (``refine``)."""
     paused = elapsed_s is not None and elapsed_s > PAUSE_FRAMES / fps
     if not paused:
         return int(target * DELTA_VBV_S)
-    return int(target * (REFINE_VBV_S if refine else CHANGE_VBV_S))
+    if refine:
+        return int(target * REFINE_VBV_S)
+    return max(int(target * CHANGE_VBV_S), CHANGE_VBV_MIN_BITS)
 
 
 def vbv_settings(target: int, width: int, height: int, fps: float, *, keyframe: bool, first: bool = False,
