@@ -191,6 +191,8 @@ def test_the_nack_clock_costs_no_encode_where_the_encoder_cannot_repeat() -> Non
     now = 100.02
     assert schedule.must_grab(now, last_published_at=100.0) is True
     assert schedule.grab(now, changed=False, must=True, can_repeat=False) is Grab.NOTHING
+    # The clock stops, so the capture loop waits for a change instead of asking every moment.
+    assert schedule.must_grab(now, last_published_at=100.0) is False
     # A trailing frame still comes as a real picture.
     assert schedule.grab(100.06, changed=False, must=True, can_repeat=False) is Grab.PICTURE
 

@@ -14,6 +14,7 @@ import pytest
 from runner.config import load_settings
 from runner.media.controls import Quality, QualityRequest, Rates, Region, ScreenMonitor, StreamInfo
 from runner.media.pipeline import Pipeline, layout_from_mss
+from runner.media.scheduling import REFINED_BYTES, TRAILING_FRAME_S
 from runner.media.stats import NO_RATES, RateMeter, Stats, rates_between
 from runner.publish import MIN_TIMESTAMP_STEP_US, Publisher
 
@@ -250,6 +251,35 @@ def test_a_changed_screen_is_grabbed_as_a_change_not_a_refinement(pipeline: Pipe
     frame, changed = pipeline._grab_if_changed(False)
     assert frame is not None and changed is True
     assert (frame.repeat, frame.refine) == (False, False)
+
+
+def test_the_nack_clock_does_not_keep_grabbing_where_the_encoder_cannot_repeat(
+        pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """High profile or a hardware encoder writes no skip pictures: the ticks after a change produce
+    nothing, and the capture loop must then wait for a change, not ask again at once until the
+    clock runs out."""
+    import runner.media.pipeline as pipeline_module
+
+    now = [100.0]
+    monkeypatch.setattr(pipeline_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    encoder = FakeEncoder()
+    encoder.can_repeat = False
+    pipeline._encoders.encoder = encoder  # type: ignore[assignment]
+    pipeline._watch = FakeWatch(True)  # type: ignore[assignment]
+    schedule = pipeline._schedule
+    schedule.take_keyframe(99.0)
+    frame, changed = pipeline._grab_if_changed(False)
+    assert frame is not None and changed is True
+    schedule.grabbed(100.0, changed=True)
+    schedule.picture_encoded(REFINED_BYTES)  # nothing to refine
+    pipeline._watch.answer = False
+    now[0] = 100.02  # before the trailing frame, inside NACK_CLOCK_S
+    assert schedule.must_grab(now[0], last_published_at=100.0) is True
+    assert pipeline._grab_if_changed(True) == (None, False)
+    assert schedule.must_grab(now[0], last_published_at=100.0) is False
+    now[0] = 100.0 + TRAILING_FRAME_S  # the trailing frame still comes, as a real picture
+    frame, _ = pipeline._grab_if_changed(schedule.must_grab(now[0], last_published_at=100.0))
+    assert frame is not None and frame.repeat is False
 
 
 def test_the_status_line_reports_the_interval() -> None:

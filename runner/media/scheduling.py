@@ -179,7 +179,9 @@ class FrameSchedule:
             return Grab.REPEAT
         if not due and self.clock_due(now):
             # The NACK clock with an encoder that cannot write skip pictures: not worth a real
-            # encode every tick (a refresh due now waits for the clock's end, at most NACK_CLOCK_S).
+            # encode every tick, so it stops here; left running, must_grab would stay true and
+            # the capture loop would ask again at once, spinning until the clock ran out.
+            self._clock_until = 0.0
             return Grab.NOTHING
         return Grab.PICTURE
 
