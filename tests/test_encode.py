@@ -15,6 +15,7 @@ from runner.media.encode import (
     CRF,
     FIRST_IDR_SHARE,
     FIRST_IDR_TRIES,
+    FIRST_IDR_VBV_SLACK,
     REFINE_CRF,
     AccessUnit,
     EncoderError,
@@ -266,10 +267,12 @@ def test_a_failing_libx264_is_an_error() -> None:
 def test_idrs_get_the_keyframe_budget_and_delta_pictures_a_small_buffer_refilled_in_real_time() -> None:
     target, fps = 2_000_000, 30.0
     full = vbv_buffer_bits(target, 1920, 1080)
-    # The encoder's first IDR: the 1.5 s buffer, refilled to 90 % of it in one picture (x264
-    # counts maxrate / fps); a later one (a keyframe request) a quarter of a second.
+    # The encoder's first IDR: the 1.5 s budget, refilled to 90 % of it in one picture (x264
+    # counts maxrate / fps), in a buffer three times that (x264 lets one picture take about half
+    # of its buffer); a later one (a keyframe request) a quarter of a second.
+    assert FIRST_IDR_VBV_SLACK == 3
     assert vbv_settings(target, 1920, 1080, fps, keyframe=True, first=True, elapsed_s=None) == \
-        (int(0.9 * full * fps), full)
+        (int(0.9 * full * fps), 3 * full)
     assert vbv_settings(target, 1920, 1080, fps, keyframe=True, elapsed_s=5.0) == (int(0.9 * 500_000 * fps), 500_000)
     # A delta picture up to 2.5 frame times after the previous one (the screen moves): 0.25 s of
     # the target, refilled by the time passed, at least one frame time's worth (maxrate = target).

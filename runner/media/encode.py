@@ -111,15 +111,22 @@ def delta_buffer_bits(target: int, elapsed_s: float | None, fps: float, *, refin
     return max(int(target * CHANGE_VBV_S), CHANGE_VBV_MIN_BITS)
 
 
+def first_idr_buffer_bits(target: int, width: int, height: int) -> int:
+    """The VBV buffer (bits) the encoder opens with, for its first IDR: see FIRST_IDR_VBV_SLACK."""
+    return vbv_buffer_bits(target, width, height) * FIRST_IDR_VBV_SLACK
+
+
 def vbv_settings(target: int, width: int, height: int, fps: float, *, keyframe: bool, first: bool = False,
                  elapsed_s: float | None, refine: bool = False) -> tuple[int, int]:
     """(maxrate bit/s, bufsize bits) for the next picture: the encoder's ``first`` IDR gets the
-    keyframe budget (``vbv_buffer_bits``), later IDRs RESENT_IDR_VBV_S of the target, both
-    refilled; a delta picture ``delta_buffer_bits`` (``refine``: see there), refilled by the target over ``elapsed_s``
-    since the previous picture (None or less than a frame time: one frame time)."""
+    keyframe budget (``vbv_buffer_bits``) refilled, in a buffer FIRST_IDR_VBV_SLACK times that
+    (``first_idr_buffer_bits``); later IDRs RESENT_IDR_VBV_S of the target, refilled; a delta
+    picture ``delta_buffer_bits`` (``refine``: see there), refilled by the target over
+    ``elapsed_s`` since the previous picture (None or less than a frame time: one frame time)."""
     if keyframe:
-        buffer = vbv_buffer_bits(target, width, height) if first else int(target * RESENT_IDR_VBV_S)
-        refill = VBV_REFILL_MAX * buffer
+        budget = vbv_buffer_bits(target, width, height) if first else int(target * RESENT_IDR_VBV_S)
+        refill = VBV_REFILL_MAX * budget
+        buffer = budget * FIRST_IDR_VBV_SLACK if first else budget
     else:
         buffer = delta_buffer_bits(target, elapsed_s, fps, refine=refine)
         elapsed = max(1.0 / fps, elapsed_s or 0.0)
@@ -229,8 +236,7 @@ def _codec_options(codec: str, *, preset: str, slices: int, bitrate: int, max_bi
     # encoders pick up by reconfiguring), so their ceiling is the configured maximum.
     vbv = {"maxrate": str(max_bitrate), "bufsize": str(int(max_bitrate * FIXED_VBV_BUFFER_S))}
     if codec == "libx264":
-        buffer = vbv_buffer_bits(bitrate, *size) * FIRST_IDR_VBV_SLACK
-        capped = {"maxrate": str(bitrate), "bufsize": str(buffer)} if cap else {}
+        capped = {"maxrate": str(bitrate), "bufsize": str(first_idr_buffer_bits(bitrate, *size))} if cap else {}
         rate = {"crf": str(crf), **capped} if capped_crf else vbv
         tools = X264_SCREEN + (":" + X264_HIGH if profile == "high" else "")
         return {
@@ -321,7 +327,7 @@ class H264Encoder:
         self.rate_control = "crf+vbv" if self._cap is not None else ("abr" if codec == "libx264" else "vbr")
         # The VBV last written (maxrate, bufsize) and when the last picture was encoded (the
         # caller's clock): see vbv_settings.
-        self._vbv = (self.bitrate, vbv_buffer_bits(self.bitrate, width, height) * FIRST_IDR_VBV_SLACK)
+        self._vbv = (self.bitrate, first_idr_buffer_bits(self.bitrate, width, height))
         self._last_at: float | None = None
         self._crf = float(CRF)  # what libx264 holds (RateCap.set_crf)
         self._bgra: av.VideoFrame | None = None
@@ -462,8 +468,6 @@ class H264Encoder:
         self._last_at = at
         vbv = vbv_settings(self.bitrate, self.width, self.height, self.fps, keyframe=keyframe or first,
                            first=first, elapsed_s=elapsed, refine=refine)
-        if first:  # see FIRST_IDR_VBV_SLACK
-            vbv = (vbv[0], vbv[1] * FIRST_IDR_VBV_SLACK)
         if vbv != self._vbv:
             try:
                 self._cap.set(*vbv)
