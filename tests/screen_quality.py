@@ -7,7 +7,11 @@ Clips (any size; 12 px DejaVu Sans Mono text through Pillow's FreeType, seeded r
 clip is the same picture sequence on every run):
 - ``editor``: a text editor over a wallpaper, one character typed per frame, a blinking caret.
 - ``terminal``: a terminal covering most of the screen, scrolling one line per frame (30 lines/s
-  at 30 fps).
+  at 30 fps); its lines are code-like, words from a small vocabulary.
+- ``terminal-random`` (not in ``CLIPS``, for the benchmark): the same terminal with lines of random
+  characters (like hashes, ids, hex dumps), so a new line's glyph runs appear nowhere else on the
+  screen and an encoder that searches the whole picture for matching blocks (OpenH264's
+  screen-content mode) finds nothing to copy.
 - ``video``: a desktop with two text windows and a video player whose photo-like picture pans.
 
 Each clip has a ``text_region`` (x, y, width, height): text that the viewer wants to read.
@@ -145,6 +149,16 @@ def text_lines(count: int, seed: int, width_chars: int = 110) -> list[str]:
     return lines
 
 
+RANDOM_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789(){}[];:=+-*/.,_ "
+
+
+def random_lines(count: int, seed: int, width_chars: int = 110) -> list[str]:
+    """Lines of random characters, 20 to ``width_chars``, deterministic for a seed."""
+    rng = random.Random(seed)
+    return ["".join(rng.choice(RANDOM_CHARS) for _ in range(rng.randrange(20, max(21, width_chars))))
+            for _ in range(count)]
+
+
 def wallpaper(width: int, height: int, seed: int) -> np.ndarray:
     """A photo-like BGRA picture: soft gradients, blobs and some grain."""
     rng = np.random.default_rng(seed)
@@ -201,7 +215,7 @@ class Clip:
 
 def clip(name: str, width: int = 1920, height: int = 1080, frames: int = 60) -> Clip:
     if name not in _GENERATORS:
-        raise ValueError(f"unknown clip {name!r}; one of {', '.join(CLIPS)}")
+        raise ValueError(f"unknown clip {name!r}; one of {', '.join(_GENERATORS)}")
     return Clip(name, width, height, frames, _LAYOUTS[name](width, height))
 
 
@@ -248,7 +262,8 @@ def _terminal(c: Clip) -> Iterator[np.ndarray]:
     x, y, w, h = c.text_region
     base = wallpaper(c.width, c.height, seed=13)
     rows = h // LINE_PX
-    lines = text_lines(rows + c.frames, seed=7, width_chars=max(10, w // 8))
+    make_lines = random_lines if c.name == "terminal-random" else text_lines
+    lines = make_lines(rows + c.frames, seed=7, width_chars=max(10, w // 8))
     strip = render_text(lines, w, (200, 220, 200), (18, 20, 24), left=4)
     for i in range(c.frames):
         pic = base.copy()
@@ -282,5 +297,6 @@ def _video(c: Clip) -> Iterator[np.ndarray]:
         yield pic
 
 
-_GENERATORS = {"editor": _editor, "terminal": _terminal, "video": _video}
-_LAYOUTS = {"editor": _editor_layout, "terminal": _terminal_layout, "video": _video_layout}
+_GENERATORS = {"editor": _editor, "terminal": _terminal, "terminal-random": _terminal, "video": _video}
+_LAYOUTS = {"editor": _editor_layout, "terminal": _terminal_layout, "terminal-random": _terminal_layout,
+            "video": _video_layout}
