@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import itertools
 import json
 import random
 import signal
@@ -130,9 +131,19 @@ REGION_JS = """
 """
 
 FRAME_GAPS_JS = """
-async (seconds) => {
+async ([seconds, sampleMs]) => {
   const video = document.getElementById('screen');
   const times = [];
+  const samples = [];
+  let sampling = true;
+  const poll = async () => {
+    while (sampling) {
+      const s = await (RECEIVER_JS)();
+      if (s) samples.push(s);
+      await new Promise((r) => setTimeout(r, sampleMs));
+    }
+  };
+  const polling = poll();
   await new Promise((resolve) => {
     const end = performance.now() + seconds * 1000;
     const tick = (now) => {
@@ -142,8 +153,10 @@ async (seconds) => {
     };
     video.requestVideoFrameCallback(tick);
   });
+  sampling = false;
+  await polling;
   const gaps = times.slice(1).map((t, i) => t - times[i]);
-  return { frames: times.length, gaps };
+  return { frames: times.length, gaps, times, samples };
 }
 """
 
@@ -161,6 +174,7 @@ async () => {
           return { bytesReceived: s.bytesReceived, framesDecoded: s.framesDecoded,
                    freezeCount: s.freezeCount ?? 0, totalFreezesDuration: s.totalFreezesDuration ?? 0,
                    packetsLost: s.packetsLost, nackCount: s.nackCount, pliCount: s.pliCount,
+                   packetsReceived: s.packetsReceived, framesReceived: s.framesReceived,
                    keyFramesDecoded: s.keyFramesDecoded, framesDropped: s.framesDropped,
                    keyframeAsks: window.viewer.state.keyframeAsks ?? 0, at: performance.now() };
         }
@@ -170,6 +184,35 @@ async () => {
   return null;
 }
 """
+
+
+FRAME_GAPS_JS = FRAME_GAPS_JS.replace("(RECEIVER_JS)", "(" + RECEIVER_JS.strip() + ")")
+SAMPLE_MS = 50  # inbound-rtp while the terminal scrolls, for the freezes' anatomy
+# What moved during a freeze, from SAMPLE_MS samples of the browser's inbound-rtp.
+FREEZE_COUNTERS = ("packetsReceived", "framesReceived", "packetsLost", "nackCount", "pliCount",
+                   "keyframeAsks", "keyFramesDecoded")
+
+
+def freeze_anatomy(times: list[float], samples: list[dict[str, Any]], freeze_ms: float) -> list[dict[str, Any]]:
+    """Per gap over ``freeze_ms`` between shown frames (performance.now() ms): its length and, per
+    counter, how much it moved from the last sample before the gap to the first after it, and when
+    it first moved (ms after the last frame before the gap; None if it did not)."""
+    out = []
+    for start, end in itertools.pairwise(times):
+        if end - start <= freeze_ms:
+            continue
+        before = [s for s in samples if s["at"] <= start]
+        inside = [s for s in samples if start < s["at"] <= end + SAMPLE_MS]
+        if not before or not inside:
+            continue
+        base = before[-1]
+        detail: dict[str, Any] = {"gap_ms": round(end - start), "sampled_ms": round(inside[-1]["at"] - start)}
+        for key in FREEZE_COUNTERS:
+            moved = [s for s in inside if s[key] != base[key]]
+            detail[key] = {"delta": inside[-1][key] - base[key],
+                           "first_ms": round(moved[0]["at"] - start) if moved else None}
+        out.append(detail)
+    return out
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -301,7 +344,7 @@ async def run_link(link: Link, trials: int, busy_s: float) -> dict[str, Any]:
                 sc.busy(True)
                 await asyncio.sleep(3)
                 busy_from, rx_busy0 = len(statuses(runner)), await page.evaluate(RECEIVER_JS)
-                frame_gaps = await page.evaluate(FRAME_GAPS_JS, busy_s)
+                frame_gaps = await page.evaluate(FRAME_GAPS_JS, [busy_s, SAMPLE_MS])
                 rx_busy1 = await page.evaluate(RECEIVER_JS)
                 busy_lines = statuses(runner)[busy_from:]
                 sc.busy(False)
@@ -357,6 +400,7 @@ async def run_link(link: Link, trials: int, busy_s: float) -> dict[str, Any]:
         "freezes": sum(g > FREEZE_MS for g in frame_gaps["gaps"]),
         "freeze_s": round(sum(g for g in frame_gaps["gaps"] if g > FREEZE_MS) / 1000, 2),
         "longest_gap_ms": round(max(frame_gaps["gaps"], default=0)),
+        "freeze_anatomy": freeze_anatomy(frame_gaps["times"], frame_gaps["samples"], FREEZE_MS),
         "keyframes": sum(e.get("keyframes", 0) for e in all_lines),
         "keyframe_requests": sum(e.get("keyframe_requests", 0) for e in all_lines),
         "receiver": {"start": rx0, "end": rx1},
