@@ -11,7 +11,9 @@ quality target (CRF) capped by LiveKit's bitrate target through x264's VBV, the 
 the target while the encoder runs (``runner.media.avoptions``); the first IDR gets the keyframe
 budget, full, so it arrives legible (``vbv_buffer_bits``), at one quantiser planned by trial
 encodes (``H264Encoder._first_idr_crf``), later pictures small buffers refilled
-in real time (``vbv_settings``); intra 4x4 prediction on, adaptive quantization and deblocking off.
+in real time (``vbv_settings``); while the screen moves the CRF is aimed below the cap
+(``next_moving_crf``), so the VBV rarely acts; intra 4x4 prediction on, adaptive quantization and
+deblocking off.
 
 Every access unit leaves here with 4-byte start codes, the form the receiving browser rebuilds from RTP (the E2EE
 header authenticates those bytes).
