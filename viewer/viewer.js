@@ -90,6 +90,10 @@ import { DEFAULT_RUNNER, screenMessage, screenVerdict } from './trust.js';
 /** @typedef {import('./trust.js').Screen} Screen */
 
 const STATS_INTERVAL_MS = 250;
+// The stall watch samples the screen track this often (overlay.js stallStep). With the 250 ms of
+// the figures, a stall was asked about 0.9 s after the last frame (bench_network.py's freeze
+// anatomy: the wait, plus up to two samples late, plus where the first sample fell).
+const STALL_SAMPLE_MS = 100;
 const CONTROL_STATS_INTERVAL_MS = 2000; // dr.ping and dr.stats
 const CONTROL_CLIENT = 'desktop-runner reference viewer';
 const CLIPBOARD_TO_HOST = new Set(['to-host', 'both']);
@@ -261,6 +265,7 @@ class Viewer {
   /** @type {RemoteTrackPublication | null} the runner's sound, while subscribed */
   soundPublication = null;
   #refreshing = false;
+  #stallSampling = false;
   #pollingControl = false;
   /** @type {import('./overlay.js').VideoSample | null} where the overlay's current interval began */
   #overlayBase = null;
@@ -945,6 +950,22 @@ class Viewer {
 
   // --- stats and pixels ------------------------------------------------------------------------
 
+  /** The stall watch's sample of the shown track, every STALL_SAMPLE_MS. */
+  async sampleStall() {
+    const { shown } = this;
+    if (!shown || this.#stallSampling) return;
+    this.#stallSampling = true;
+    try {
+      const report = await shown.track.getRTCStatsReport();
+      const sample = report ? videoSample(report) : null;
+      if (sample) this.watchStall(shown.track, sample);
+    } catch (error) {
+      console.warn('stall sample failed', error);
+    } finally {
+      this.#stallSampling = false;
+    }
+  }
+
   async refresh() {
     if (this.#refreshing) return;
     this.#refreshing = true;
@@ -959,7 +980,6 @@ class Viewer {
         });
         const sample = report ? videoSample(report) : null;
         if (sample && state.overlay.shown) this.overlayVideo(sample);
-        if (sample) this.watchStall(shown.track, sample);
         // After a decryption error the picture waits for frames decoded after it: with the
         // runner's frames going through decryption, those decrypted with a key of ours.
         const conn = this.connection;
@@ -1364,6 +1384,7 @@ const api = {
 /** @type {any} */ (window).viewer = api;
 
 setInterval(() => viewer.refresh(), STATS_INTERVAL_MS);
+setInterval(() => viewer.sampleStall(), STALL_SAMPLE_MS);
 setInterval(() => viewer.pollControl(), CONTROL_STATS_INTERVAL_MS);
 render();
 if (link.url && link.token && link.passphrase) connectFromForm();
