@@ -197,13 +197,14 @@ REFINE_CRF = 18
 # video), the encoder aims its CRF so that pictures come out at MOVING_AIM of the target, and
 # x264's VBV, unchanged, stays a safety net that rarely has to act. Measured (bench_quality's
 # clips, 1080p, after the first second): with CRF 23 held under the cap by the VBV alone, a
-# scrolling terminal at 1 Mbit/s came out at 32.4 dB of text, the newest line at 17-27 dB: without
+# scrolling terminal at 1 Mbit/s came out at 33.6 dB of text, the newest line at 17-27 dB: without
 # lookahead x264's VBV raises the quantiser whenever its buffer is under half full, and per row,
 # so each new line was squeezed at the bottom and paid for again at a finer quantiser as it
-# scrolled up. The same stream at one CRF (32) with the VBV out of the way: 33.9-36.5 dB for the
-# same bits. With this control: 36.0-36.7 dB at 0.92-0.96 Mbit/s, at 0.5 Mbit/s 24.6 against
-# 18.0 dB; level where the cap is not reached (2 Mbit/s) and on the editor and video clips, which
-# then spend 5-12 % less of the target (MOVING_AIM; 0.9 gave 34.9 dB on the terminal: the VBV acts
+# scrolled up (terminal-random at one CRF, 32, with the VBV out of the way: 33.9 dB for 1.02
+# Mbit/s, against 28.2 with the VBV holding CRF 23). With this control the terminal gets 35.8-37.0
+# dB at 0.98 Mbit/s, and 25.0-25.8 against 21.5 at 0.5 Mbit/s; level where the cap is not
+# reached; where it only just binds (video at 1 Mbit/s, terminal-random at 2) 12 % of the target
+# is left unused, -0.5 to -0.9 dB (MOVING_AIM; 0.9 gave 34.9 dB on the terminal: the VBV acts
 # again). The CRF moves by MOVING_GAIN of the correction each picture (ln(bytes) of a delta
 # picture of text changes by MOVING_SIZE_PER_QP per CRF step), at most MOVING_STEP_MAX, and never
 # below CRF: a faster control (0.5) swung the quantiser with every picture's size, and the lines
