@@ -99,9 +99,11 @@ class Publisher:
         room.on("reconnecting", self._on_reconnecting)
         room.on("reconnected", self._on_reconnected)
         room.on("local_track_republished", self._on_republished)
+        room.on("participant_connected", self._on_participant_connected)
         self._frame_engine = frame_engine
         self._key_index = key_index  # the frame cryptor's index, re-applied after a republish
         self._republished = False  # handed out once by take_feedback
+        self._joined = False  # a participant joined since the last take_feedback
 
     def _on_republished(self, publication: rtc.LocalTrackPublication, previous_sid: str) -> None:
         """After a full reconnect of its own the SDK republishes the track under a new sid with
@@ -118,6 +120,13 @@ class Publisher:
         self._configure_frame_cryptor(self._frame_engine, self._key_index)
         self._republished = True
         log.info("track_republished", track_sid=publication.sid, previous_sid=previous_sid)
+
+    def _on_participant_connected(self, participant: rtc.RemoteParticipant) -> None:
+        """A participant joined: it will want a keyframe. LiveKit asks for one when it subscribes,
+        but after the SDK's full reconnect that request was seen never to arrive (CI,
+        tests/test_faults.py: a viewer rejoining for 30 s without a picture, no keyframe request
+        counted); held like LiveKit's requests, so it costs at most one IDR."""
+        self._joined = True
 
     def _on_reconnecting(self) -> None:
         self.reconnecting = True
@@ -283,12 +292,15 @@ class Publisher:
         return len(self.room.remote_participants)
 
     def take_feedback(self) -> Feedback:
-        """LiveKit's keyframe requests and bitrate target, and a republish, since the last call."""
+        """LiveKit's keyframe requests (and participants joined, which count as one), its bitrate
+        target, and a republish, since the last call."""
         feedback = self.source.take_feedback()
         rate = feedback.rate_control
         target = rate.target_bitrate_bps if rate is not None and rate.target_bitrate_bps > 0 else None
         republished, self._republished = self._republished, False
-        return Feedback(keyframe=feedback.keyframe_requested, target_bitrate=target, republished=republished)
+        joined, self._joined = self._joined, False
+        return Feedback(keyframe=feedback.keyframe_requested or joined, target_bitrate=target,
+                        republished=republished)
 
     def next_timestamp_us(self, captured_at_s: float) -> int:
         """Capture time in µs, forced to rise by at least 1 ms per frame."""

@@ -282,6 +282,37 @@ def test_the_nack_clock_does_not_keep_grabbing_where_the_encoder_cannot_repeat(
     assert frame is not None and frame.repeat is False
 
 
+class FakeRoom:
+    """The event registry of an rtc.Room, nothing else."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Any] = {}
+
+    def on(self, event: str, handler: Any = None) -> Any:
+        self.handlers[event] = handler
+        return handler
+
+
+def test_a_participant_joining_counts_as_a_keyframe_request_once() -> None:
+    """After the SDK's full reconnect LiveKit's request for a new subscriber was seen never to
+    arrive: a join asks for one itself (held like LiveKit's requests by FrameSchedule)."""
+    room = FakeRoom()
+    requested = [False]
+
+    def source_feedback() -> SimpleNamespace:
+        asked, requested[0] = requested[0], False
+        return SimpleNamespace(keyframe_requested=asked, rate_control=None)
+
+    source = SimpleNamespace(take_feedback=source_feedback)
+    publisher = Publisher(room, source, "TR_video", frame_engine="runner", key_index=0)  # type: ignore[arg-type]
+    assert publisher.take_feedback().keyframe is False
+    room.handlers["participant_connected"](SimpleNamespace(identity="viewer"))
+    assert publisher.take_feedback().keyframe is True
+    assert publisher.take_feedback().keyframe is False
+    requested[0] = True  # LiveKit's own request still comes through
+    assert publisher.take_feedback().keyframe is True
+
+
 def test_the_status_line_reports_the_interval() -> None:
     import io
     import json
