@@ -295,19 +295,24 @@ def test_idrs_get_the_keyframe_budget_and_delta_pictures_a_small_buffer_refilled
 
 
 def test_while_the_screen_moves_the_crf_is_aimed_at_a_share_of_the_target() -> None:
-    """A picture's bits against MOVING_AIM of the target over its time: on the aim the CRF stays;
-    twice the aim +1.4 (quarter steps: +1.5), half of it -1.4, at most MOVING_STEP_MAX a
-    picture, never below CRF (libx264's own target) nor above 51."""
+    """A picture's bits against MOVING_AIM of the target over its time, linearly: on the aim the
+    CRF stays; twice the aim +2, half of it -1, nothing -2 (so pictures of uneven size settle on
+    the aim on average), at most MOVING_STEP_MAX a picture, never below CRF (libx264's own
+    target) nor above 51, in quarter steps."""
     target, frame_s = 1_000_000, 1 / 30
     aim = MOVING_AIM * target * frame_s
-    assert next_moving_crf(30.0, int(aim), target, frame_s) == 30.0
-    assert next_moving_crf(30.0, int(2 * aim), target, frame_s) == 31.5
-    assert next_moving_crf(30.0, int(aim / 2), target, frame_s) == 28.5
-    assert next_moving_crf(30.0, int(100 * aim), target, frame_s) == 33.0
+    assert next_moving_crf(30.0, round(aim), target, frame_s) == 30.0
+    assert next_moving_crf(30.0, round(2 * aim), target, frame_s) == 32.0
+    assert next_moving_crf(30.0, round(aim / 2), target, frame_s) == 29.0
+    assert next_moving_crf(30.0, 0, target, frame_s) == 28.0
+    assert next_moving_crf(30.0, round(1.1 * aim), target, frame_s) == 30.25  # +0.2, to a quarter
+    assert next_moving_crf(30.0, round(100 * aim), target, frame_s) == 33.0
     assert next_moving_crf(24.0, 0, target, frame_s) == CRF
-    assert next_moving_crf(50.5, int(2 * aim), target, frame_s) == 51.0
+    assert next_moving_crf(50.5, round(2 * aim), target, frame_s) == 51.0
+    # A picture twice the aim and one of nothing leave the CRF where it was: the mean is on it.
+    assert next_moving_crf(next_moving_crf(30.0, round(2 * aim), target, frame_s), 0, target, frame_s) == 30.0
     # The time the picture took counts: the same bits over two frame times are on the aim.
-    assert next_moving_crf(30.0, int(2 * aim), target, 2 * frame_s) == 30.0
+    assert next_moving_crf(30.0, round(2 * aim), target, 2 * frame_s) == 30.0
 
 
 def test_the_first_idr_is_planned_at_the_lowest_crf_that_fits_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
