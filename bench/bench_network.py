@@ -53,6 +53,7 @@ PASSPHRASE = "network benchmark passphrase"
 WIDTH, HEIGHT = 1920, 1080
 BUSY_S = 10
 DUMP_DIR: Path | None = None
+TRACE_DIR: Path | None = None  # --trace: the relays' packet headers while busy, per link
 FREEZE_MS = 250  # a gap this long without a new frame while the terminal scrolls is a freeze
 TRIALS = 8
 TRIAL_TIMEOUT_MS = 6_000  # a page not legible by then counts as "never" (the target is 2 s)
@@ -344,6 +345,13 @@ async def run_link(link: Link, trials: int, busy_s: float) -> dict[str, Any]:
                 sc.busy(True)
                 await asyncio.sleep(3)
                 busy_from, rx_busy0 = len(statuses(runner)), await page.evaluate(RECEIVER_JS)
+                if TRACE_DIR is not None:  # from here to the last trial
+                    for relay in path.relays.values():
+                        relay.trace(True)
+                    # The clocks side by side (one round trip to the page apart): the relays'
+                    # (monotonic), the page's and the runner's log's (wall).
+                    clocks = [time.monotonic(), await page.evaluate("performance.now()"), time.monotonic(),
+                              time.time()]
                 frame_gaps = await page.evaluate(FRAME_GAPS_JS, [busy_s, SAMPLE_MS])
                 rx_busy1 = await page.evaluate(RECEIVER_JS)
                 busy_lines = statuses(runner)[busy_from:]
@@ -377,6 +385,12 @@ async def run_link(link: Link, trials: int, busy_s: float) -> dict[str, Any]:
                     results.append(r)
                     white, current = want_white, target
                 rx1 = await page.evaluate(RECEIVER_JS)
+                if TRACE_DIR is not None:
+                    traces = {name: relay.trace(False) for name, relay in path.relays.items()}
+                    name = f"trace-{(link.rate_bps or 0) / 1e6:g}M-{link.delay_ms:g}ms-{link.loss * 100:g}pct.json"
+                    (TRACE_DIR / name).write_text(json.dumps(
+                        {"clocks": clocks, "frame_gaps": frame_gaps, "relays": traces,
+                         "runner_events": [e for e in runner.events() if e.get("event") == "nack_unanswered"]}))
             all_lines = statuses(runner)
             counters = path.counters()
     photon = [r["photon"] for r in results if r["photon"] is not None]
@@ -508,9 +522,11 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
     parser.add_argument("--link", help="one link instead: MBIT_S,DELAY_MS,LOSS_PERCENT (rate 0: unlimited)")
     parser.add_argument("--dump", type=Path, help="save each trial's compared pictures (.npy) here")
+    parser.add_argument("--trace", type=Path, help="save the relays' RTP/RTCP headers while busy here "
+                        "(trace-LINK.json; analysed by bench/trace_repairs.py)")
     args = parser.parse_args()
-    global DUMP_DIR
-    DUMP_DIR = args.dump
+    global DUMP_DIR, TRACE_DIR
+    DUMP_DIR, TRACE_DIR = args.dump, args.trace
     # Stopped from outside: leave through the context managers, which delete the namespaces and
     # stop the servers (a plain SIGTERM would leave them behind).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -328,6 +328,12 @@ class UdpRelay:
         """Drop every packet, both directions, for ``seconds`` from now (a burst of loss)."""
         self.command(cmd="blackout", seconds=seconds)
 
+    def trace(self, on: bool) -> list[list[Any]]:
+        """Start recording the clear headers of the RTP and RTCP packets this relay sees, with
+        their fate (``on``), or stop and return what was recorded (``Relay.record``)."""
+        records: list[list[Any]] = self.command(cmd="trace", on=on)["records"]
+        return records
+
     def close(self) -> None:
         if self._proc.poll() is None:
             self._proc.kill()
@@ -470,6 +476,23 @@ class Relay:
         self.clients: dict[tuple[str, int], asyncio.DatagramTransport] = {}
         self.opening: dict[tuple[str, int], list[bytes]] = {}
         self.client_bytes: dict[tuple[str, int], list[int]] = {}
+        self.records: list[list[Any]] | None = None  # see record
+
+    def record(self, up: bool, addr: tuple[str, int], data: bytes, passed: bool) -> None:
+        """While tracing: one row per RTP or RTCP packet, from the fields SRTP and SRTCP leave in
+        the clear: [time.monotonic() s, "u" (client to server) or "d", passed (0: dropped here),
+        the client's port, size, "rtp", payload type, marker, padding, SSRC, sequence number, RTP
+        timestamp] or [..., "rtcp", packet type, count/format, sender SSRC] (a compound packet's
+        first only). STUN and DTLS are left out."""
+        if self.records is None or len(data) < 12 or data[0] >> 6 != 2:
+            return
+        head = [round(time.monotonic(), 4), "u" if up else "d", int(passed), addr[1], len(data)]
+        if 192 <= data[1] <= 223:
+            self.records.append([*head, "rtcp", data[1], data[0] & 0x1F, int.from_bytes(data[4:8])])
+        else:
+            self.records.append([*head, "rtp", data[1] & 0x7F, data[1] >> 7, (data[0] >> 5) & 1,
+                                        int.from_bytes(data[8:12]), int.from_bytes(data[2:4]),
+                                        int.from_bytes(data[4:8])])
 
     def _passes(self, direction: Direction, size: int) -> bool:
         direction.packets += 1
@@ -497,7 +520,9 @@ class Relay:
             asyncio.get_running_loop().create_task(self._open_client(addr))
 
     def _forward_up(self, upstream: asyncio.DatagramTransport, addr: tuple[str, int], data: bytes) -> None:
-        if self._passes(self.up, len(data)):
+        passed = self._passes(self.up, len(data))
+        self.record(True, addr, data, passed)
+        if passed:
             self.client_bytes[addr][0] += len(data)
             self._later(upstream.sendto, data, self.upstream)
 
@@ -506,7 +531,9 @@ class Relay:
 
         class Upstream(asyncio.DatagramProtocol):
             def datagram_received(self, data: bytes, _from: tuple[str, int]) -> None:
-                if relay._passes(relay.down, len(data)) and relay.listener is not None:
+                passed = relay._passes(relay.down, len(data))
+                relay.record(False, addr, data, passed)
+                if passed and relay.listener is not None:
                     relay.client_bytes[addr][1] += len(data)
                     relay._later(relay.listener.sendto, data, addr)
 
@@ -553,6 +580,9 @@ async def relay_main(args: argparse.Namespace) -> None:
             case "blackout":
                 relay.blackout_until = time.monotonic() + float(cmd["seconds"])
                 answer = {"ok": True}
+            case "trace":
+                answer = {"records": relay.records or []}
+                relay.records = [] if cmd.get("on") else None
             case _:
                 answer = {"error": f"unknown command {cmd.get('cmd')!r}"}
         print(json.dumps(answer), flush=True)
