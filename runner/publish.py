@@ -9,6 +9,7 @@ token, republished track) instead of reusing anything from the old one.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 from livekit import rtc
@@ -16,6 +17,7 @@ from livekit import rtc
 from runner.config import FrameEngine, Settings
 from runner.control.messages import MAX_RPC_PAYLOAD_CHARS
 from runner.logs import get_logger
+from runner.nackwatch import NACK_WATCH_POLL_S, NackWatch
 from runner.roomconfig import configure_room
 from runner.tokens import sign_token
 
@@ -79,6 +81,19 @@ class Feedback:
     republished: bool = False  # the SDK republished the track: its new receivers need an IDR
 
 
+def video_nack_counters(stats: rtc.RtcStats) -> tuple[int, int, float | None] | None:
+    """(NACK packets received, packets sent again, round trip to LiveKit in seconds or None) of
+    the published video, from the SDK's publisher stats; None before it has sent anything."""
+    counters, rtt_s = None, None
+    for entry in stats.publisher_stats:
+        if entry.HasField("outbound_rtp") and entry.outbound_rtp.stream.kind == "video":
+            outbound = entry.outbound_rtp.outbound
+            counters = outbound.nack_count, outbound.retransmitted_packets_sent
+        elif entry.HasField("remote_inbound_rtp") and entry.remote_inbound_rtp.stream.kind == "video":
+            rtt_s = entry.remote_inbound_rtp.remote_inbound.round_trip_time or None
+    return None if counters is None else (*counters, rtt_s)
+
+
 class Publisher:
     """A connected room and its published screen-share track. Create with ``connect``."""
 
@@ -104,6 +119,8 @@ class Publisher:
         self._key_index = key_index  # the frame cryptor's index, re-applied after a republish
         self._republished = False  # handed out once by take_feedback
         self._joined = False  # a participant joined since the last take_feedback
+        self._lost_for_good = False  # NACKs the runner cannot answer (runner.nackwatch)
+        self._nack_task: asyncio.Task[None] | None = None
 
     def _on_republished(self, publication: rtc.LocalTrackPublication, previous_sid: str) -> None:
         """After a full reconnect of its own the SDK republishes the track under a new sid with
@@ -188,6 +205,7 @@ class Publisher:
             publish_options.stream = STREAM_ID
             publication = await room.local_participant.publish_track(track, publish_options)
             publisher = cls(room, source, publication.sid, frame_engine=e2ee.frame_engine, key_index=key.index)
+            publisher.start_nack_watch()
             publisher._configure_frame_cryptor(e2ee.frame_engine, key.index)
             if settings.audio.enabled:
                 await publisher._publish_audio(muted=settings.audio.muted)
@@ -299,8 +317,37 @@ class Publisher:
         target = rate.target_bitrate_bps if rate is not None and rate.target_bitrate_bps > 0 else None
         republished, self._republished = self._republished, False
         joined, self._joined = self._joined, False
-        return Feedback(keyframe=feedback.keyframe_requested or joined, target_bitrate=target,
+        lost, self._lost_for_good = self._lost_for_good, False
+        return Feedback(keyframe=feedback.keyframe_requested or joined or lost, target_bitrate=target,
                         republished=republished)
+
+    def start_nack_watch(self) -> None:
+        """Read the video's NACK counters every NACK_WATCH_POLL_S until ``close``: NACKs the
+        runner cannot answer count as a keyframe request (runner.nackwatch)."""
+        if self._nack_task is None:
+            self._nack_task = asyncio.get_running_loop().create_task(self._watch_nacks())
+
+    async def _watch_nacks(self) -> None:
+        watch, failing = NackWatch(), False
+        while True:
+            await asyncio.sleep(NACK_WATCH_POLL_S)
+            if not self.live:
+                continue
+            try:
+                counters = video_nack_counters(await self.room.get_rtc_stats())
+            except Exception as exc:  # the SDK's stats are a help, never a reason to stop
+                if not failing:
+                    log.warning("nack_watch_failed", error=str(exc) or type(exc).__name__)
+                failing = True
+                continue
+            failing = False
+            if counters is None:
+                continue
+            nacks, resent, rtt_s = counters
+            hole = watch.update(time.monotonic(), nacks, resent, rtt_s)
+            if hole is not None:
+                self._lost_for_good = True
+                log.info("nack_unanswered", nacks=hole[0], resent=hole[1], window_s=round(watch.window(rtt_s), 3))
 
     def next_timestamp_us(self, captured_at_s: float) -> int:
         """Capture time in µs, forced to rise by at least 1 ms per frame."""
@@ -322,6 +369,9 @@ class Publisher:
         return self.source.capture_frame(frame)
 
     async def close(self) -> None:
+        if self._nack_task is not None:
+            self._nack_task.cancel()
+            await asyncio.gather(self._nack_task, return_exceptions=True)
         try:
             await self.room.disconnect()
         finally:

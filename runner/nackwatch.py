@@ -1,0 +1,88 @@
+"""NACKs the runner cannot answer: a packet of the video stream lost for good, so a keyframe now.
+
+The LiveKit SDK negotiates the published video without RTX (its ``create_sender`` keeps only the
+chosen codec in the transceiver's codec preferences; README, "Behaviour on real links"), so
+libwebrtc sends its bandwidth probes as padding packets on the video stream itself, with
+sequence numbers of their own. A padding packet lost on the way to LiveKit leaves a hole that
+nobody can fill: LiveKit forwards the stream with the hole and NACKs the runner for it, the
+runner's libwebrtc keeps no padding to send again, and the browser holds every later frame
+waiting for the missing sequence number until a keyframe comes (traced with
+``bench/trace_repairs.py``: every freeze over 0.5 s on the lossy links was one). Chrome asks for
+that keyframe after about 3 s, the reference viewer after its stall watch's 0.4 s.
+
+The watch reads the video's outbound-rtp counters, NACK packets received and packets sent again,
+every ``NACK_WATCH_POLL_S``: NACKs that keep coming while (almost) nothing is sent again are
+NACKs for packets the runner does not have, and the runner sends a keyframe then, for every
+viewer (measured next to the relays' traces on 2 Mbit/s links: below).
+
+Not caught: a hole on a still screen. LiveKit sends its NACK tries only as packets arrive, and a
+still screen sends one skip picture a second (``capture.idle_refresh_s``), so the tries do not
+fall within the window; the next change stays held until the viewer asks for a keyframe (the
+reference viewer's stall watch) or Chrome does (about 3 s).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+# How often the outbound-rtp counters are read (``rtc.Room.get_rtc_stats``: about 2 ms a call).
+NACK_WATCH_POLL_S = 0.1
+# LiveKit NACKs a missing sequence number at most 5 times (mediatransportutil's nack queue:
+# after 20 ms, then a round trip later, growing by 1.25 each time: the fifth about 5.8 round
+# trips after the first) and stops once the packet came. A lost video packet is sent again at the
+# first NACK and so NACKed once or twice; a hole is NACKed 5 times and nothing is sent again.
+# Over the window (NACK_WATCH_WINDOW_S, or NACK_WATCH_WINDOW_RTTS round trips when longer), at
+# least NACK_WATCH_MIN_NACKS NACK packets with fewer than NACK_WATCH_ANSWERED_MAX of them answered
+# by a packet sent again mean a hole. Measured: the padding losses came to 4-6 NACKs with 0-1
+# sent again within 0.3-0.4 s; bursts of lost video packets at 80 ms to at least 2 of 5 sent
+# again (up to 18 NACKs, 12 sent again, in 0.5 s).
+NACK_WATCH_WINDOW_S = 0.5
+NACK_WATCH_WINDOW_RTTS = 8
+NACK_WATCH_MIN_NACKS = 4
+NACK_WATCH_ANSWERED_MAX = 0.25
+# After a keyframe for a hole, LiveKit may still NACK the lost number (its last tries): those
+# NACKs are not a new hole.
+NACK_WATCH_HOLD_S = 1.5
+
+
+@dataclass
+class NackWatch:
+    """Fed the counters (``update``); says when a keyframe would close a hole. Pure."""
+
+    window_s: float = NACK_WATCH_WINDOW_S
+    window_rtts: float = NACK_WATCH_WINDOW_RTTS
+    min_nacks: int = NACK_WATCH_MIN_NACKS
+    answered_max: float = NACK_WATCH_ANSWERED_MAX
+    hold_s: float = NACK_WATCH_HOLD_S
+    _last: tuple[int, int] | None = None
+    _deltas: deque[tuple[float, int, int]] = field(default_factory=deque)
+    _held_until: float = float("-inf")
+
+    def window(self, rtt_s: float | None) -> float:
+        """The window over which NACKs are counted, for a round trip of ``rtt_s`` (to LiveKit)."""
+        return max(self.window_s, self.window_rtts * (rtt_s or 0.0))
+
+    def update(self, at: float, nacks: int, resent: int, rtt_s: float | None = None) -> tuple[int, int] | None:
+        """The counters at ``at`` (seconds, any steady clock): NACK packets received and packets
+        sent again, both since the track began, and the round trip if known. Returns (NACKs,
+        packets sent again) over the window when they show a hole (then nothing more for
+        ``hold_s``), else None. Counters that went down (a republished track starts again from
+        zero) restart the watch."""
+        last, self._last = self._last, (nacks, resent)
+        if last is None or nacks < last[0] or resent < last[1]:
+            self._deltas.clear()
+            return None
+        self._deltas.append((at, nacks - last[0], resent - last[1]))
+        window = self.window(rtt_s)
+        while self._deltas and self._deltas[0][0] <= at - window:
+            self._deltas.popleft()
+        if at < self._held_until:
+            return None
+        window_nacks = sum(d[1] for d in self._deltas)
+        window_resent = sum(d[2] for d in self._deltas)
+        if window_nacks < self.min_nacks or window_resent >= self.answered_max * window_nacks:
+            return None
+        self._deltas.clear()
+        self._held_until = at + self.hold_s
+        return window_nacks, window_resent

@@ -1,0 +1,76 @@
+"""The NACK watch (runner/nackwatch.py): counter sequences as the publisher's outbound-rtp gave them
+on bench_network's lossy links, read every 100 ms next to the relays' packet traces."""
+
+from __future__ import annotations
+
+from itertools import accumulate
+
+from runner.nackwatch import NACK_WATCH_HOLD_S, NACK_WATCH_POLL_S, NackWatch
+
+
+def feed(watch: NackWatch, deltas: list[tuple[int, int]], *, start: float = 0.0,
+         base: tuple[int, int] = (10, 10)) -> list[tuple[int, int] | None]:
+    """Counters rising by ``deltas`` (NACKs, sent again) per poll, after a first reading."""
+    watch.update(start, *base)
+    nacks = accumulate((d[0] for d in deltas), initial=base[0])
+    resent = accumulate((d[1] for d in deltas), initial=base[1])
+    readings = list(zip(nacks, resent, strict=True))[1:]
+    return [watch.update(start + (i + 1) * NACK_WATCH_POLL_S, n, r) for i, (n, r) in enumerate(readings)]
+
+
+def test_nacks_for_a_lost_padding_packet_ask_for_a_keyframe_once() -> None:
+    # 2 Mbit/s, 40 ms, 1 %: a padding packet lost, and a video packet lost (sent again) 80 ms later.
+    out = feed(NackWatch(), [(1, 0), (2, 0), (2, 1), (1, 0), (0, 0), (0, 0)])
+    assert out == [None, None, (5, 1), None, None, None]
+    # 2 Mbit/s, 80 ms, 2 %: NACKs for a lost padding packet, none answered.
+    assert feed(NackWatch(), [(1, 0), (1, 0), (1, 0), (2, 0), (1, 0)]) == [None, None, None, (5, 0), None]
+
+
+def test_nacks_answered_by_packets_sent_again_are_no_hole() -> None:
+    # 2 Mbit/s, 80 ms, 2 %: a burst of lost video packets, each sent again at its first NACK and
+    # re-NACKed within the round trip: 18 NACKs in 0.5 s, 12 packets sent again.
+    out = feed(NackWatch(), [(1, 1), (1, 0), (2, 1), (0, 0), (1, 0), (3, 2), (6, 4), (4, 3), (4, 3), (3, 3),
+                             (4, 5), (3, 2), (3, 2)])
+    assert out == [None] * 13
+
+
+def test_a_few_unanswered_nacks_are_no_hole() -> None:
+    # Re-NACKs inside one round trip: three in half a second, none answered.
+    assert feed(NackWatch(), [(1, 0), (1, 0), (1, 0), (0, 0), (0, 0), (0, 0)]) == [None] * 6
+
+
+def test_only_the_window_counts() -> None:
+    # Unanswered NACKs spread thin (one every 0.2 s) are no hole.
+    assert feed(NackWatch(), [(1, 0), (0, 0)] * 6) == [None] * 12
+
+
+def test_after_a_keyframe_nacks_are_not_counted_for_the_hold() -> None:
+    # The hole's last tries and another burst inside the hold ask for nothing; a new hole after it does.
+    polls_held = round(NACK_WATCH_HOLD_S / NACK_WATCH_POLL_S)
+    inside = [(1, 0), (1, 0), (0, 0), (2, 0), (3, 0)]
+    quiet = [(0, 0)] * (polls_held - len(inside))
+    out = feed(NackWatch(), [(2, 0), (3, 0), *inside, *quiet, (2, 0), (3, 0)])
+    assert out[1] == (5, 0)
+    assert out[2:-1] == [None] * (len(inside) + len(quiet) + 1)
+    assert out[-1] == (5, 0)
+
+
+def test_the_window_grows_with_the_round_trip() -> None:
+    # LiveKit's five tries span about 5.8 round trips: at 150 ms, 1.2 s of tries, one every 0.3 s.
+    tries = [(1, 0), (0, 0), (0, 0)] * 4
+    assert feed(NackWatch(), tries) == [None] * 12  # not within half a second
+    watch = NackWatch()
+    watch.update(0.0, 10, 10, 0.15)
+    out = [watch.update((i + 1) * NACK_WATCH_POLL_S, 10 + n, 10, 0.15)
+           for i, n in enumerate(accumulate(d[0] for d in tries))]
+    assert out[:9] == [None] * 9 and out[9] == (4, 0)
+    assert watch.window(0.15) == 8 * 0.15 and watch.window(0.02) == 0.5
+
+
+def test_counters_that_go_down_start_the_watch_again() -> None:
+    # A republished track counts from zero: the drop is no delta, and the old deltas are gone.
+    watch = NackWatch()
+    assert feed(watch, [(1, 0), (2, 0)]) == [None, None]
+    assert watch.update(0.3, 0, 0) is None
+    assert watch.update(0.4, 1, 0) is None  # 1 NACK since the restart, not 4
+    assert watch.update(0.5, 4, 0) == (4, 0)
