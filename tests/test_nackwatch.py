@@ -3,9 +3,20 @@ on bench_network's lossy links, read every 100 ms next to the relays' packet tra
 
 from __future__ import annotations
 
+import asyncio
+import time
 from itertools import accumulate
 
+import numpy as np
+import pytest
+
+from devstack import LiveKitServer
+from runner.config import load_settings
+from runner.media.encode import H264Encoder
 from runner.nackwatch import NACK_WATCH_HOLD_S, NACK_WATCH_POLL_S, NackWatch
+from runner.publish import Publisher, SdkKey, video_nack_counters
+
+PASSPHRASE = "nack watch test passphrase"
 
 
 def feed(watch: NackWatch, deltas: list[tuple[int, int]], *, start: float = 0.0,
@@ -74,3 +85,35 @@ def test_counters_that_go_down_start_the_watch_again() -> None:
     assert watch.update(0.3, 0, 0) is None
     assert watch.update(0.4, 1, 0) is None  # 1 NACK since the restart, not 4
     assert watch.update(0.5, 4, 0) == (4, 0)
+
+
+# --- against a real LiveKit server --------------------------------------------------------------
+
+
+@pytest.mark.integration
+async def test_the_publisher_watches_its_video_counters_from_the_sdk(livekit_server: LiveKitServer,
+                                                                     room_name: str) -> None:
+    """The watch runs on the SDK's real stats: the video's counters are found (none NACKed on
+    loopback) while frames go out, and the watch stops with the publisher."""
+    settings = load_settings(None, {
+        "livekit": {"url": livekit_server.url, "api_key": livekit_server.api_key,
+                    "api_secret": livekit_server.api_secret, "room": room_name},
+        "e2ee": {"passphrase": PASSPHRASE},
+    })
+    publisher = await Publisher.connect(settings, 320, 240, SdkKey(PASSPHRASE.encode(), 0))
+    try:
+        encoder = H264Encoder(320, 240, fps=30, bitrate=500_000)
+        picture = np.zeros((240, 320, 4), np.uint8)
+        for i in range(30):
+            picture[:, :, 1] = 8 * i
+            au = encoder.encode(picture, keyframe=i == 0)
+            publisher.push(au.data, keyframe=au.keyframe, width=320, height=240,
+                           timestamp_us=publisher.next_timestamp_us(time.monotonic()))
+            await asyncio.sleep(1 / 30)
+        counters = video_nack_counters(await publisher.room.get_rtc_stats())
+        assert counters is not None and counters[:2] == (0, 0), counters
+        task = publisher._nack_task
+        assert task is not None and not task.done()
+    finally:
+        await publisher.close()
+    assert task.done()
