@@ -41,9 +41,6 @@ NACK_WATCH_WINDOW_S = 0.5
 NACK_WATCH_WINDOW_RTTS = 8
 NACK_WATCH_MIN_NACKS = 4
 NACK_WATCH_ANSWERED_MAX = 0.25
-# After a keyframe for a hole, LiveKit may still NACK the lost number (its last tries): those
-# NACKs are not a new hole.
-NACK_WATCH_HOLD_S = 1.5
 
 
 @dataclass
@@ -54,10 +51,8 @@ class NackWatch:
     window_rtts: float = NACK_WATCH_WINDOW_RTTS
     min_nacks: int = NACK_WATCH_MIN_NACKS
     answered_max: float = NACK_WATCH_ANSWERED_MAX
-    hold_s: float = NACK_WATCH_HOLD_S
     _last: tuple[int, int] | None = None
     _deltas: deque[tuple[float, int, int]] = field(default_factory=deque)
-    _held_until: float = float("-inf")
 
     def window(self, rtt_s: float | None) -> float:
         """The window over which NACKs are counted, for a round trip of ``rtt_s`` (to LiveKit)."""
@@ -66,9 +61,11 @@ class NackWatch:
     def update(self, at: float, nacks: int, resent: int, rtt_s: float | None = None) -> tuple[int, int] | None:
         """The counters at ``at`` (seconds, any steady clock): NACK packets received and packets
         sent again, both since the track began, and the round trip if known. Returns (NACKs,
-        packets sent again) over the window when they show a hole (then nothing more for
-        ``hold_s``), else None. Counters that went down (a republished track starts again from
-        zero) restart the watch."""
+        packets sent again) over the window when they show a hole, else None. After a hole the
+        window starts empty: LiveKit tries a number 5 times and the watch is sure at 4, so the
+        hole's last try cannot make another, while a new hole right after the keyframe (a probe
+        burst can lose several padding packets in a row) is asked for again. Counters that went
+        down (a republished track starts again from zero) restart the watch."""
         last, self._last = self._last, (nacks, resent)
         if last is None or nacks < last[0] or resent < last[1]:
             self._deltas.clear()
@@ -77,12 +74,9 @@ class NackWatch:
         window = self.window(rtt_s)
         while self._deltas and self._deltas[0][0] <= at - window:
             self._deltas.popleft()
-        if at < self._held_until:
-            return None
         window_nacks = sum(d[1] for d in self._deltas)
         window_resent = sum(d[2] for d in self._deltas)
         if window_nacks < self.min_nacks or window_resent >= self.answered_max * window_nacks:
             return None
         self._deltas.clear()
-        self._held_until = at + self.hold_s
         return window_nacks, window_resent
