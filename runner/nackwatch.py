@@ -41,6 +41,13 @@ NACK_WATCH_WINDOW_S = 0.5
 NACK_WATCH_WINDOW_RTTS = 8
 NACK_WATCH_MIN_NACKS = 4
 NACK_WATCH_ANSWERED_MAX = 0.25
+# After a hole, the NACKs of NACK_WATCH_QUIET_RTTS round trips (at least NACK_WATCH_QUIET_S) are
+# not counted: LiveKit's remaining tries for the holes the keyframe closes (a probe burst can lose
+# several padding packets: 4 in 0.07 s once, at 80 ms; counted, they asked for 3 more keyframes
+# within 0.4 s). A hole after that, such as one right after the keyframe, is asked for again from
+# its later tries.
+NACK_WATCH_QUIET_S = 0.3
+NACK_WATCH_QUIET_RTTS = 6
 
 
 @dataclass
@@ -51,8 +58,11 @@ class NackWatch:
     window_rtts: float = NACK_WATCH_WINDOW_RTTS
     min_nacks: int = NACK_WATCH_MIN_NACKS
     answered_max: float = NACK_WATCH_ANSWERED_MAX
+    quiet_s: float = NACK_WATCH_QUIET_S
+    quiet_rtts: float = NACK_WATCH_QUIET_RTTS
     _last: tuple[int, int] | None = None
     _deltas: deque[tuple[float, int, int]] = field(default_factory=deque)
+    _quiet_until: float = float("-inf")
 
     def window(self, rtt_s: float | None) -> float:
         """The window over which NACKs are counted, for a round trip of ``rtt_s`` (to LiveKit)."""
@@ -61,14 +71,14 @@ class NackWatch:
     def update(self, at: float, nacks: int, resent: int, rtt_s: float | None = None) -> tuple[int, int] | None:
         """The counters at ``at`` (seconds, any steady clock): NACK packets received and packets
         sent again, both since the track began, and the round trip if known. Returns (NACKs,
-        packets sent again) over the window when they show a hole, else None. After a hole the
-        window starts empty: LiveKit tries a number 5 times and the watch is sure at 4, so the
-        hole's last try cannot make another, while a new hole right after the keyframe (a probe
-        burst can lose several padding packets in a row) is asked for again. Counters that went
-        down (a republished track starts again from zero) restart the watch."""
+        packets sent again) over the window when they show a hole, else None; after one, the
+        NACKs of the quiet time that follows are not counted (NACK_WATCH_QUIET_S). Counters that
+        went down (a republished track starts again from zero) restart the watch."""
         last, self._last = self._last, (nacks, resent)
         if last is None or nacks < last[0] or resent < last[1]:
             self._deltas.clear()
+            return None
+        if at < self._quiet_until:
             return None
         self._deltas.append((at, nacks - last[0], resent - last[1]))
         window = self.window(rtt_s)
@@ -79,4 +89,5 @@ class NackWatch:
         if window_nacks < self.min_nacks or window_resent >= self.answered_max * window_nacks:
             return None
         self._deltas.clear()
+        self._quiet_until = at + max(self.quiet_s, self.quiet_rtts * (rtt_s or 0.0))
         return window_nacks, window_resent

@@ -20,13 +20,13 @@ PASSPHRASE = "nack watch test passphrase"
 
 
 def feed(watch: NackWatch, deltas: list[tuple[int, int]], *, start: float = 0.0,
-         base: tuple[int, int] = (10, 10)) -> list[tuple[int, int] | None]:
+         base: tuple[int, int] = (10, 10), rtt_s: float | None = None) -> list[tuple[int, int] | None]:
     """Counters rising by ``deltas`` (NACKs, sent again) per poll, after a first reading."""
-    watch.update(start, *base)
+    watch.update(start, *base, rtt_s)
     nacks = accumulate((d[0] for d in deltas), initial=base[0])
     resent = accumulate((d[1] for d in deltas), initial=base[1])
     readings = list(zip(nacks, resent, strict=True))[1:]
-    return [watch.update(start + (i + 1) * NACK_WATCH_POLL_S, n, r) for i, (n, r) in enumerate(readings)]
+    return [watch.update(start + (i + 1) * NACK_WATCH_POLL_S, n, r, rtt_s) for i, (n, r) in enumerate(readings)]
 
 
 def test_nacks_for_a_lost_padding_packet_ask_for_a_keyframe_once() -> None:
@@ -55,13 +55,18 @@ def test_only_the_window_counts() -> None:
     assert feed(NackWatch(), [(1, 0), (0, 0)] * 6) == [None] * 12
 
 
-def test_after_a_keyframe_the_window_starts_empty() -> None:
-    # The hole's last try asks for nothing more; new holes right after the keyframe (a probe
-    # burst losing padding packets one after the other, 2 Mbit/s, 40 ms, 1 %) are asked for.
-    out = feed(NackWatch(), [(2, 0), (2, 0), (1, 0), (0, 0), (1, 0), (2, 0), (1, 0)])
-    assert out == [None, (4, 0), None, None, None, (4, 0), None]
-    # The last try alone, and nothing after it.
-    assert feed(NackWatch(), [(2, 0), (2, 0), (1, 0)] + [(0, 0)] * 10) == [None, (4, 0)] + [None] * 11
+def test_after_a_keyframe_the_holes_it_closes_are_not_asked_for_again() -> None:
+    # A probe burst lost four padding packets (2 Mbit/s, 80 ms, 2 %: a round trip of 85 ms to
+    # LiveKit): their 20 tries came over half a second; once the first four asked for a keyframe,
+    # the rest ask for nothing ...
+    burst = [(2, 0), (2, 0), (4, 0), (4, 0), (3, 0), (2, 0), (1, 0), (1, 0), (0, 0), (0, 0)]
+    assert feed(NackWatch(), burst, rtt_s=0.085) == [None, (4, 0)] + [None] * 8
+    # ... and a new hole after the quiet time (6 round trips: 0.51 s) is asked for.
+    out = feed(NackWatch(), [(2, 0), (2, 0)] + [(3, 0)] * 5 + [(1, 0)] * 4, rtt_s=0.085)
+    assert out == [None, (4, 0)] + [None] * 5 + [None, None, None, (4, 0)]
+    # Without a round trip known, the quiet time is 0.3 s.
+    out = feed(NackWatch(), [(2, 0), (2, 0), (3, 0), (3, 0)] + [(1, 0)] * 4)
+    assert out == [None, (4, 0), None, None, None, None, None, (4, 0)]
 
 
 def test_the_window_grows_with_the_round_trip() -> None:
