@@ -322,8 +322,9 @@ class Publisher:
                         republished=republished)
 
     def start_nack_watch(self) -> None:
-        """Read the video's NACK counters every NACK_WATCH_POLL_S until ``close``: NACKs the
-        runner cannot answer count as a keyframe request (runner.nackwatch)."""
+        """Read the video's NACK counters every NACK_WATCH_POLL_S until ``close``, while another
+        participant is in the room: NACKs the runner cannot answer count as a keyframe request
+        (runner.nackwatch)."""
         if self._nack_task is None:
             self._nack_task = asyncio.get_running_loop().create_task(self._watch_nacks())
 
@@ -331,7 +332,11 @@ class Publisher:
         watch, failing = NackWatch(), False
         while True:
             await asyncio.sleep(NACK_WATCH_POLL_S)
-            if not self.live:
+            if not self.live or not self.room.remote_participants:
+                # Nobody to freeze for (a viewer joining gets a keyframe anyway), and the stats
+                # cost about 2 % of a core at this rate: read them only while someone watches,
+                # counting afresh from the next reading.
+                watch = NackWatch()
                 continue
             try:
                 counters = video_nack_counters(await self.room.get_rtc_stats())

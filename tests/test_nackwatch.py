@@ -9,12 +9,14 @@ from itertools import accumulate
 
 import numpy as np
 import pytest
+from livekit import rtc
 
-from devstack import LiveKitServer
+from devstack import LiveKitServer, mint_token
+from runner import publish
 from runner.config import load_settings
 from runner.media.encode import H264Encoder
 from runner.nackwatch import NACK_WATCH_POLL_S, NackWatch
-from runner.publish import Publisher, SdkKey, video_nack_counters
+from runner.publish import Publisher, SdkKey
 
 PASSPHRASE = "nack watch test passphrase"
 
@@ -94,29 +96,54 @@ def test_counters_that_go_down_start_the_watch_again() -> None:
 
 
 @pytest.mark.integration
-async def test_the_publisher_watches_its_video_counters_from_the_sdk(livekit_server: LiveKitServer,
-                                                                     room_name: str) -> None:
-    """The watch runs on the SDK's real stats: the video's counters are found (none NACKed on
-    loopback) while frames go out, and the watch stops with the publisher."""
+async def test_the_publisher_watches_its_video_counters_from_the_sdk_while_someone_is_there(
+        livekit_server: LiveKitServer, room_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watch runs on the SDK's real stats: while another participant is in the room it is fed
+    the video's counters (none NACKed on loopback), before that nothing is read; the watch stops
+    with the publisher."""
+    readings: list[tuple[int, int, float | None]] = []
+
+    class Recorded(NackWatch):
+        def update(self, at: float, nacks: int, resent: int, rtt_s: float | None = None) -> tuple[int, int] | None:
+            readings.append((nacks, resent, rtt_s))
+            return super().update(at, nacks, resent, rtt_s)
+
+    monkeypatch.setattr(publish, "NackWatch", Recorded)
     settings = load_settings(None, {
         "livekit": {"url": livekit_server.url, "api_key": livekit_server.api_key,
                     "api_secret": livekit_server.api_secret, "room": room_name},
         "e2ee": {"passphrase": PASSPHRASE},
     })
     publisher = await Publisher.connect(settings, 320, 240, SdkKey(PASSPHRASE.encode(), 0))
+    viewer = rtc.Room()
     try:
         encoder = H264Encoder(320, 240, fps=30, bitrate=500_000)
         picture = np.zeros((240, 320, 4), np.uint8)
-        for i in range(30):
-            picture[:, :, 1] = 8 * i
-            au = encoder.encode(picture, keyframe=i == 0)
-            publisher.push(au.data, keyframe=au.keyframe, width=320, height=240,
-                           timestamp_us=publisher.next_timestamp_us(time.monotonic()))
-            await asyncio.sleep(1 / 30)
-        counters = video_nack_counters(await publisher.room.get_rtc_stats())
-        assert counters is not None and counters[:2] == (0, 0), counters
+
+        async def send(frames: int) -> None:
+            for i in range(frames):
+                picture[:, :, 1] = 8 * (i % 30)
+                au = encoder.encode(picture, keyframe=i == 0)
+                publisher.push(au.data, keyframe=au.keyframe, width=320, height=240,
+                               timestamp_us=publisher.next_timestamp_us(time.monotonic()))
+                await asyncio.sleep(1 / 30)
+
+        await send(30)
+        assert readings == []  # alone in the room: nothing read
+        await viewer.connect(livekit_server.url,
+                             mint_token(livekit_server.api_key, livekit_server.api_secret, room_name, "viewer"),
+                             rtc.RoomOptions(auto_subscribe=False))
+        for _ in range(10):  # LiveKit announces a participant after 1-3 s
+            if publisher.room.remote_participants:
+                break
+            await send(30)
+        assert publisher.room.remote_participants
+        await send(30)
+        assert len(readings) >= 3, readings
+        assert all(r[:2] == (0, 0) for r in readings), readings
         task = publisher._nack_task
         assert task is not None and not task.done()
     finally:
+        await viewer.disconnect()
         await publisher.close()
     assert task.done()
