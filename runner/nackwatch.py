@@ -92,3 +92,42 @@ class NackWatch:
         self._deltas.clear()
         self._quiet_until = at + max(self.quiet_s, self.quiet_rtts * (rtt_s or 0.0))
         return window_nacks, window_resent
+
+
+# --- receiver reports ----------------------------------------------------------------------------
+
+# LiveKit sends a receiver report on the video it receives about once a second. Video sent for
+# this long (at least REPORT_WATCH_MIN_PACKETS packets; a still screen sends one a second) with
+# not a single new report goes nowhere: seen after the SDK's own full reconnect following a 30 s
+# outage (tests/test_faults.py), where the republished track's frames left the runner, no report
+# came back and the viewer, rejoining every 3 s, decoded nothing for 35 s. The runner then starts
+# the connection afresh (runner.publish). Longer than the SDK takes to notice a server that is
+# gone (its ping timeout, 15 s: it then resumes on its own, and the watch starts again): at 10 s
+# the watch left during such an outage and the runner's fresh connection came on top of the SDK's.
+REPORT_WATCH_SILENCE_S = 20.0
+REPORT_WATCH_MIN_PACKETS = 5
+
+
+@dataclass
+class ReportWatch:
+    """Fed the video's packets sent and receiver reports received (``update``); says when the
+    video has gone unreported for ``silence_s``. Pure."""
+
+    silence_s: float = REPORT_WATCH_SILENCE_S
+    min_packets: int = REPORT_WATCH_MIN_PACKETS
+    _since: tuple[float, int, int] | None = None  # (at, packets sent, reports) at the last report
+
+    def update(self, at: float, sent: int, reports: int) -> tuple[float, int] | None:
+        """The counters at ``at`` (seconds, steady clock), both since the track began. Returns
+        (seconds, packets sent) without a report when that is ``silence_s`` or longer and at
+        least ``min_packets`` (then counting starts again), else None. Counters that went down
+        (a republished track) start the count again."""
+        since = self._since
+        if since is None or reports != since[2] or sent < since[1]:
+            self._since = (at, sent, reports)
+            return None
+        silent, unreported = at - since[0], sent - since[1]
+        if silent < self.silence_s or unreported < self.min_packets:
+            return None
+        self._since = (at, sent, reports)
+        return silent, unreported

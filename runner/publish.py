@@ -17,7 +17,7 @@ from livekit import rtc
 from runner.config import FrameEngine, Settings
 from runner.control.messages import MAX_RPC_PAYLOAD_CHARS
 from runner.logs import get_logger
-from runner.nackwatch import NACK_WATCH_POLL_S, NackWatch
+from runner.nackwatch import NACK_WATCH_POLL_S, NackWatch, ReportWatch
 from runner.roomconfig import configure_room
 from runner.tokens import sign_token
 
@@ -35,6 +35,8 @@ STREAM_ID = "desktop"
 # A queue would keep whatever burst filled it as latency for the rest of the stream (the sink
 # plays at exactly the rate the queue drains).
 AUDIO_QUEUE_MS = 0
+# The disconnect reason when LiveKit stopped reporting on the video (runner.nackwatch.ReportWatch).
+UNREPORTED = "MEDIA_UNREPORTED"
 # libwebrtc drops a frame whose capture time does not advance by at least 1 ms.
 MIN_TIMESTAMP_STEP_US = 1000
 
@@ -81,17 +83,31 @@ class Feedback:
     republished: bool = False  # the SDK republished the track: its new receivers need an IDR
 
 
-def video_nack_counters(stats: rtc.RtcStats) -> tuple[int, int, float | None] | None:
-    """(NACK packets received, packets sent again, round trip to LiveKit in seconds or None) of
-    the published video, from the SDK's publisher stats; None before it has sent anything."""
-    counters, rtt_s = None, None
+@dataclass(frozen=True)
+class VideoCounters:
+    """The published video's counters from the SDK's publisher stats (since the track began)."""
+
+    nacks: int  # NACK packets received
+    resent: int  # packets sent again
+    sent: int  # packets sent
+    reports: int  # receiver reports on it from LiveKit (round-trip measurements)
+    rtt_s: float | None  # the last round trip to LiveKit
+
+
+def video_counters(stats: rtc.RtcStats) -> VideoCounters | None:
+    """The published video's counters; None before it has sent anything."""
+    outbound, remote = None, None
     for entry in stats.publisher_stats:
         if entry.HasField("outbound_rtp") and entry.outbound_rtp.stream.kind == "video":
-            outbound = entry.outbound_rtp.outbound
-            counters = outbound.nack_count, outbound.retransmitted_packets_sent
+            outbound = entry.outbound_rtp
         elif entry.HasField("remote_inbound_rtp") and entry.remote_inbound_rtp.stream.kind == "video":
-            rtt_s = entry.remote_inbound_rtp.remote_inbound.round_trip_time or None
-    return None if counters is None else (*counters, rtt_s)
+            remote = entry.remote_inbound_rtp.remote_inbound
+    if outbound is None:
+        return None
+    return VideoCounters(nacks=outbound.outbound.nack_count, resent=outbound.outbound.retransmitted_packets_sent,
+                         sent=outbound.sent.packets_sent,
+                         reports=remote.round_trip_time_measurements if remote is not None else 0,
+                         rtt_s=(remote.round_trip_time or None) if remote is not None else None)
 
 
 class Publisher:
@@ -329,17 +345,17 @@ class Publisher:
             self._nack_task = asyncio.get_running_loop().create_task(self._watch_nacks())
 
     async def _watch_nacks(self) -> None:
-        watch, failing = NackWatch(), False
+        nack_watch, report_watch, failing = NackWatch(), ReportWatch(), False
         while True:
             await asyncio.sleep(NACK_WATCH_POLL_S)
             if not self.live or not self.room.remote_participants:
                 # Nobody to freeze for (a viewer joining gets a keyframe anyway), and the stats
                 # cost about 2 % of a core at this rate: read them only while someone watches,
                 # counting afresh from the next reading.
-                watch = NackWatch()
+                nack_watch, report_watch = NackWatch(), ReportWatch()
                 continue
             try:
-                counters = video_nack_counters(await self.room.get_rtc_stats())
+                counters = video_counters(await self.room.get_rtc_stats())
             except Exception as exc:  # the SDK's stats are a help, never a reason to stop
                 if not failing:
                     log.warning("nack_watch_failed", error=str(exc) or type(exc).__name__)
@@ -348,11 +364,19 @@ class Publisher:
             failing = False
             if counters is None:
                 continue
-            nacks, resent, rtt_s = counters
-            hole = watch.update(time.monotonic(), nacks, resent, rtt_s)
+            now = time.monotonic()
+            hole = nack_watch.update(now, counters.nacks, counters.resent, counters.rtt_s)
             if hole is not None:
                 self._lost_for_good = True
-                log.info("nack_unanswered", nacks=hole[0], resent=hole[1], window_s=round(watch.window(rtt_s), 3))
+                log.info("nack_unanswered", nacks=hole[0], resent=hole[1],
+                         window_s=round(nack_watch.window(counters.rtt_s), 3))
+            silence = report_watch.update(now, counters.sent, counters.reports)
+            if silence is not None:
+                # The SDK believes it is connected, but nothing it sends arrives: start afresh.
+                log.warning("livekit_media_unreported", silent_s=round(silence[0], 1), packets=silence[1])
+                self.disconnect_reason = UNREPORTED
+                self.disconnected.set()
+                return
 
     def next_timestamp_us(self, captured_at_s: float) -> int:
         """Capture time in µs, forced to rise by at least 1 ms per frame."""

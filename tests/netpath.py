@@ -328,6 +328,12 @@ class UdpRelay:
         """Drop every packet, both directions, for ``seconds`` from now (a burst of loss)."""
         self.command(cmd="blackout", seconds=seconds)
 
+    def drop_media_up(self, seconds: float) -> None:
+        """Drop every RTP and RTCP packet from the clients to the server for ``seconds`` from now,
+        and nothing else: ICE (STUN) and DTLS go on, so the connection looks alive to both ends
+        while no media arrives."""
+        self.command(cmd="drop_media_up", seconds=seconds)
+
     def trace(self, on: bool) -> list[list[Any]]:
         """Start recording the clear headers of the RTP and RTCP packets this relay sees, with
         their fate (``on``), or stop and return what was recorded (``Relay.record``)."""
@@ -472,6 +478,7 @@ class Relay:
         self.up = Direction(random.Random(seed))
         self.down = Direction(random.Random(seed + 1))
         self.blackout_until = 0.0
+        self.media_up_dropped_until = 0.0  # see UdpRelay.drop_media_up
         self.listener: asyncio.DatagramTransport | None = None
         self.clients: dict[tuple[str, int], asyncio.DatagramTransport] = {}
         self.opening: dict[tuple[str, int], list[bytes]] = {}
@@ -521,6 +528,10 @@ class Relay:
 
     def _forward_up(self, upstream: asyncio.DatagramTransport, addr: tuple[str, int], data: bytes) -> None:
         passed = self._passes(self.up, len(data))
+        if passed and data and data[0] >> 6 == 2 and time.monotonic() < self.media_up_dropped_until:
+            passed = False  # RTP or RTCP (version 2); STUN and DTLS start otherwise
+            self.up.dropped += 1
+            self.up.bytes -= len(data)
         self.record(True, addr, data, passed)
         if passed:
             self.client_bytes[addr][0] += len(data)
@@ -579,6 +590,9 @@ async def relay_main(args: argparse.Namespace) -> None:
                 answer = {"ok": True}
             case "blackout":
                 relay.blackout_until = time.monotonic() + float(cmd["seconds"])
+                answer = {"ok": True}
+            case "drop_media_up":
+                relay.media_up_dropped_until = time.monotonic() + float(cmd["seconds"])
                 answer = {"ok": True}
             case "trace":
                 answer = {"records": relay.records or []}

@@ -15,7 +15,7 @@ from devstack import LiveKitServer, mint_token
 from runner import publish
 from runner.config import load_settings
 from runner.media.encode import H264Encoder
-from runner.nackwatch import NACK_WATCH_POLL_S, NackWatch
+from runner.nackwatch import NACK_WATCH_POLL_S, REPORT_WATCH_SILENCE_S, NackWatch, ReportWatch
 from runner.publish import Publisher, SdkKey
 
 PASSPHRASE = "nack watch test passphrase"
@@ -92,6 +92,33 @@ def test_counters_that_go_down_start_the_watch_again() -> None:
     assert watch.update(0.5, 4, 0) == (4, 0)
 
 
+def test_video_sent_without_a_report_for_the_silence_means_it_goes_nowhere() -> None:
+    watch = ReportWatch()
+    assert watch.update(0.0, 100, 7) is None
+    # Reports about once a second while frames go out: fine however long.
+    assert all(watch.update(float(t), 100 + 30 * t, 7 + t) is None for t in range(1, 30))
+    # Then frames go out (a still screen: one a second) and no report comes back.
+    silence = round(REPORT_WATCH_SILENCE_S)
+    out = [watch.update(29.0 + t, 970 + t, 36) for t in range(1, silence + 2)]
+    assert out[:silence - 1] == [None] * (silence - 1)
+    assert out[silence - 1] == (REPORT_WATCH_SILENCE_S, silence) and out[silence] is None
+
+
+def test_no_report_while_nothing_is_sent_is_no_silence() -> None:
+    watch = ReportWatch()
+    watch.update(0.0, 50, 3)
+    assert [watch.update(float(t), 52, 3) for t in range(1, 30)] == [None] * 29  # 2 packets in 29 s
+
+
+def test_a_republished_track_starts_the_count_again() -> None:
+    watch = ReportWatch()
+    watch.update(0.0, 500, 20)
+    assert watch.update(REPORT_WATCH_SILENCE_S - 1, 600, 20) is None
+    assert watch.update(REPORT_WATCH_SILENCE_S, 3, 0) is None  # counters from zero: a new track
+    assert watch.update(2 * REPORT_WATCH_SILENCE_S - 1, 60, 0) is None
+    assert watch.update(2 * REPORT_WATCH_SILENCE_S, 90, 0) == (REPORT_WATCH_SILENCE_S, 87)
+
+
 # --- against a real LiveKit server --------------------------------------------------------------
 
 
@@ -108,7 +135,15 @@ async def test_the_publisher_watches_its_video_counters_from_the_sdk_while_someo
             readings.append((nacks, resent, rtt_s))
             return super().update(at, nacks, resent, rtt_s)
 
+    reports: list[tuple[int, int]] = []
+
+    class RecordedReports(ReportWatch):
+        def update(self, at: float, sent: int, received: int) -> tuple[float, int] | None:
+            reports.append((sent, received))
+            return super().update(at, sent, received)
+
     monkeypatch.setattr(publish, "NackWatch", Recorded)
+    monkeypatch.setattr(publish, "ReportWatch", RecordedReports)
     settings = load_settings(None, {
         "livekit": {"url": livekit_server.url, "api_key": livekit_server.api_key,
                     "api_secret": livekit_server.api_secret, "room": room_name},
@@ -141,6 +176,10 @@ async def test_the_publisher_watches_its_video_counters_from_the_sdk_while_someo
         await send(30)
         assert len(readings) >= 3, readings
         assert all(r[:2] == (0, 0) for r in readings), readings
+        # LiveKit reports on the video it receives (what the report watch relies on).
+        await send(60)
+        assert reports[-1][0] > reports[0][0] and reports[-1][1] > reports[0][1], reports
+        assert not publisher.disconnected.is_set()
         task = publisher._nack_task
         assert task is not None and not task.done()
     finally:

@@ -130,3 +130,43 @@ async def test_the_picture_decodes_follows_changes_and_recovers_over_a_slow_loss
     # Loss was applied on the video's way (the blackout alone drops on every leg and direction).
     assert runner_leg["relay"]["up"]["dropped"] > 0 and browser_leg["relay"]["down"]["dropped"] > 0
     assert runner.returncode == 0
+
+
+async def test_video_that_never_reaches_livekit_makes_the_runner_join_afresh(xvfb, room_name):
+    """The runner's RTP and RTCP to LiveKit dropped while ICE and DTLS go on, so that both ends
+    think the connection alive and the SDK notices nothing (as after its own full reconnect, when
+    the republished video was seen to go nowhere): with a participant in the room, no receiver
+    report on the video for REPORT_WATCH_SILENCE_S makes the runner leave and join afresh. (A
+    whole-path blackout is LiveKit's to notice: it drops the participant after 15 s, and the SDK
+    resumes.)"""
+    from livekit import rtc
+
+    from runner.nackwatch import REPORT_WATCH_SILENCE_S
+    from runner.publish import UNREPORTED
+
+    dropped_s = REPORT_WATCH_SILENCE_S + 6
+    paint(xvfb.display, QUADRANTS)
+    with ImpairedPath(Link(rate_bps=None)) as impaired:
+        lk = impaired.server
+        runner = LegRunner(impaired.runner_leg, lk, room=room_name, passphrase=PASSPHRASE, display=xvfb.display)
+        with runner:
+            runner.wait_for_event("track_published", timeout=STARTUP_TIMEOUT_S)
+            viewer = rtc.Room()
+            await viewer.connect(lk.url, mint_token(lk.api_key, lk.api_secret, room_name, "viewer"),
+                                 rtc.RoomOptions(auto_subscribe=False))
+            try:
+                await asyncio.sleep(5)  # announced to the runner (1-3 s), reports flowing
+                assert not [e for e in runner.events() if e.get("event") == "livekit_media_unreported"]
+                impaired.relays["runner"].drop_media_up(dropped_s)
+                await asyncio.sleep(dropped_s + 5)
+                events = list(runner.events())
+            finally:
+                await viewer.disconnect()
+    names = [e.get("event") for e in events]
+    (unreported,) = [e for e in events if e.get("event") == "livekit_media_unreported"]
+    assert REPORT_WATCH_SILENCE_S <= unreported["silent_s"] < REPORT_WATCH_SILENCE_S + 2, unreported
+    assert unreported["packets"] >= 5, unreported  # a still screen: a picture a second
+    assert [e["reason"] for e in events if e.get("event") == "livekit_disconnected"] == [UNREPORTED]
+    assert names.count("track_published") == 2 and names.count("starting") == 1, names
+    assert "livekit_reconnecting" not in names  # the SDK itself noticed nothing
+    assert runner.returncode == 0
