@@ -105,6 +105,9 @@ class NackWatch:
 # gone (its ping timeout, 15 s: it then resumes on its own, and the watch starts again): at 10 s
 # the watch left during such an outage and the runner's fresh connection came on top of the SDK's.
 REPORT_WATCH_SILENCE_S = 20.0
+# Until the first report on a track (a join, or the SDK's republish after its full reconnect,
+# the case seen), this much: the first report came 1-2 s after the first packets.
+REPORT_WATCH_FIRST_S = 6.0
 REPORT_WATCH_MIN_PACKETS = 5
 
 
@@ -114,20 +117,21 @@ class ReportWatch:
     video has gone unreported for ``silence_s``. Pure."""
 
     silence_s: float = REPORT_WATCH_SILENCE_S
+    first_s: float = REPORT_WATCH_FIRST_S
     min_packets: int = REPORT_WATCH_MIN_PACKETS
     _since: tuple[float, int, int] | None = None  # (at, packets sent, reports) at the last report
 
     def update(self, at: float, sent: int, reports: int) -> tuple[float, int] | None:
         """The counters at ``at`` (seconds, steady clock), both since the track began. Returns
-        (seconds, packets sent) without a report when that is ``silence_s`` or longer and at
-        least ``min_packets`` (then counting starts again), else None. Counters that went down
-        (a republished track) start the count again."""
+        (seconds, packets sent) without a report when that is ``silence_s`` (``first_s`` before
+        the track's first report) or longer and at least ``min_packets`` (then counting starts
+        again), else None. Counters that went down (a republished track) start the count again."""
         since = self._since
         if since is None or reports != since[2] or sent < since[1]:
             self._since = (at, sent, reports)
             return None
         silent, unreported = at - since[0], sent - since[1]
-        if silent < self.silence_s or unreported < self.min_packets:
+        if silent < (self.first_s if reports == 0 else self.silence_s) or unreported < self.min_packets:
             return None
         self._since = (at, sent, reports)
         return silent, unreported

@@ -95,19 +95,23 @@ class VideoCounters:
 
 
 def video_counters(stats: rtc.RtcStats) -> VideoCounters | None:
-    """The published video's counters; None before it has sent anything."""
-    outbound, remote = None, None
+    """The published video's counters; None before it has sent anything. After a republish the
+    SDK may list the old sender too: the active one counts, with LiveKit's reports on it (the
+    remote-inbound entry whose ``local_id`` is its id)."""
+    outbound, remote = [], {}
     for entry in stats.publisher_stats:
         if entry.HasField("outbound_rtp") and entry.outbound_rtp.stream.kind == "video":
-            outbound = entry.outbound_rtp
+            outbound.append(entry.outbound_rtp)
         elif entry.HasField("remote_inbound_rtp") and entry.remote_inbound_rtp.stream.kind == "video":
-            remote = entry.remote_inbound_rtp.remote_inbound
-    if outbound is None:
+            remote[entry.remote_inbound_rtp.remote_inbound.local_id] = entry.remote_inbound_rtp.remote_inbound
+    if not outbound:
         return None
-    return VideoCounters(nacks=outbound.outbound.nack_count, resent=outbound.outbound.retransmitted_packets_sent,
-                         sent=outbound.sent.packets_sent,
-                         reports=remote.round_trip_time_measurements if remote is not None else 0,
-                         rtt_s=(remote.round_trip_time or None) if remote is not None else None)
+    video = max(outbound, key=lambda o: (o.outbound.active, o.sent.packets_sent))
+    reports = remote.get(video.rtc.id)
+    return VideoCounters(nacks=video.outbound.nack_count, resent=video.outbound.retransmitted_packets_sent,
+                         sent=video.sent.packets_sent,
+                         reports=reports.round_trip_time_measurements if reports is not None else 0,
+                         rtt_s=(reports.round_trip_time or None) if reports is not None else None)
 
 
 class Publisher:

@@ -15,7 +15,13 @@ from devstack import LiveKitServer, mint_token
 from runner import publish
 from runner.config import load_settings
 from runner.media.encode import H264Encoder
-from runner.nackwatch import NACK_WATCH_POLL_S, REPORT_WATCH_SILENCE_S, NackWatch, ReportWatch
+from runner.nackwatch import (
+    NACK_WATCH_POLL_S,
+    REPORT_WATCH_FIRST_S,
+    REPORT_WATCH_SILENCE_S,
+    NackWatch,
+    ReportWatch,
+)
 from runner.publish import Publisher, SdkKey
 
 PASSPHRASE = "nack watch test passphrase"
@@ -104,6 +110,20 @@ def test_video_sent_without_a_report_for_the_silence_means_it_goes_nowhere() -> 
     assert out[silence - 1] == (REPORT_WATCH_SILENCE_S, silence) and out[silence] is None
 
 
+def test_a_track_never_reported_on_goes_unreported_sooner() -> None:
+    # A join or the SDK's republish: the first report comes 1-2 s after the first packets.
+    watch = ReportWatch()
+    assert watch.update(0.0, 0, 0) is None
+    assert watch.update(REPORT_WATCH_FIRST_S - 1, 50, 0) is None
+    assert watch.update(REPORT_WATCH_FIRST_S, 60, 0) == (REPORT_WATCH_FIRST_S, 60)
+    # Reported on once, the long silence applies.
+    watch = ReportWatch()
+    watch.update(0.0, 0, 0)
+    assert watch.update(1.5, 40, 1) is None
+    assert watch.update(1.5 + REPORT_WATCH_FIRST_S, 200, 1) is None
+    assert watch.update(1.5 + REPORT_WATCH_SILENCE_S, 600, 1) == (REPORT_WATCH_SILENCE_S, 560)
+
+
 def test_no_report_while_nothing_is_sent_is_no_silence() -> None:
     watch = ReportWatch()
     watch.update(0.0, 50, 3)
@@ -114,9 +134,10 @@ def test_a_republished_track_starts_the_count_again() -> None:
     watch = ReportWatch()
     watch.update(0.0, 500, 20)
     assert watch.update(REPORT_WATCH_SILENCE_S - 1, 600, 20) is None
-    assert watch.update(REPORT_WATCH_SILENCE_S, 3, 0) is None  # counters from zero: a new track
-    assert watch.update(2 * REPORT_WATCH_SILENCE_S - 1, 60, 0) is None
-    assert watch.update(2 * REPORT_WATCH_SILENCE_S, 90, 0) == (REPORT_WATCH_SILENCE_S, 87)
+    t = REPORT_WATCH_SILENCE_S
+    assert watch.update(t, 3, 0) is None  # counters from zero: a new track, not yet reported on
+    assert watch.update(t + REPORT_WATCH_FIRST_S - 1, 40, 0) is None
+    assert watch.update(t + REPORT_WATCH_FIRST_S, 50, 0) == (REPORT_WATCH_FIRST_S, 47)
 
 
 # --- against a real LiveKit server --------------------------------------------------------------

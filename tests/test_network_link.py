@@ -144,7 +144,8 @@ async def test_video_that_never_reaches_livekit_makes_the_runner_join_afresh(xvf
     from runner.nackwatch import REPORT_WATCH_SILENCE_S
     from runner.publish import UNREPORTED
 
-    dropped_s = REPORT_WATCH_SILENCE_S + 6
+    # Over before the new connection's first report is due (REPORT_WATCH_FIRST_S after it).
+    dropped_s = REPORT_WATCH_SILENCE_S + 2
     paint(xvfb.display, QUADRANTS)
     with ImpairedPath(Link(rate_bps=None)) as impaired:
         lk = impaired.server
