@@ -19,6 +19,9 @@ Not caught: a hole on a still screen. LiveKit sends its NACK tries only as packe
 still screen sends one skip picture a second (``capture.idle_refresh_s``), so the tries do not
 fall within the window; the next change stays held until the viewer asks for a keyframe (the
 reference viewer's stall watch) or Chrome does (about 3 s).
+
+The same counters feed ``ReportWatch`` (below): video that LiveKit never reports on goes
+nowhere, and the runner joins afresh.
 """
 
 from __future__ import annotations
