@@ -101,9 +101,11 @@ class NackWatch:
 
 # LiveKit sends a receiver report on the video it receives about once a second. Video sent for
 # this long (at least REPORT_WATCH_MIN_PACKETS packets; a still screen sends one a second) with
-# not a single new report goes nowhere: seen after the SDK's own full reconnect following a 30 s
-# outage (tests/test_faults.py), where the republished track's frames left the runner, no report
-# came back and the viewer, rejoining every 3 s, decoded nothing for 35 s. The runner then starts
+# not a single new report goes nowhere, and so do frames handed to the SDK for this long that
+# leave no packet at all. Seen after the SDK's own full reconnect following a 30 s outage
+# (tests/test_faults.py): the republished track's frames were handed to the SDK, keyframes for
+# every rejoin of the viewer, which decoded nothing for 35 s (which of the two it was is not
+# known: the first version, on reports alone, did not fire in the one CI run since). The runner then starts
 # the connection afresh (runner.publish). Longer than the SDK takes to notice a server that is
 # gone (its ping timeout, 15 s: it then resumes on its own, and the watch starts again): at 10 s
 # the watch left during such an outage and the runner's fresh connection came on top of the SDK's.
@@ -116,25 +118,32 @@ REPORT_WATCH_MIN_PACKETS = 5
 
 @dataclass
 class ReportWatch:
-    """Fed the video's packets sent and receiver reports received (``update``); says when the
-    video has gone unreported for ``silence_s``. Pure."""
+    """Fed the frames pushed to the SDK, the video's packets sent and the receiver reports
+    received (``update``); says when the video goes nowhere. Pure."""
 
     silence_s: float = REPORT_WATCH_SILENCE_S
     first_s: float = REPORT_WATCH_FIRST_S
     min_packets: int = REPORT_WATCH_MIN_PACKETS
-    _since: tuple[float, int, int] | None = None  # (at, packets sent, reports) at the last report
+    _since: tuple[float, int, int, int] | None = None  # (at, pushed, sent, reports) at the last report
+    _unsent: tuple[float, int, int] | None = None  # (at, pushed, sent) at the last packet
 
-    def update(self, at: float, sent: int, reports: int) -> tuple[float, int] | None:
-        """The counters at ``at`` (seconds, steady clock), both since the track began. Returns
-        (seconds, packets sent) without a report when that is ``silence_s`` (``first_s`` before
-        the track's first report) or longer and at least ``min_packets`` (then counting starts
-        again), else None. Counters that went down (a republished track) start the count again."""
-        since = self._since
-        if since is None or reports != since[2] or sent < since[1]:
-            self._since = (at, sent, reports)
-            return None
-        silent, unreported = at - since[0], sent - since[1]
-        if silent < (self.first_s if reports == 0 else self.silence_s) or unreported < self.min_packets:
-            return None
-        self._since = (at, sent, reports)
-        return silent, unreported
+    def update(self, at: float, pushed: int, sent: int, reports: int) -> tuple[float, int, int] | None:
+        """The counters at ``at`` (seconds, steady clock): frames pushed, packets sent and reports,
+        the last two since the track began. Returns (seconds, packets sent, frames pushed) over
+        that time when the video went unreported for ``silence_s`` (``first_s`` before the
+        track's first report) with at least ``min_packets`` sent, or when ``silence_s`` of frames
+        (at least ``min_packets``) left no packet at all; then counting starts again. Else None.
+        Counters that went down (a republished track) start the count again."""
+        since, unsent = self._since, self._unsent
+        if since is None or reports != since[3] or sent < since[2] or pushed < since[1]:
+            self._since = since = (at, pushed, sent, reports)
+        if unsent is None or sent != unsent[2] or pushed < unsent[1]:
+            self._unsent = unsent = (at, pushed, sent)
+        limit = self.first_s if reports == 0 else self.silence_s
+        if at - since[0] >= limit and sent - since[2] >= self.min_packets:
+            self._since = self._unsent = None
+            return at - since[0], sent - since[2], pushed - since[1]
+        if at - unsent[0] >= self.silence_s and pushed - unsent[1] >= self.min_packets:
+            self._since = self._unsent = None
+            return at - unsent[0], 0, pushed - unsent[1]
+        return None

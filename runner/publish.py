@@ -140,6 +140,7 @@ class Publisher:
         self._republished = False  # handed out once by take_feedback
         self._joined = False  # a participant joined since the last take_feedback
         self._lost_for_good = False  # NACKs the runner cannot answer (runner.nackwatch)
+        self._pushed = 0  # video frames handed to the SDK (runner.nackwatch.ReportWatch)
         self._nack_task: asyncio.Task[None] | None = None
 
     def _on_republished(self, publication: rtc.LocalTrackPublication, previous_sid: str) -> None:
@@ -374,10 +375,11 @@ class Publisher:
                 self._lost_for_good = True
                 log.info("nack_unanswered", nacks=hole[0], resent=hole[1],
                          window_s=round(nack_watch.window(counters.rtt_s), 3))
-            silence = report_watch.update(now, counters.sent, counters.reports)
+            silence = report_watch.update(now, self._pushed, counters.sent, counters.reports)
             if silence is not None:
                 # The SDK believes it is connected, but nothing it sends arrives: start afresh.
-                log.warning("livekit_media_unreported", silent_s=round(silence[0], 1), packets=silence[1])
+                log.warning("livekit_media_unreported", silent_s=round(silence[0], 1), packets=silence[1],
+                            frames=silence[2])
                 self.disconnect_reason = UNREPORTED
                 self.disconnected.set()
                 return
@@ -399,6 +401,7 @@ class Publisher:
             else rtc.EncodedFrameType.ENCODED_FRAME_DELTA,
             timestamp_us=timestamp_us,
         )
+        self._pushed += 1
         return self.source.capture_frame(frame)
 
     async def close(self) -> None:

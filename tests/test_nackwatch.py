@@ -100,44 +100,53 @@ def test_counters_that_go_down_start_the_watch_again() -> None:
 
 def test_video_sent_without_a_report_for_the_silence_means_it_goes_nowhere() -> None:
     watch = ReportWatch()
-    assert watch.update(0.0, 100, 7) is None
+    assert watch.update(0.0, 10, 100, 7) is None
     # Reports about once a second while frames go out: fine however long.
-    assert all(watch.update(float(t), 100 + 30 * t, 7 + t) is None for t in range(1, 30))
+    assert all(watch.update(float(t), 10 + t, 100 + 30 * t, 7 + t) is None for t in range(1, 30))
     # Then frames go out (a still screen: one a second) and no report comes back.
     silence = round(REPORT_WATCH_SILENCE_S)
-    out = [watch.update(29.0 + t, 970 + t, 36) for t in range(1, silence + 2)]
+    out = [watch.update(29.0 + t, 39 + t, 970 + t, 36) for t in range(1, silence + 2)]
     assert out[:silence - 1] == [None] * (silence - 1)
-    assert out[silence - 1] == (REPORT_WATCH_SILENCE_S, silence) and out[silence] is None
+    assert out[silence - 1] == (REPORT_WATCH_SILENCE_S, silence, silence) and out[silence] is None
+
+
+def test_frames_that_leave_no_packet_for_the_silence_go_nowhere() -> None:
+    # Reports may keep their count (no packet, no report), frames are handed over, nothing leaves.
+    watch = ReportWatch()
+    assert watch.update(0.0, 100, 500, 30) is None
+    silence = round(REPORT_WATCH_SILENCE_S)
+    out = [watch.update(float(t), 100 + t, 500, 30) for t in range(1, silence + 1)]
+    assert out[:-1] == [None] * (silence - 1) and out[-1] == (REPORT_WATCH_SILENCE_S, 0, silence)
 
 
 def test_a_track_never_reported_on_goes_unreported_sooner() -> None:
     # A join or the SDK's republish: the first report comes 1-2 s after the first packets.
     watch = ReportWatch()
-    assert watch.update(0.0, 0, 0) is None
-    assert watch.update(REPORT_WATCH_FIRST_S - 1, 50, 0) is None
-    assert watch.update(REPORT_WATCH_FIRST_S, 60, 0) == (REPORT_WATCH_FIRST_S, 60)
+    assert watch.update(0.0, 0, 0, 0) is None
+    assert watch.update(REPORT_WATCH_FIRST_S - 1, 5, 50, 0) is None
+    assert watch.update(REPORT_WATCH_FIRST_S, 6, 60, 0) == (REPORT_WATCH_FIRST_S, 60, 6)
     # Reported on once, the long silence applies.
     watch = ReportWatch()
-    watch.update(0.0, 0, 0)
-    assert watch.update(1.5, 40, 1) is None
-    assert watch.update(1.5 + REPORT_WATCH_FIRST_S, 200, 1) is None
-    assert watch.update(1.5 + REPORT_WATCH_SILENCE_S, 600, 1) == (REPORT_WATCH_SILENCE_S, 560)
+    watch.update(0.0, 0, 0, 0)
+    assert watch.update(1.5, 2, 40, 1) is None
+    assert watch.update(1.5 + REPORT_WATCH_FIRST_S, 8, 200, 1) is None
+    assert watch.update(1.5 + REPORT_WATCH_SILENCE_S, 22, 600, 1) == (REPORT_WATCH_SILENCE_S, 560, 20)
 
 
-def test_no_report_while_nothing_is_sent_is_no_silence() -> None:
+def test_no_report_while_nothing_is_pushed_is_no_silence() -> None:
     watch = ReportWatch()
-    watch.update(0.0, 50, 3)
-    assert [watch.update(float(t), 52, 3) for t in range(1, 30)] == [None] * 29  # 2 packets in 29 s
+    watch.update(0.0, 20, 50, 3)
+    assert [watch.update(float(t), 22, 52, 3) for t in range(1, 30)] == [None] * 29  # 2 frames in 29 s
 
 
 def test_a_republished_track_starts_the_count_again() -> None:
     watch = ReportWatch()
-    watch.update(0.0, 500, 20)
-    assert watch.update(REPORT_WATCH_SILENCE_S - 1, 600, 20) is None
+    watch.update(0.0, 10, 500, 20)
+    assert watch.update(REPORT_WATCH_SILENCE_S - 1, 29, 600, 20) is None
     t = REPORT_WATCH_SILENCE_S
-    assert watch.update(t, 3, 0) is None  # counters from zero: a new track, not yet reported on
-    assert watch.update(t + REPORT_WATCH_FIRST_S - 1, 40, 0) is None
-    assert watch.update(t + REPORT_WATCH_FIRST_S, 50, 0) == (REPORT_WATCH_FIRST_S, 47)
+    assert watch.update(t, 30, 3, 0) is None  # counters from zero: a new track, not yet reported on
+    assert watch.update(t + REPORT_WATCH_FIRST_S - 1, 35, 40, 0) is None
+    assert watch.update(t + REPORT_WATCH_FIRST_S, 36, 50, 0) == (REPORT_WATCH_FIRST_S, 47, 6)
 
 
 # --- against a real LiveKit server --------------------------------------------------------------
@@ -159,9 +168,9 @@ async def test_the_publisher_watches_its_video_counters_from_the_sdk_while_someo
     reports: list[tuple[int, int]] = []
 
     class RecordedReports(ReportWatch):
-        def update(self, at: float, sent: int, received: int) -> tuple[float, int] | None:
+        def update(self, at: float, pushed: int, sent: int, received: int) -> tuple[float, int, int] | None:
             reports.append((sent, received))
-            return super().update(at, sent, received)
+            return super().update(at, pushed, sent, received)
 
     monkeypatch.setattr(publish, "NackWatch", Recorded)
     monkeypatch.setattr(publish, "ReportWatch", RecordedReports)
