@@ -141,7 +141,7 @@ class Publisher:
         self._joined = False  # a participant joined since the last take_feedback
         self._lost_for_good = False  # NACKs the runner cannot answer (runner.nackwatch)
         self._pushed = 0  # video frames handed to the SDK (runner.nackwatch.ReportWatch)
-        self._nack_task: asyncio.Task[None] | None = None
+        self._stats_task: asyncio.Task[None] | None = None
 
     def _on_republished(self, publication: rtc.LocalTrackPublication, previous_sid: str) -> None:
         """After a full reconnect of its own the SDK republishes the track under a new sid with
@@ -226,7 +226,7 @@ class Publisher:
             publish_options.stream = STREAM_ID
             publication = await room.local_participant.publish_track(track, publish_options)
             publisher = cls(room, source, publication.sid, frame_engine=e2ee.frame_engine, key_index=key.index)
-            publisher.start_nack_watch()
+            publisher.start_stats_watch()
             publisher._configure_frame_cryptor(e2ee.frame_engine, key.index)
             if settings.audio.enabled:
                 await publisher._publish_audio(muted=settings.audio.muted)
@@ -342,14 +342,14 @@ class Publisher:
         return Feedback(keyframe=feedback.keyframe_requested or joined or lost, target_bitrate=target,
                         republished=republished)
 
-    def start_nack_watch(self) -> None:
-        """Read the video's NACK counters every NACK_WATCH_POLL_S until ``close``, while another
+    def start_stats_watch(self) -> None:
+        """Read the video's counters every NACK_WATCH_POLL_S until ``close``, while another
         participant is in the room: NACKs the runner cannot answer count as a keyframe request
-        (runner.nackwatch)."""
-        if self._nack_task is None:
-            self._nack_task = asyncio.get_running_loop().create_task(self._watch_nacks())
+        (``NackWatch``), video that goes nowhere ends the connection (``ReportWatch``)."""
+        if self._stats_task is None:
+            self._stats_task = asyncio.get_running_loop().create_task(self._watch_stats())
 
-    async def _watch_nacks(self) -> None:
+    async def _watch_stats(self) -> None:
         nack_watch, report_watch, failing = NackWatch(), ReportWatch(), False
         while True:
             await asyncio.sleep(NACK_WATCH_POLL_S)
@@ -405,9 +405,9 @@ class Publisher:
         return self.source.capture_frame(frame)
 
     async def close(self) -> None:
-        if self._nack_task is not None:
-            self._nack_task.cancel()
-            await asyncio.gather(self._nack_task, return_exceptions=True)
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+            await asyncio.gather(self._stats_task, return_exceptions=True)
         try:
             await self.room.disconnect()
         finally:

@@ -210,7 +210,7 @@ async def test_the_publisher_watches_its_video_counters_from_the_sdk_while_someo
         await send(60)
         assert reports[-1][0] > reports[0][0] and reports[-1][1] > reports[0][1], reports
         assert not publisher.disconnected.is_set()
-        task = publisher._nack_task
+        task = publisher._stats_task
         assert task is not None and not task.done()
     finally:
         await viewer.disconnect()
