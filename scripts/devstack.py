@@ -3,8 +3,11 @@
 Every process helper starts its process in the constructor, stops it with ``.stop()`` (idempotent)
 and is a context manager. Processes are plain subprocesses in their own process group; their output
 goes to a log file under a private temporary directory (``.log_path``, kept after stop for
-post-mortems), so a failure can say where to look. Everything listens on 127.0.0.1 only, except
-livekit-server's ICE/TCP port, which it always binds on all interfaces.
+post-mortems), so a failure can say where to look; those directories are made under
+``$DEVSTACK_TMPDIR`` when it is set (the tests point it into pytest's base temporary directory,
+which pytest prunes to the last three runs), else under the system's temporary directory.
+Everything listens on 127.0.0.1 only, except livekit-server's ICE/TCP port, which it always
+binds on all interfaces.
 
 Used by ``scripts/demo.py`` and ``tests/conftest.py``; importable as ``devstack`` with
 ``scripts/`` on ``sys.path``.
@@ -52,6 +55,8 @@ POLL_INTERVAL_S = 0.05
 LOG_TAIL_CHARS = 2_000
 
 X11_SOCKET_DIR = Path("/tmp/.X11-unix")
+# Parent of the helpers' private directories when set (made if missing).
+TMPDIR_ENV = "DEVSTACK_TMPDIR"
 
 Rgb = tuple[int, int, int]
 
@@ -138,7 +143,10 @@ class _ManagedProcess:
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
-        self._tmp = Path(tempfile.mkdtemp(prefix=f"devstack-{self.name}-"))
+        parent = os.environ.get(TMPDIR_ENV) or None
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"devstack-{self.name}-", dir=parent))
         self.log_path = self._tmp / f"{self.name}.log"
 
     def _spawn(self, argv: list[str], *, env: dict[str, str] | None = None,

@@ -7,6 +7,7 @@ CI cannot pass without exercising it.
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,6 +19,7 @@ import pytest
 from realenv import (
     CHROMIUM_ARGS,
     CHROMIUM_PATH,
+    TMPDIR_ENV,
     ComponentError,
     LiveKitServer,
     ViewerServer,
@@ -30,6 +32,16 @@ if TYPE_CHECKING:
 
 VIEWER_VIEWPORT = {"width": 1280, "height": 800}
 T = TypeVar("T")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def devstack_tmpdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real components' logs and files go under this run's pytest base directory (pytest keeps
+    the last three runs), not one directory each in /tmp for ever; a failure still names its log.
+    Subprocesses (a runner started by a test with devstack helpers) inherit it."""
+    path = tmp_path_factory.getbasetemp() / "devstack"
+    os.environ[TMPDIR_ENV] = str(path)
+    return path
 
 
 def _required(component: str, start: Callable[[], T]) -> T:

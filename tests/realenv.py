@@ -17,6 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 from devstack import (  # noqa: E402
     QUADRANTS,
+    TMPDIR_ENV,
     ComponentError,
     LiveKitServer,
     Quadrants,
@@ -36,6 +37,7 @@ __all__ = [
     "COLOR_TOLERANCE",
     "QUADRANTS",
     "SCREEN_POINTS",
+    "TMPDIR_ENV",
     "ComponentError",
     "LiveKitServer",
     "Quadrants",
