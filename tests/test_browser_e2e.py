@@ -86,6 +86,11 @@ async def test_viewer_decrypts_and_shows_the_x_screen(livekit_server, room_name,
     assert later["publisher"] == "desktop-runner"
     assert (later["videoWidth"], later["videoHeight"]) == (1280, 720)
     assert later["encryptionErrors"] == 0, later["lastError"]
+    # The receive counters come from the same inbound-rtp reading as framesDecoded.
+    inbound = later["inbound"]
+    assert inbound["framesDecoded"] == later["framesDecoded"]
+    assert inbound["keyFramesDecoded"] >= 1 and inbound["framesReceived"] >= inbound["framesDecoded"]
+    assert inbound["packetsReceived"] >= inbound["framesReceived"] and inbound["bytesReceived"] > 0
 
 
 async def test_screen_changes_reach_the_viewer_within_a_second(

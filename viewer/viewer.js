@@ -145,6 +145,15 @@ function controlState() {
   };
 }
 
+const INBOUND_COUNTERS = ['packetsReceived', 'packetsLost', 'bytesReceived', 'framesReceived', 'framesDecoded',
+  'keyFramesDecoded', 'framesDropped', 'nackCount', 'pliCount', 'firCount', 'decoderImplementation'];
+
+/** The receive counters of an inbound-rtp stats entry (state.inbound); absent ones null.
+ * @param {Record<string, any>} stats @returns {Record<string, number | string | null>} */
+function inboundCounters(stats) {
+  return Object.fromEntries(INBOUND_COUNTERS.map((key) => [key, stats[key] ?? null]));
+}
+
 /** What the page shows, and what tests read. Mutated in place; never replaced. */
 const state = {
   // 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'signalReconnecting' | 'disconnected'
@@ -154,6 +163,10 @@ const state = {
   encryptionErrors: 0, // RoomEvent.EncryptionError count (livekit-client throttles: <= 1/s, 5/min)
   lastError: '', // the latest error of any kind, secrets redacted
   framesDecoded: 0, // inbound-rtp framesDecoded of the shown video track
+  /** @type {Record<string, number | string | null> | null} that inbound-rtp's receive counters
+   * (packetsReceived, packetsLost, bytesReceived, framesReceived, framesDecoded, keyFramesDecoded,
+   * framesDropped, nackCount, pliCount, firCount, decoderImplementation); null while none is shown */
+  inbound: null,
   keyframeAsks: 0, // dr.keyframe calls made because the decoder stalled (overlay.js stallStep)
   videoWidth: 0, // of the picture shown; 0 while none is
   videoHeight: 0,
@@ -329,6 +342,7 @@ class Viewer {
     state.publisher = participant.identity;
     state.trackEncrypted = publication.isEncrypted;
     state.framesDecoded = 0;
+    state.inbound = null;
     this.startControl();
     render();
   }
@@ -976,6 +990,7 @@ class Viewer {
         report?.forEach((stats) => {
           if (stats.type === 'inbound-rtp' && stats.kind === 'video') {
             state.framesDecoded = stats.framesDecoded ?? 0;
+            state.inbound = inboundCounters(stats);
           }
         });
         const sample = report ? videoSample(report) : null;
