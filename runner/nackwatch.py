@@ -33,17 +33,23 @@ from dataclasses import dataclass, field
 # at this rate, so only while another participant is in the room; runner.publish).
 NACK_WATCH_POLL_S = 0.1
 # LiveKit NACKs a missing sequence number at most 5 times (mediatransportutil's nack queue:
-# after 20 ms, then a round trip later, growing by 1.25 each time: the fifth about 5.8 round
-# trips after the first) and stops once the packet came. A lost video packet is sent again at the
-# first NACK and so NACKed once or twice; a hole is NACKed 5 times and nothing is sent again.
-# Over the window (NACK_WATCH_WINDOW_S, or NACK_WATCH_WINDOW_RTTS round trips when longer), at
-# least NACK_WATCH_MIN_NACKS NACK packets with fewer than NACK_WATCH_ANSWERED_MAX of them answered
-# by a packet sent again mean a hole. Measured: the padding losses came to 4-6 NACKs with 0-1
-# sent again within 0.3-0.4 s; bursts of lost video packets at 80 ms to at least 2 of 5 sent
-# again (up to 18 NACKs, 12 sent again, in 0.5 s).
-NACK_WATCH_WINDOW_S = 0.5
-NACK_WATCH_WINDOW_RTTS = 8
-NACK_WATCH_MIN_NACKS = 4
+# after 20 ms, then a round trip later, growing by 1.25 each time: the third about 2.25 round
+# trips after the first, the fifth about 5.8) and stops once the packet came. A lost video packet
+# is sent again at the first NACK and so NACKed once or twice; a hole is NACKed 5 times and
+# nothing is sent again. Over the window (NACK_WATCH_WINDOW_S, or NACK_WATCH_WINDOW_RTTS round
+# trips when longer), at least NACK_WATCH_MIN_NACKS NACK packets with fewer than
+# NACK_WATCH_ANSWERED_MAX of them answered by a packet sent again mean a hole. Measured: the
+# padding losses came to 4-6 NACKs with 0-1 sent again within 0.3-0.4 s; bursts of lost video
+# packets at 80 ms to at least 2 of 5 sent again (up to 18 NACKs, 12 sent again, in 0.5 s).
+# Replayed over the relays' traces of 54 link runs of 2026-12-07/08 (48 lossy; 152 padding
+# packets lost on the runner's leg; bench/trace_repairs.py's parsing, polled every 0.1 s):
+# 3 NACKs in 0.3 s / 4 round trips asked 64 ms sooner (median 253 ms after the loss, p90 522)
+# than the first version's 4 in 0.5 s / 8 round trips (317, p90 663), and 4 times without a
+# padding loss in the second before instead of 11 (shorter windows mix fewer answered NACKs of
+# other losses in).
+NACK_WATCH_WINDOW_S = 0.3
+NACK_WATCH_WINDOW_RTTS = 4
+NACK_WATCH_MIN_NACKS = 3
 NACK_WATCH_ANSWERED_MAX = 0.25
 # After a hole, the NACKs of NACK_WATCH_QUIET_RTTS round trips (at least NACK_WATCH_QUIET_S) are
 # not counted: LiveKit's remaining tries for the holes the keyframe closes (a probe burst can lose
