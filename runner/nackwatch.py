@@ -2,11 +2,11 @@
 
 The LiveKit SDK negotiates the published video without RTX (its ``create_sender`` keeps only the
 chosen codec in the transceiver's codec preferences; README, "Behaviour on real links"), so
-libwebrtc sends its bandwidth probes as padding packets on the video stream itself, with
-sequence numbers of their own. A padding packet lost on the way to LiveKit leaves a hole that
-nobody can fill: LiveKit forwards the stream with the hole and NACKs the runner for it, the
-runner's libwebrtc keeps no padding to send again, and the browser holds every later frame
-waiting for the missing sequence number until a keyframe comes (traced with
+libwebrtc sends its padding (probes, and the loss-based estimator's long padding bursts) on the
+video stream itself, with sequence numbers of their own. A padding packet lost on the way to
+LiveKit leaves a hole that nobody can fill: LiveKit forwards the stream with the hole and NACKs
+the runner for it, the runner's libwebrtc keeps no padding to send again, and the browser holds
+every later frame waiting for the missing sequence number until a keyframe comes (traced with
 ``bench/trace_repairs.py``: every freeze over 0.5 s on the lossy links was one). Chrome asks for
 that keyframe after about 3 s, the reference viewer after its stall watch's 0.4 s.
 
