@@ -109,7 +109,7 @@ async ([fx, fy, mon, refB64, region, square, wantWhite, timeoutMs, legibleDb]) =
         if (last >= legibleDb) text = now - t0;
       }
       if ((photon !== null && text !== null) || now - t0 > timeoutMs) {
-        resolve({ photon, photonRx, text, last, frames });
+        resolve({ photon, photonRx, text, last, frames, at: t0 });
         return;
       }
       video.requestVideoFrameCallback(check);

@@ -18,6 +18,7 @@ from runner.media.encode import (
     FIRST_IDR_VBV_SLACK,
     MOVING_AIM,
     REFINE_CRF,
+    REFINE_RATE_SHARE,
     AccessUnit,
     EncoderError,
     EncoderSlot,
@@ -282,14 +283,16 @@ def test_idrs_get_the_keyframe_budget_and_delta_pictures_a_small_buffer_refilled
         assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=elapsed) == (target, 500_000)
     assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=2 / fps) == (2 * target, 500_000)
     # After a pause: a change on a still screen 0.05 s of the target, a refinement (a picture
-    # of the unchanged screen) 0.1 s; refilled by the time passed, at most 90 % of the buffer.
+    # of the unchanged screen) 0.2 s; refilled by the time passed (a refinement by 0.6 of the
+    # target), at most 90 % of the buffer.
     assert delta_buffer_bits(target, 0.1, fps) == 100_000
-    assert delta_buffer_bits(target, 0.1, fps, refine=True) == 200_000
+    assert delta_buffer_bits(target, 0.1, fps, refine=True) == 400_000
     # A change never gets less than CHANGE_VBV_MIN_BITS, however low the target sank.
     assert delta_buffer_bits(300_000, 0.1, fps) == 32_000
-    assert delta_buffer_bits(300_000, 0.1, fps, refine=True) == 30_000
+    assert delta_buffer_bits(300_000, 0.1, fps, refine=True) == 60_000
     assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=0.09, refine=True) == \
-        (int(target * 0.09 * fps), 200_000)
+        (int(REFINE_RATE_SHARE * target * 0.09 * fps), 400_000)
+    assert REFINE_RATE_SHARE == 0.6
     assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=0.09) == (int(0.9 * 100_000 * fps), 100_000)
     assert vbv_settings(target, 1920, 1080, fps, keyframe=False, elapsed_s=60.0) == (int(0.9 * 100_000 * fps), 100_000)
 

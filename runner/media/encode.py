@@ -77,7 +77,26 @@ def vbv_buffer_bits(target: int, width: int, height: int) -> int:
 #   within the cap (0.25 s: input-to-photon p50 290-310 ms; 0.1 s: 171-180 ms; 0.05 s: 136-144
 #   ms on 2 Mbit/s, 40 ms, 1 %);
 # - REFINE_VBV_S for the refinements (REFINE_INTERVAL_S apart): with 0.05 s they got half the
-#   link and a page of text at 0.3 Mbit/s climbed 1 dB per picture; 0.1 s refills in real time;
+#   link and a page of text at 0.3 Mbit/s climbed 1 dB per picture. With 0.1 s, refilled by
+#   0.1 s of the target each, they still spent only about 60 % of the target (x264 keeps a
+#   picture within what its buffer holds, and a buffer the size of one refill is never full):
+#   a 1080p page from a 28 kB IDR at 1.4 Mbit/s took 2.5-2.7 s to 36 dB of text. With 0.2 s
+#   and the same refill they spent the target, and it took 1.3 s (1 Mbit/s: 4+ -> 1.9 s;
+#   2 Mbit/s: 1.6 -> 0.9 s; the editor's page 1.3-1.9 -> 0.8-1.2 s), in fewer bytes all told;
+#   but on 2 Mbit/s, 40 ms, 1 % (6 runs) input-to-photon p95 rose from 222 to 506 ms: LiveKit's
+#   target came up to 1.85 Mbit/s there, and refinements at all of it, with a repair IDR on top,
+#   queued in front of the next change (2.1 Mbit/s sent in one second). So refinements are
+#   refilled by REFINE_RATE_SHARE of the target: they spend about what the 0.1 s buffer spent
+#   (0.57-0.69 of the target), placed where the page needs it (the page at 1.4 Mbit/s legible in
+#   1.7-2.3 s; 1-2 Mbit/s 0.1-0.6 s sooner). On that link (2026-12-08): text legible within 2 s
+#   48 of 48 trials, the slowest 1.90 s (the 0.1 s buffer: 90 of 96, the slowest 3.28 s and one
+#   never; a share of 0.75: 95 of 96, the slowest 2.01 s); input-to-photon p50 145 ms, 4 of 48
+#   over 250 ms (0.1 s: 147 ms, 4 of 96; 0.75: 9 of 96; every such trial traced was a packet of
+#   the change itself lost on the browser's leg and resent by LiveKit about 150 ms later). The
+#   cost: bigger refinement pictures (up to 1.5 times 0.1 s of the target, against 0.8) overflow
+#   a shallow bottleneck more often: the runner leg's tbf (100 ms of queue) dropped 120-993
+#   packets a run against 11-101. A buffer of 0.13 s at the full refill kept the pictures small
+#   but left 3 of 48 pages over 2 s (up to 3.24 s);
 # - RESENT_IDR_VBV_S for every IDR after the encoder's first (keyframe requests after losses):
 #   a 1.5 s IDR through a link with 100 ms of queue lost a hundred packets and froze the picture
 #   for 3.2-3.6 s; a small one is refined like a change.
@@ -89,7 +108,8 @@ CHANGE_VBV_S = 0.05
 # squeezed picture, not traced); this is what 0.1 s gave there. From a target of
 # 0.64 Mbit/s up (every link of bench_network.py) it changes nothing.
 CHANGE_VBV_MIN_BITS = 32_000
-REFINE_VBV_S = 0.1
+REFINE_VBV_S = 0.2
+REFINE_RATE_SHARE = 0.6
 RESENT_IDR_VBV_S = 0.25
 PAUSE_FRAMES = 2.5
 # x264 refills its VBV by maxrate / fps per picture (it runs at a constant frame rate), but the
@@ -142,7 +162,8 @@ def vbv_settings(target: int, width: int, height: int, fps: float, *, keyframe: 
     keyframe budget (``vbv_buffer_bits``) refilled, in a buffer FIRST_IDR_VBV_SLACK times that
     (``first_idr_buffer_bits``); later IDRs RESENT_IDR_VBV_S of the target, refilled; a delta
     picture ``delta_buffer_bits`` (``refine``: see there), refilled by the target over
-    ``elapsed_s`` since the previous picture (None or less than a frame time: one frame time)."""
+    ``elapsed_s`` since the previous picture (None or less than a frame time: one frame time), a
+    refinement after a pause by REFINE_RATE_SHARE of the target."""
     if keyframe:
         budget = vbv_buffer_bits(target, width, height) if first else int(target * RESENT_IDR_VBV_S)
         refill = VBV_REFILL_MAX * budget
@@ -150,7 +171,8 @@ def vbv_settings(target: int, width: int, height: int, fps: float, *, keyframe: 
     else:
         buffer = delta_buffer_bits(target, elapsed_s, fps, refine=refine)
         elapsed = max(1.0 / fps, elapsed_s or 0.0)
-        refill = min(target * elapsed, VBV_REFILL_MAX * buffer)
+        share = REFINE_RATE_SHARE if refine and paused(elapsed_s, fps) else 1.0
+        refill = min(share * target * elapsed, VBV_REFILL_MAX * buffer)
     return max(target, int(refill * fps)), buffer
 
 
