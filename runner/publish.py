@@ -37,6 +37,13 @@ STREAM_ID = "desktop"
 AUDIO_QUEUE_MS = 0
 # The disconnect reason when LiveKit stopped reporting on the video (runner.nackwatch.ReportWatch).
 UNREPORTED = "MEDIA_UNREPORTED"
+# The disconnect reason after the SDK's own full reconnect (its session restarted and the tracks
+# republished): the runner then leaves and joins afresh, as after any disconnect. After a 30 s
+# outage, twice in CI (tests/test_faults.py), the republished video reached no viewer: a viewer
+# rejoining every 3 s for 35 s decoded nothing, while the runner sent keyframes for each of its
+# joins and the control channel worked both ways; a fresh join of the runner is the path every
+# other recovery takes (cause not found; it never happened in ~30 local runs).
+RESTARTED = "SDK_RESTARTED"
 # libwebrtc drops a frame whose capture time does not advance by at least 1 ms.
 MIN_TIMESTAMP_STEP_US = 1000
 
@@ -138,6 +145,7 @@ class Publisher:
         self._frame_engine = frame_engine
         self._key_index = key_index  # the frame cryptor's index, re-applied after a republish
         self._republished = False  # handed out once by take_feedback
+        self._restarted = False  # the SDK republished the video: join afresh once it is back
         self._joined = False  # a participant joined since the last take_feedback
         self._lost_for_good = False  # NACKs the runner cannot answer (runner.nackwatch)
         self._pushed = 0  # video frames handed to the SDK (runner.nackwatch.ReportWatch)
@@ -156,7 +164,7 @@ class Publisher:
             return
         self.track_sid = publication.sid
         self._configure_frame_cryptor(self._frame_engine, self._key_index)
-        self._republished = True
+        self._republished = self._restarted = True
         log.info("track_republished", track_sid=publication.sid, previous_sid=previous_sid)
 
     def _on_participant_connected(self, participant: rtc.RemoteParticipant) -> None:
@@ -173,6 +181,10 @@ class Publisher:
     def _on_reconnected(self) -> None:
         self.reconnecting = False
         log.info("livekit_reconnected")
+        if self._restarted:
+            # A full reconnect of the SDK's own (not a resume): leave, and join afresh (RESTARTED).
+            self.disconnect_reason = RESTARTED
+            self.disconnected.set()
 
     @property
     def live(self) -> bool:

@@ -35,7 +35,7 @@ from runner.media.pipeline import Pipeline, Sealer
 if TYPE_CHECKING:
     from runner.metrics import Health, Metrics, MetricValues
 from runner.notify import Notifier, Wait, WatchdogGate, feed_watchdog
-from runner.publish import Publisher, SdkKey
+from runner.publish import RESTARTED, Publisher, SdkKey
 
 log = get_logger(__name__)
 
@@ -376,8 +376,13 @@ class Service:
             self._leaving = None
             if time.monotonic() - connected_at >= STABLE_CONNECTION_S:
                 attempt = 0
-            delay = _backoff(attempt, lk.retry_initial_s, lk.retry_max_s)
-            attempt += 1
+            if reason == RESTARTED:
+                # The SDK is connected again; the runner leaves its restarted session for a fresh
+                # one (runner.publish.RESTARTED) at once: nothing failed that waiting would mend.
+                delay = 0.0
+            else:
+                delay = _backoff(attempt, lk.retry_initial_s, lk.retry_max_s)
+                attempt += 1
             if reason in FATAL_REASONS:
                 log.error("livekit_fatal", reason=reason, policy=lk.on_fatal,
                           retry_in_s=round(delay, 2) if lk.on_fatal == "retry" else None)

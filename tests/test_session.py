@@ -16,7 +16,7 @@ from runner.media.controls import Quality, QualityRequest, Rates, Region, Screen
 from runner.media.pipeline import Pipeline, layout_from_mss
 from runner.media.scheduling import REFINED_BYTES, TRAILING_FRAME_S
 from runner.media.stats import NO_RATES, RateMeter, Stats, rates_between
-from runner.publish import MIN_TIMESTAMP_STEP_US, Publisher
+from runner.publish import MIN_TIMESTAMP_STEP_US, RESTARTED, Publisher
 
 
 class FakeGrabber:
@@ -311,6 +311,46 @@ def test_a_participant_joining_counts_as_a_keyframe_request_once() -> None:
     assert publisher.take_feedback().keyframe is False
     requested[0] = True  # LiveKit's own request still comes through
     assert publisher.take_feedback().keyframe is True
+
+
+def test_after_the_sdks_full_reconnect_the_runner_joins_afresh_not_after_a_resume() -> None:
+    """A resume (``reconnected`` alone) keeps the connection; a full reconnect (the video
+    republished, then ``reconnected``) ends it with RESTARTED, so the service joins afresh; the
+    audio track's republish alone does not."""
+    cryptors: list[SimpleNamespace] = []
+
+    def make(room: FakeRoom) -> Publisher:
+        room.local_participant = SimpleNamespace(identity="desktop-runner")  # type: ignore[attr-defined]
+        room.e2ee_manager = SimpleNamespace(frame_cryptors=lambda: cryptors)  # type: ignore[attr-defined]
+        source = SimpleNamespace(take_feedback=lambda: SimpleNamespace(keyframe_requested=False, rate_control=None))
+        return Publisher(room, source, "TR_video", frame_engine="runner", key_index=0)  # type: ignore[arg-type]
+
+    room = FakeRoom()
+    publisher = make(room)
+    room.handlers["reconnecting"]()
+    room.handlers["reconnected"]()
+    assert not publisher.disconnected.is_set() and publisher.live
+
+    room = FakeRoom()
+    publisher = make(room)
+    publisher.audio_sid = "TR_audio"
+    publisher._configure_audio_cryptor = lambda index: None  # type: ignore[method-assign]
+    room.handlers["reconnecting"]()
+    room.handlers["local_track_republished"](SimpleNamespace(sid="TR_audio2"), "TR_audio")
+    room.handlers["reconnected"]()
+    assert not publisher.disconnected.is_set()
+
+    room = FakeRoom()
+    publisher = make(room)
+    cryptors[:] = [SimpleNamespace(track_sid="TR_video2", participant_identity="desktop-runner",
+                                   set_enabled=lambda on: switched.append(on))]
+    switched: list[bool] = []
+    room.handlers["reconnecting"]()
+    room.handlers["local_track_republished"](SimpleNamespace(sid="TR_video2"), "TR_video")
+    assert switched == [False] and not publisher.disconnected.is_set()  # the new cryptor off at once
+    assert publisher.take_feedback().republished is True
+    room.handlers["reconnected"]()
+    assert publisher.disconnected.is_set() and publisher.disconnect_reason == RESTARTED == "SDK_RESTARTED"
 
 
 def test_the_status_line_reports_the_interval() -> None:
