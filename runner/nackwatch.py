@@ -108,16 +108,16 @@ class NackWatch:
 # LiveKit sends a receiver report on the video it receives about once a second. Video sent for
 # this long (at least REPORT_WATCH_MIN_PACKETS packets; a still screen sends one a second) with
 # not a single new report goes nowhere, and so do frames handed to the SDK for this long that
-# leave no packet at all. Seen after the SDK's own full reconnect following a 30 s outage
-# (tests/test_faults.py): the republished track's frames were handed to the SDK, keyframes for
-# every rejoin of the viewer, which decoded nothing for 35 s (which of the two it was is not
-# known: the first version, on reports alone, did not fire in the one CI run since). The runner then starts
-# the connection afresh (runner.publish). Longer than the SDK takes to notice a server that is
+# leave no packet at all. Written for the case seen after the SDK's own full reconnect following
+# a 30 s outage (tests/test_faults.py: a viewer decoded nothing for 35 s; which of the two it was
+# is not known), which the runner now meets by joining afresh at once (runner.publish.RESTARTED);
+# this watch stays as the backstop for any session whose video goes nowhere. The runner then
+# starts the connection afresh (runner.publish). Longer than the SDK takes to notice a server that is
 # gone (its ping timeout, 15 s: it then resumes on its own, and the watch starts again): at 10 s
 # the watch left during such an outage and the runner's fresh connection came on top of the SDK's.
 REPORT_WATCH_SILENCE_S = 20.0
-# Until the first report on a track (a join, or the SDK's republish after its full reconnect,
-# the case seen), this much: the first report came 1-2 s after the first packets.
+# Until the first report on a track (a join), this much: the first report came 1-2 s after the
+# first packets.
 REPORT_WATCH_FIRST_S = 6.0
 REPORT_WATCH_MIN_PACKETS = 5
 

@@ -76,27 +76,15 @@ def vbv_buffer_bits(target: int, width: int, height: int) -> int:
 #   within a few frame times, blurry, and refinement (runner.media.scheduling) brings the text up
 #   within the cap (0.25 s: input-to-photon p50 290-310 ms; 0.1 s: 171-180 ms; 0.05 s: 136-144
 #   ms on 2 Mbit/s, 40 ms, 1 %);
-# - REFINE_VBV_S for the refinements (REFINE_INTERVAL_S apart): with 0.05 s they got half the
-#   link and a page of text at 0.3 Mbit/s climbed 1 dB per picture. With 0.1 s, refilled by
-#   0.1 s of the target each, they still spent only about 60 % of the target (x264 keeps a
-#   picture within what its buffer holds, and a buffer the size of one refill is never full):
-#   a 1080p page from a 28 kB IDR at 1.4 Mbit/s took 2.5-2.7 s to 36 dB of text. With 0.2 s
-#   and the same refill they spent the target, and it took 1.3 s (1 Mbit/s: 4+ -> 1.9 s;
-#   2 Mbit/s: 1.6 -> 0.9 s; the editor's page 1.3-1.9 -> 0.8-1.2 s), in fewer bytes all told;
-#   but on 2 Mbit/s, 40 ms, 1 % (6 runs) input-to-photon p95 rose from 222 to 506 ms: LiveKit's
-#   target came up to 1.85 Mbit/s there, and refinements at all of it, with a repair IDR on top,
-#   queued in front of the next change (2.1 Mbit/s sent in one second). So refinements are
-#   refilled by REFINE_RATE_SHARE of the target: they spend about what the 0.1 s buffer spent
-#   (0.57-0.69 of the target), placed where the page needs it (the page at 1.4 Mbit/s legible in
-#   1.7-2.3 s; 1-2 Mbit/s 0.1-0.6 s sooner). On that link (2026-12-08): text legible within 2 s
-#   48 of 48 trials, the slowest 1.90 s (the 0.1 s buffer: 90 of 96, the slowest 3.28 s and one
-#   never; a share of 0.75: 95 of 96, the slowest 2.01 s); input-to-photon p50 145 ms, 4 of 48
-#   over 250 ms (0.1 s: 147 ms, 4 of 96; 0.75: 9 of 96; every such trial traced was a packet of
-#   the change itself lost on the browser's leg and resent by LiveKit about 150 ms later). The
-#   cost: bigger refinement pictures (up to 1.5 times 0.1 s of the target, against 0.8) overflow
-#   a shallow bottleneck more often: the runner leg's tbf (100 ms of queue) dropped 120-993
-#   packets a run against 11-101. A buffer of 0.13 s at the full refill kept the pictures small
-#   but left 3 of 48 pages over 2 s (up to 3.24 s);
+# - REFINE_VBV_S for the refinements (REFINE_INTERVAL_S apart), refilled by REFINE_RATE_SHARE of
+#   the target: with 0.05 s they got half the link; with 0.1 s at the full refill x264 spent only
+#   ~60 % of the target (it keeps a picture within the buffer's fill, and a buffer one refill deep
+#   is never full), a 1080p page at 1.4 Mbit/s 2.5-2.9 s to 36 dB; 0.2 s at the full refill spent
+#   all of it and queued in front of the next change when LiveKit's target neared the link
+#   (input-to-photon p95 506 ms on 2 Mbit/s, 40 ms, 1 %). 0.2 s at 0.6 spends what 0.1 s spent,
+#   placed where the page needs it: every page legible within 2 s on that link (was 90 of 96),
+#   at the cost of bigger refinement pictures and more drops at a shallow bottleneck (README,
+#   "Behaviour on real links", which has the figures and the variants tried);
 # - RESENT_IDR_VBV_S for every IDR after the encoder's first (keyframe requests after losses):
 #   a 1.5 s IDR through a link with 100 ms of queue lost a hundred packets and froze the picture
 #   for 3.2-3.6 s; a small one is refined like a change.
